@@ -1,0 +1,431 @@
+"""The sans-I/O WebSocket protocol: bytes in, events out; calls in, bytes out.
+
+:class:`Protocol` holds everything RFC 6455 says about an open connection — frames, masking,
+fragmentation, UTF-8, ping/pong, the closing handshake, failing the connection — and does no I/O
+at all. A transport (``wslab.infrastructure.transport``, or a test, or a notebook cell) moves the
+bytes::
+
+    proto = Protocol(Role.SERVER)
+    proto.open(now=0.0)                      # after the opening handshake succeeded
+    events = proto.receive_data(chunk)       # -> [TextReceived(...), PingReceived(...), ...]
+    sock.send(proto.data_to_send())          # automatic replies: pongs, the close echo
+    sock.send(proto.send_text("hello"))      # our own messages
+    if proto.close_expected: sock.close()
+
+When the peer violates the protocol, ``receive_data`` returns the events for everything valid
+that came before, then a :class:`ProtocolFailure`; the close frame with the right code is waiting
+in :meth:`Protocol.data_to_send`, and all further input is ignored.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .assembler import MessageAssembler
+from .codes import CloseCode, Opcode
+from .errors import (
+    ConnectionBroken,
+    ConnectionClosedLocally,
+    InvalidStateTransition,
+    ProtocolError,
+)
+from .frames import (
+    MAX_CLOSE_REASON,
+    MAX_CONTROL_PAYLOAD,
+    Frame,
+    FrameParser,
+    encode_close_payload,
+    encode_frame,
+    parse_close_payload,
+)
+from .state import ConnectionState, StateMachine, Transition
+
+__all__ = [
+    "BinaryReceived",
+    "CloseReceived",
+    "Event",
+    "PingReceived",
+    "PongReceived",
+    "Protocol",
+    "ProtocolFailure",
+    "Role",
+    "TextReceived",
+]
+
+State = ConnectionState
+
+
+class Role(enum.Enum):
+    """Which end of the connection this is; it decides who masks (the client does)."""
+
+    SERVER = "server"
+    CLIENT = "client"
+
+
+# -- events ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TextReceived:
+    """A complete text message."""
+
+    text: str
+    frames: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class BinaryReceived:
+    """A complete binary message."""
+
+    data: bytes
+    frames: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class PingReceived:
+    """A ping; unless ``auto_pong`` is off, the pong is already in ``data_to_send()``."""
+
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class PongReceived:
+    """A pong (solicited or not)."""
+
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class CloseReceived:
+    """The peer's close frame; ``code`` is 1005 when it carried no status."""
+
+    code: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ProtocolFailure:
+    """The peer broke the protocol; we are failing the connection with ``close_code``."""
+
+    error: ProtocolError
+
+    @property
+    def close_code(self) -> int:
+        """The close code sent to the peer."""
+        return int(self.error.close_code)
+
+
+Event = (
+    TextReceived | BinaryReceived | PingReceived | PongReceived | CloseReceived | ProtocolFailure
+)
+
+FrameObserver = Callable[[str, Frame], None]
+TransitionObserver = Callable[[Transition], None]
+
+
+def _truncate_reason(reason: str) -> str:
+    """Cut a close reason to 123 bytes of UTF-8 without splitting a character."""
+    encoded = reason.encode("utf-8")
+    if len(encoded) <= MAX_CLOSE_REASON:
+        return reason
+    return encoded[:MAX_CLOSE_REASON].decode("utf-8", errors="ignore")
+
+
+@dataclass(slots=True)
+class ProtocolStats:
+    """Counters of what crossed the connection, kept by the protocol at almost no cost."""
+
+    frames_in: int = 0
+    frames_out: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    messages_in: int = 0
+    messages_out: int = 0
+
+
+class Protocol:
+    """One end of a WebSocket connection, with no I/O. See the module docstring for the flow.
+
+    Parameters:
+        role: ``Role.SERVER`` or ``Role.CLIENT``.
+        max_frame_size / max_message_size: limits on received data (1009 beyond); ``None`` = none.
+        auto_pong: answer each ping with a pong carrying the same payload (RFC 6455 5.5.2).
+        clock: where ``now`` comes from when a call doesn't pass one (a fake clock in tests).
+        mask_key_factory: the client's source of masking keys (4 unpredictable bytes each).
+        frame_observer: called with ``("in" | "out", frame)`` for every frame — the event log.
+        transition_observer: called with each :class:`Transition` of the state machine.
+        now: the creation time recorded in the state history (default: ``clock()``).
+    """
+
+    def __init__(
+        self,
+        role: Role,
+        *,
+        max_frame_size: int | None = None,
+        max_message_size: int | None = None,
+        auto_pong: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+        mask_key_factory: Callable[[int], bytes] = os.urandom,
+        frame_observer: FrameObserver | None = None,
+        transition_observer: TransitionObserver | None = None,
+        now: float | None = None,
+    ) -> None:
+        self.role = role
+        self.auto_pong = auto_pong
+        self._clock = clock
+        self._mask_key_factory = mask_key_factory
+        self.frame_observer = frame_observer
+        self.transition_observer = transition_observer
+        self.parser = FrameParser(max_frame_size=max_frame_size, require_mask=role is Role.SERVER)
+        self.assembler = MessageAssembler(max_message_size)
+        self.machine = StateMachine(ConnectionState.CONNECTING, now=clock() if now is None else now)
+        self.stats = ProtocolStats()
+        self._outgoing: list[bytes] = []
+        self._sending: Opcode | None = None  # the type of a fragmented message we are sending
+        self._close_sent: tuple[int | None, str] | None = None
+        self._close_received: tuple[int, str] | None = None
+        self._failure: ProtocolError | None = None
+        self._closed_locally = False
+        self._ignore_input = False
+
+    # -- state -------------------------------------------------------------------------------------
+
+    @property
+    def state(self) -> ConnectionState:
+        """CONNECTING, OPEN, CLOSING or CLOSED."""
+        return self.machine.state
+
+    @property
+    def close_sent(self) -> tuple[int | None, str] | None:
+        """``(code, reason)`` of the close frame we sent, or ``None``."""
+        return self._close_sent
+
+    @property
+    def close_received(self) -> tuple[int, str] | None:
+        """``(code, reason)`` of the close frame the peer sent, or ``None``."""
+        return self._close_received
+
+    @property
+    def failure(self) -> ProtocolError | None:
+        """The peer's protocol violation that failed this connection, if any."""
+        return self._failure
+
+    @property
+    def close_expected(self) -> bool:
+        """True when the transport should now close the TCP connection.
+
+        That is once both close frames have crossed, or once we failed the connection. RFC 6455
+        7.1.1 has the server close TCP first; a client waits a little for the server to do it.
+        """
+        return self._failure is not None or (
+            self._close_sent is not None and self._close_received is not None
+        )
+
+    @property
+    def close_code(self) -> int:
+        """The close code as the browser API reports it: the peer's, or 1006 if none came."""
+        if self._close_received is not None:
+            return self._close_received[0]
+        return CloseCode.ABNORMAL_CLOSURE
+
+    @property
+    def closed_locally(self) -> bool:
+        """True if this end started the close (``send_close``/``fail``), not the peer."""
+        return self._closed_locally
+
+    def _now(self, now: float | None) -> float:
+        return self._clock() if now is None else now
+
+    def _move(self, new: ConnectionState, now: float | None, cause: str) -> None:
+        record = self.machine.transition(new, now=self._now(now), cause=cause)
+        if self.transition_observer is not None:
+            self.transition_observer(record)
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    def open(self, *, now: float | None = None, cause: str = "handshake accepted") -> None:
+        """The opening handshake succeeded: CONNECTING -> OPEN."""
+        self._move(State.OPEN, now, cause)
+
+    def connection_lost(self, *, now: float | None = None, cause: str = "") -> None:
+        """The transport is closed: any state -> CLOSED (a no-op if already CLOSED)."""
+        if self.state is State.CLOSED:
+            return
+        if not cause:
+            cause = "closing handshake complete" if self.close_expected else "transport lost"
+        self._move(State.CLOSED, now, cause)
+        self._ignore_input = True
+
+    # -- receiving ---------------------------------------------------------------------------------
+
+    def receive_data(
+        self, data: bytes | bytearray | memoryview, *, now: float | None = None
+    ) -> list[Event]:
+        """Process received bytes; return the events they complete, in order."""
+        if self.state is State.CONNECTING:
+            raise InvalidStateTransition("receive_data() before the opening handshake completed")
+        if self._ignore_input or not data:
+            return []  # after a close frame or a failure, RFC 6455 says to discard input
+        self.stats.bytes_in += len(data)
+        events: list[Event] = []
+        try:
+            for frame in self.parser.feed(data):
+                self._handle_frame(frame, events, now)
+                if self._ignore_input:
+                    break
+            else:
+                header = self.parser.partial_header
+                if header is not None and not header.is_control:
+                    self.assembler.check_partial(header, self.parser.partial_payload)
+        except ProtocolError as error:
+            events.append(ProtocolFailure(error))
+            self._fail(error, now)
+        return events
+
+    def _handle_frame(self, frame: Frame, events: list[Event], now: float | None) -> None:
+        self.stats.frames_in += 1
+        if self.frame_observer is not None:
+            self.frame_observer("in", frame)
+        opcode = frame.opcode
+        if opcode < 0x8:  # data frame
+            message = self.assembler.add(frame)
+            if message is not None:
+                self.stats.messages_in += 1
+                if message.is_text:
+                    events.append(TextReceived(message.data, message.frames))  # type: ignore[arg-type]
+                else:
+                    events.append(BinaryReceived(message.data, message.frames))  # type: ignore[arg-type]
+        elif opcode is Opcode.PING:
+            events.append(PingReceived(frame.payload))
+            if self.auto_pong and self._close_sent is None:
+                self._queue(Frame(Opcode.PONG, frame.payload))
+        elif opcode is Opcode.PONG:
+            events.append(PongReceived(frame.payload))
+        else:  # CLOSE
+            code, reason = parse_close_payload(frame.payload)
+            self._close_received = (code, reason)
+            events.append(CloseReceived(code, reason))
+            self._ignore_input = True  # nothing after a close frame means anything
+            if self._close_sent is None:
+                # Echo the status code (RFC 6455 5.5.1); no code received -> none sent back.
+                echo = None if code == CloseCode.NO_STATUS_RCVD else code
+                self._close_sent = (echo, "")
+                self._queue(Frame(Opcode.CLOSE, encode_close_payload(echo)))
+                self._move(State.CLOSING, now, f"close received ({code})")
+
+    # -- sending -----------------------------------------------------------------------------------
+
+    def data_to_send(self) -> bytes:
+        """Bytes the protocol produced by itself (pongs, the close echo, a failure's close)."""
+        if not self._outgoing:
+            return b""
+        data = b"".join(self._outgoing)
+        self._outgoing.clear()
+        return data
+
+    def send_text(self, text: str, *, fin: bool = True) -> bytes:
+        """A text message (or its first fragment when ``fin`` is false)."""
+        return self._send_data(Opcode.TEXT, text.encode("utf-8"), fin)
+
+    def send_binary(self, data: bytes | bytearray | memoryview, *, fin: bool = True) -> bytes:
+        """A binary message (or its first fragment when ``fin`` is false)."""
+        return self._send_data(Opcode.BINARY, bytes(data), fin)
+
+    def send_continuation(self, data: bytes, *, fin: bool) -> bytes:
+        """The next fragment of the message started with ``fin=False``."""
+        if self._sending is None:
+            raise ProtocolError("no fragmented message to continue")
+        return self._send_data(Opcode.CONT, data, fin)
+
+    def send_ping(self, payload: bytes = b"") -> bytes:
+        """A ping; the peer must answer with a pong carrying the same payload."""
+        return self._send_control(Opcode.PING, payload)
+
+    def send_pong(self, payload: bytes = b"") -> bytes:
+        """A pong (unsolicited pongs serve as a one-way heartbeat)."""
+        return self._send_control(Opcode.PONG, payload)
+
+    def send_close(
+        self,
+        code: int | None = CloseCode.NORMAL_CLOSURE,
+        reason: str = "",
+        *,
+        now: float | None = None,
+    ) -> bytes:
+        """Start the closing handshake: OPEN -> CLOSING. Returns ``b""`` if already closing."""
+        if self._close_sent is not None or self.state is State.CLOSED:
+            return b""
+        if self.state is State.CONNECTING:
+            raise InvalidStateTransition("send_close() before the opening handshake completed")
+        reason = _truncate_reason(reason)
+        payload = encode_close_payload(code, reason)
+        self._close_sent = (code, reason)
+        self._closed_locally = self._close_received is None and self._failure is None
+        if self.state is State.OPEN:
+            self._move(State.CLOSING, now, f"close sent ({code})")
+        return self._encode(Frame(Opcode.CLOSE, payload))
+
+    def fail(self, code: int, reason: str = "", *, now: float | None = None) -> bytes:
+        """Fail the connection ourselves (e.g. 1008 flooding, 1011 dead peer): close, stop reading."""
+        self._ignore_input = True
+        return self.send_close(code, reason, now=now)
+
+    # -- internals ---------------------------------------------------------------------------------
+
+    def _fail(self, error: ProtocolError, now: float | None) -> None:
+        self._failure = error
+        self._ignore_input = True
+        if self._close_sent is None and self.state is State.OPEN:
+            self._outgoing.append(self.send_close(int(error.close_code), error.message, now=now))
+
+    def _check_can_send(self, control: bool) -> None:
+        if self.state is State.OPEN and self._close_sent is None:
+            return
+        if self.state is State.CONNECTING:
+            raise InvalidStateTransition("cannot send before the opening handshake completed")
+        if control and self._close_sent is None and self.state is State.CLOSING:
+            return
+        if self._closed_locally:
+            code, reason = self._close_sent or (None, "")
+            raise ConnectionClosedLocally(
+                "this end closed the connection", close_code=code, reason=reason
+            )
+        code, reason = self._close_received or (CloseCode.ABNORMAL_CLOSURE, "")
+        raise ConnectionBroken(
+            "the peer or the network ended the connection", close_code=code, reason=reason
+        )
+
+    def _send_data(self, opcode: Opcode, payload: bytes, fin: bool) -> bytes:
+        self._check_can_send(control=False)
+        if opcode is not Opcode.CONT and self._sending is not None:
+            raise ProtocolError("cannot start a message while a fragmented one is being sent")
+        self._sending = None if fin else (self._sending or opcode)
+        if fin:
+            self.stats.messages_out += 1
+        return self._encode(Frame(opcode, payload, fin))
+
+    def _send_control(self, opcode: Opcode, payload: bytes) -> bytes:
+        self._check_can_send(control=True)
+        if len(payload) > MAX_CONTROL_PAYLOAD:
+            raise ValueError("control frame payloads are limited to 125 bytes")
+        return self._encode(Frame(opcode, bytes(payload)))
+
+    def _queue(self, frame: Frame) -> None:
+        self._outgoing.append(self._encode(frame))
+
+    def _encode(self, frame: Frame) -> bytes:
+        if self.role is Role.CLIENT:
+            key = self._mask_key_factory(4)
+            frame.masked, frame.mask_key = True, key
+            data = encode_frame(frame, key)
+        else:
+            data = encode_frame(frame)
+        self.stats.frames_out += 1
+        self.stats.bytes_out += len(data)
+        if self.frame_observer is not None:
+            self.frame_observer("out", frame)
+        return data

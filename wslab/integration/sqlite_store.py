@@ -1,0 +1,399 @@
+"""SQLiteStore: the embedded default message store (aiosqlite, one file, nothing to install).
+
+How it keeps the store's promises:
+
+- **gap-free seq, also across processes**: a ``room_seq`` counter table holds each room's last
+  seq. ``save`` runs ``BEGIN IMMEDIATE`` (take the database's write lock up front), bumps the
+  counter, inserts the message and commits — one transaction, so a failure rolls the counter
+  back with the message, and two processes sharing the file take turns on the lock instead of
+  reading the same counter. ``busy_timeout`` makes a writer wait for the lock rather than fail.
+- **durability**: WAL journal with ``synchronous=NORMAL``. A committed message survives a crash
+  of the process; a power loss or OS crash may lose the last few commits (WAL is synced at
+  checkpoints, not on every commit). That is the usual trade for a chat history on one machine
+  and makes each save a single ``write`` rather than an ``fsync``. The hub acks only after
+  ``save`` returns, i.e. after the commit. Pass ``synchronous="FULL"`` to sync every commit.
+- **one connection per store**: aiosqlite runs it on its own thread; an ``asyncio.Lock``
+  serialises the store's operations on it (a connection has one transaction at a time). Readers
+  in other processes are not blocked, thanks to WAL.
+- **schema**: created and migrated by wslab, versioned with ``PRAGMA user_version``; the
+  migrations run inside ``BEGIN IMMEDIATE`` so two processes opening one new file cannot race.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, ClassVar
+
+import aiosqlite
+
+from wslab.foundation.errors import ConfigError, DependencyError
+from wslab.integration.store import (
+    DEFAULT_HISTORY_LIMIT,
+    DEFAULT_RETENTION,
+    BaseStore,
+    HistoryPage,
+    MessageDraft,
+    StoredMessage,
+)
+
+__all__ = ["MIGRATIONS", "SQLiteStore"]
+
+#: The schema, one script per version: MIGRATIONS[0] takes an empty file to version 1, and so on.
+#: Append new versions; never edit a released one.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE room_seq (
+        room            TEXT PRIMARY KEY,
+        seq             INTEGER NOT NULL,
+        trimmed_through INTEGER NOT NULL DEFAULT 0  -- highest seq deleted by retention
+    );
+    CREATE TABLE messages (
+        message_id    TEXT PRIMARY KEY,
+        room          TEXT NOT NULL,
+        seq           INTEGER NOT NULL,
+        from_user     TEXT NOT NULL,
+        from_username TEXT NOT NULL,
+        to_user       TEXT,
+        content       TEXT NOT NULL,
+        ts_us         INTEGER NOT NULL,              -- microseconds since the epoch, UTC
+        origin_hub    TEXT NOT NULL,
+        UNIQUE (room, seq)                           -- also the index history pages read
+    );
+    """,
+)
+
+_COLUMNS = "message_id, room, seq, from_user, from_username, to_user, content, ts_us, origin_hub"
+_SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
+
+
+def _to_us(ts: datetime) -> int:
+    delta = ts - datetime(1970, 1, 1, tzinfo=timezone.utc)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def _from_us(us: int) -> datetime:
+    seconds, micro = divmod(us, 1_000_000)
+    return datetime.fromtimestamp(seconds, timezone.utc).replace(microsecond=micro)
+
+
+def _row_to_message(row: tuple[Any, ...]) -> StoredMessage:
+    return StoredMessage(
+        message_id=row[0],
+        room=row[1],
+        seq=row[2],
+        from_user=row[3],
+        from_username=row[4],
+        to_user=row[5],
+        content=row[6],
+        timestamp=_from_us(row[7]),
+        origin_hub=row[8],
+    )
+
+
+class SQLiteStore(BaseStore):
+    """The message store on one SQLite file (or ``":memory:"``, private to this store)."""
+
+    backend_name = "SQLite"
+    #: The schema migrations this class applies (a subclass may extend it).
+    migrations: ClassVar[tuple[str, ...]] = MIGRATIONS
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        retention: int = DEFAULT_RETENTION,
+        retention_overrides: Mapping[str, int] | None = None,
+        retention_batch: int | None = None,
+        busy_timeout: float = 5.0,
+        synchronous: str = "NORMAL",
+    ) -> None:
+        """``busy_timeout`` (seconds) is how long a write waits for another process's lock."""
+        super().__init__(
+            retention=retention,
+            retention_overrides=retention_overrides,
+            retention_batch=retention_batch,
+        )
+        if not isinstance(busy_timeout, (int, float)) or not 0 <= busy_timeout <= 600:
+            raise ConfigError("busy_timeout must be between 0 and 600 seconds")
+        if str(synchronous).upper() not in _SYNCHRONOUS:
+            raise ConfigError(f"synchronous must be one of {', '.join(_SYNCHRONOUS)}")
+        self.path = str(path)
+        self.busy_timeout = float(busy_timeout)
+        self.synchronous = str(synchronous).upper()
+        self._db: aiosqlite.Connection | None = None
+        self._lock = asyncio.Lock()
+
+    def __repr__(self) -> str:
+        return f"SQLiteStore({self.path!r})"
+
+    @property
+    def schema_version(self) -> int:
+        """The version this code brings the schema to."""
+        return len(self.migrations)
+
+    # -- lifecycle
+
+    async def open(self) -> None:
+        """Open the file (creating parent directories), set the pragmas, migrate the schema."""
+        if self._db is not None:
+            return
+        try:
+            if self.path != ":memory:":
+                Path(self.path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            # isolation_level=None: we issue BEGIN/COMMIT ourselves (sqlite3's implicit
+            # transactions would start with a deferred BEGIN and could deadlock two writers).
+            db = await aiosqlite.connect(self.path, isolation_level=None)
+        except (OSError, sqlite3.Error) as exc:
+            raise self.unavailable(exc, "open") from exc
+        try:
+            await db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+            if self.path != ":memory:":
+                await db.execute("PRAGMA journal_mode = WAL")
+            await db.execute(f"PRAGMA synchronous = {self.synchronous}")
+            await db.execute("PRAGMA foreign_keys = ON")
+            await self._migrate(db)
+        except BaseException as exc:
+            await db.close()
+            if isinstance(exc, sqlite3.Error):
+                raise self.unavailable(exc, "open") from exc
+            raise
+        self._db = db
+
+    async def close(self) -> None:
+        """Close the connection (waits for a running operation to finish)."""
+        async with self._lock:
+            db, self._db = self._db, None
+            if db is not None:
+                await db.close()
+
+    async def _migrate(self, db: aiosqlite.Connection) -> None:
+        try:
+            await db.execute("BEGIN IMMEDIATE")
+            async with db.execute("PRAGMA user_version") as cur:
+                row = await cur.fetchone()
+            version = int(row[0]) if row else 0
+            if version > len(self.migrations):
+                raise DependencyError(
+                    f"message store schema version {version} is newer than this wslab "
+                    f"understands ({len(self.migrations)}); upgrade wslab"
+                )
+            for number, script in enumerate(self.migrations[version:], start=version + 1):
+                # executescript() would COMMIT first; run the statements one by one instead,
+                # so all pending migrations and the version bump are one transaction.
+                for statement in _split_sql(script):
+                    await db.execute(statement)
+                await db.execute(f"PRAGMA user_version = {number}")
+            await db.execute("COMMIT")
+        except BaseException:
+            await asyncio.shield(_rollback(db))
+            raise
+
+    def _conn(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise DependencyError(f"message store ({self.backend_name}) is not open")
+        return self._db
+
+    # -- writing
+
+    async def save(self, draft: MessageDraft) -> StoredMessage:
+        """Store ``draft`` with its room's next seq (idempotent on ``message_id``)."""
+        async with self._lock:
+            db = self._conn()
+            try:
+                return await self._save(db, draft)
+            except sqlite3.Error as exc:
+                raise self.unavailable(exc, "save") from exc
+
+    async def _save(self, db: aiosqlite.Connection, draft: MessageDraft) -> StoredMessage:
+        room = draft.storage_room
+        try:
+            await db.execute("BEGIN IMMEDIATE")
+            # Checked inside the write lock: no other writer can insert this id meanwhile.
+            existing = await self._get(db, draft.message_id)
+            if existing is None:
+                message = await self._insert(db, draft, room)
+            await db.execute("COMMIT")
+        except BaseException:
+            # Also on cancellation: never leave the shared connection inside a transaction.
+            await asyncio.shield(_rollback(db))
+            raise
+        if existing is not None:
+            return self.existing_or_conflict(existing, draft)
+        return message
+
+    async def _insert(
+        self, db: aiosqlite.Connection, draft: MessageDraft, room: str
+    ) -> StoredMessage:
+        """Bump the room's counter, insert the message, trim; inside the caller's transaction."""
+        async with db.execute(
+            "INSERT INTO room_seq (room, seq) VALUES (?, 1) "
+            "ON CONFLICT (room) DO UPDATE SET seq = seq + 1 RETURNING seq",
+            (room,),
+        ) as cur:
+            row = await cur.fetchone()
+        assert row is not None  # RETURNING always yields the row
+        seq = int(row[0])
+        await db.execute(
+            f"INSERT INTO messages ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                draft.message_id,
+                room,
+                seq,
+                draft.from_user,
+                draft.from_username,
+                draft.to_user,
+                draft.content,
+                _to_us(draft.timestamp),
+                draft.origin_hub,
+            ),
+        )
+        cutoff = self.trim_cutoff(room, seq)
+        if cutoff is not None:
+            await db.execute("DELETE FROM messages WHERE room = ? AND seq <= ?", (room, cutoff))
+            await db.execute(
+                "UPDATE room_seq SET trimmed_through = max(trimmed_through, ?) WHERE room = ?",
+                (cutoff, room),
+            )
+        return StoredMessage(
+            message_id=draft.message_id,
+            room=room,
+            seq=seq,
+            from_user=draft.from_user,
+            from_username=draft.from_username,
+            to_user=draft.to_user,
+            content=draft.content,
+            timestamp=draft.timestamp,
+            origin_hub=draft.origin_hub,
+        )
+
+    async def purge(self, room: str) -> None:
+        """Delete a room's messages and reset its seq (tests and teaching only)."""
+        async with self._lock:
+            db = self._conn()
+            try:
+                try:
+                    await db.execute("BEGIN IMMEDIATE")
+                    await db.execute("DELETE FROM messages WHERE room = ?", (room,))
+                    await db.execute("DELETE FROM room_seq WHERE room = ?", (room,))
+                    await db.execute("COMMIT")
+                except BaseException:
+                    await asyncio.shield(_rollback(db))
+                    raise
+            except sqlite3.Error as exc:
+                raise self.unavailable(exc, "purge") from exc
+
+    # -- reading
+
+    @staticmethod
+    async def _get(db: aiosqlite.Connection, message_id: str) -> StoredMessage | None:
+        async with db.execute(
+            f"SELECT {_COLUMNS} FROM messages WHERE message_id = ?", (message_id,)
+        ) as cur:
+            row = await cur.fetchone()
+        return None if row is None else _row_to_message(tuple(row))
+
+    async def get(self, message_id: str) -> StoredMessage | None:
+        """The stored message with this id, or None."""
+        async with self._lock:
+            db = self._conn()
+            try:
+                return await self._get(db, message_id)
+            except sqlite3.Error as exc:
+                raise self.unavailable(exc, "get") from exc
+
+    async def history(
+        self,
+        room: str,
+        *,
+        limit: int = DEFAULT_HISTORY_LIMIT,
+        before_seq: int | None = None,
+        since_seq: int | None = None,
+    ) -> HistoryPage:
+        """A page of ``room``'s history, oldest first (see ``wslab.integration.store``)."""
+        query = self.check_history_args(room, limit, before_seq, since_seq)
+        if query.since_seq is not None:
+            sql = f"SELECT {_COLUMNS} FROM messages WHERE room = ? AND seq > ? ORDER BY seq LIMIT ?"
+            params: tuple[Any, ...] = (room, query.since_seq, limit + 1)
+        elif query.before_seq is not None:
+            sql = (
+                f"SELECT {_COLUMNS} FROM messages WHERE room = ? AND seq < ? "
+                "ORDER BY seq DESC LIMIT ?"
+            )
+            params = (room, query.before_seq, limit + 1)
+        else:
+            sql = f"SELECT {_COLUMNS} FROM messages WHERE room = ? ORDER BY seq DESC LIMIT ?"
+            params = (room, limit + 1)
+        async with self._lock:
+            db = self._conn()
+            try:
+                # One read transaction: the rows and the counters come from the same snapshot,
+                # even while another process writes or trims.
+                try:
+                    await db.execute("BEGIN")
+                    async with db.execute(sql, params) as cur:
+                        rows = [_row_to_message(tuple(r)) for r in await cur.fetchall()]
+                    latest, trimmed = await self._counters(db, room)
+                finally:
+                    # Read-only: ending it with ROLLBACK or COMMIT is the same.
+                    await asyncio.shield(_rollback(db))
+            except sqlite3.Error as exc:
+                raise self.unavailable(exc, "history") from exc
+        return self.make_page(query, rows, latest, trimmed)
+
+    @staticmethod
+    async def _counters(db: aiosqlite.Connection, room: str) -> tuple[int, int]:
+        async with db.execute(
+            "SELECT seq, trimmed_through FROM room_seq WHERE room = ?", (room,)
+        ) as cur:
+            row = await cur.fetchone()
+        return (0, 0) if row is None else (int(row[0]), int(row[1]))
+
+    async def latest_seq(self, room: str) -> int:
+        """The newest seq assigned in ``room`` (0 if none)."""
+        async with self._lock:
+            db = self._conn()
+            try:
+                return (await self._counters(db, room))[0]
+            except sqlite3.Error as exc:
+                raise self.unavailable(exc, "latest_seq") from exc
+
+    async def ping(self) -> bool:
+        """True if the database answers a trivial query."""
+        if self._db is None:
+            return False
+        try:
+            async with self._lock:
+                db = self._conn()
+                async with db.execute("SELECT 1") as cur:
+                    return (await cur.fetchone()) is not None
+        except (sqlite3.Error, DependencyError, ValueError):
+            return False
+
+
+async def _rollback(db: aiosqlite.Connection) -> None:
+    """End the connection's transaction, if any (aiosqlite runs calls in order, so this also
+    covers a BEGIN or COMMIT still queued when the caller was cancelled)."""
+    try:
+        await db.execute("ROLLBACK")
+    except sqlite3.OperationalError as exc:
+        if "no transaction is active" not in str(exc):
+            raise
+
+
+def _split_sql(script: str) -> list[str]:
+    """Split a migration script into statements (``sqlite3.complete_statement`` knows where)."""
+    statements: list[str] = []
+    current = ""
+    for line in script.splitlines(keepends=True):
+        current += line
+        if sqlite3.complete_statement(current):
+            if current.strip():
+                statements.append(current.strip())
+            current = ""
+    if current.strip():
+        statements.append(current.strip())
+    return statements
