@@ -1,0 +1,449 @@
+"""``Connection``: one WebSocket connection as the layers above see it, whatever the engine.
+
+A connection has two bounded queues and a small set of verbs:
+
+- **incoming** — complete messages waiting for ``recv()`` / ``async for``. At ``max_incoming``
+  the transport stops reading from the socket (TCP pushes back on the peer) until the queue
+  drains to half.
+- **outgoing** — frames waiting for the socket while the transport's write buffer is over its
+  high-water mark (``pause_writing``). ``send_nowait()`` never waits: when the queue is full the
+  *slow-consumer policy* decides — ``"close"`` (default: close with 1013, try again later),
+  ``"drop_oldest"`` or ``"drop_new"`` (dropped messages are counted). So one slow client can
+  neither stall a broadcast nor grow memory without bound. ``await send()`` is the flow-controlled
+  variant for a single producer: it waits until the socket has drained.
+
+The two engines — wslab's own (:mod:`wslab.infrastructure.transport`) and the ``websockets``
+library (:mod:`wslab.infrastructure.websockets_engine`) — subclass this and provide the I/O.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import itertools
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from wslab.foundation.codes import CloseCode
+from wslab.foundation.errors import (
+    ConfigError,
+    ConnectionBroken,
+    ConnectionClosed,
+    ConnectionClosedLocally,
+)
+from wslab.foundation.http import Headers
+from wslab.foundation.state import ConnectionState
+
+from .events import EventKind, EventLog
+
+__all__ = [
+    "Connection",
+    "ConnectionLimits",
+    "ConnectionStats",
+    "Prepared",
+    "SlowConsumerPolicy",
+    "new_connection_id",
+]
+
+Message = str | bytes
+
+_ids = itertools.count(1)
+
+
+def new_connection_id() -> str:
+    """A short id, unique in this process, that reads well in logs and DataFrames."""
+    return f"c{next(_ids)}"
+
+
+class SlowConsumerPolicy(str, enum.Enum):
+    """What ``send_nowait`` does when the outgoing queue is full."""
+
+    CLOSE = "close"  # close with 1013: the client reconnects and recovers from history
+    DROP_OLDEST = "drop_oldest"  # keep the freshest data (e.g. live prices)
+    DROP_NEW = "drop_new"  # keep what is queued, refuse the new message
+
+
+@dataclass(frozen=True)
+class ConnectionLimits:
+    """The bounds of one connection. The hub builds these from its ``HubConfig``."""
+
+    max_message_size: int | None = 1 << 20
+    max_frame_size: int | None = None  # None: same as max_message_size
+    max_queue: int = 256  # outgoing messages waiting while the socket is slow
+    max_queue_bytes: int = 4 << 20
+    slow_consumer_policy: SlowConsumerPolicy = SlowConsumerPolicy.CLOSE
+    max_incoming: int = 64  # received messages waiting for the application
+    write_high: int = 64 << 10  # transport write buffer: pause writing above this
+    write_low: int = 16 << 10
+    close_timeout: float = 5.0  # wait this long for the closing handshake, then drop TCP
+    handshake_timeout: float = 10.0  # the whole HTTP upgrade request must arrive within this
+    max_pending_pings: int = 16
+
+    def __post_init__(self) -> None:
+        if self.max_queue < 1 or self.max_incoming < 1:
+            raise ConfigError("max_queue and max_incoming must be at least 1")
+        if self.write_low > self.write_high:
+            raise ConfigError("write_low must not exceed write_high")
+        object.__setattr__(
+            self, "slow_consumer_policy", SlowConsumerPolicy(self.slow_consumer_policy)
+        )
+
+    @property
+    def frame_limit(self) -> int | None:
+        """The effective limit on one received frame."""
+        return self.max_frame_size if self.max_frame_size is not None else self.max_message_size
+
+
+@dataclass(slots=True)
+class ConnectionStats:
+    """Per-connection counters, cheap to keep and shown by ``hub.connections``."""
+
+    opened_at: float = 0.0
+    messages_in: int = 0
+    messages_out: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    dropped_out: int = 0
+    queue_peak: int = 0
+    writes_paused: int = 0
+    pings_sent: int = 0
+    pongs_received: int = 0
+    last_rtt: float | None = None
+    rtts: deque[float] = field(default_factory=lambda: deque(maxlen=64))
+
+
+@dataclass
+class Prepared:
+    """A message encoded once for many receivers (``ConnectionManager.broadcast``).
+
+    A server's frames are not masked, so the bytes of one message are the same for every
+    connection of the wslab engine: they are computed on first use and shared.
+    """
+
+    data: Message
+    _wire: bytes | None = None
+
+    def wire(self, encode: Callable[[Message], bytes]) -> bytes:
+        """The frame bytes, encoded on the first call only."""
+        if self._wire is None:
+            self._wire = encode(self.data)
+        return self._wire
+
+
+class Connection:
+    """The engine-independent part of a connection: identity, queues, stats, waiting.
+
+    Subclasses implement :meth:`_write_message`, :meth:`_write_prepared`, :meth:`_start_close`,
+    :meth:`_send_ping`, :meth:`abort` and report what happens through :meth:`_deliver`,
+    :meth:`_pong`, :meth:`_lost`.
+    """
+
+    engine: str = "abstract"
+
+    def __init__(
+        self,
+        *,
+        role: str,
+        limits: ConnectionLimits,
+        remote: tuple[str, int] | None = None,
+        path: str = "/",
+        query: dict[str, list[str]] | None = None,
+        headers: Headers | None = None,
+        subprotocol: str | None = None,
+        event_log: EventLog | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        connection_id: str | None = None,
+    ) -> None:
+        self.id = connection_id or new_connection_id()
+        self.role = role
+        self.limits = limits
+        self.remote = remote
+        self.path = path
+        self.query = query or {}
+        self.headers = headers or Headers()
+        self.subprotocol = subprotocol
+        self.events = event_log
+        self.clock = clock
+        self.stats = ConnectionStats(opened_at=clock())
+        #: Free slot for the layers above (identity, rooms...): the transport never reads it.
+        self.context: dict[str, Any] = {}
+        self._incoming: deque[Message] = deque()
+        self._incoming_waiter: asyncio.Future[None] | None = None
+        self._reading_paused = False
+        self._closed = asyncio.get_running_loop().create_future()
+        self._close_error: ConnectionClosed | None = None
+        self._pings: dict[bytes, tuple[float, asyncio.Future[float]]] = {}
+        self._ping_counter = itertools.count()
+
+    # -- what the engines implement ----------------------------------------------------------------
+
+    @property
+    def state(self) -> ConnectionState:
+        """CONNECTING, OPEN, CLOSING or CLOSED."""
+        raise NotImplementedError
+
+    def _write_message(self, message: Message) -> None:
+        """Encode and write (or queue) one message; apply the slow-consumer policy."""
+        raise NotImplementedError
+
+    def _write_prepared(self, prepared: Prepared) -> None:
+        """Write (or queue) a message encoded once for many connections."""
+        self._write_message(prepared.data)
+
+    def _send_ping(self, payload: bytes) -> None:
+        raise NotImplementedError
+
+    def _start_close(self, code: int, reason: str) -> None:
+        """Send the close frame (after what is queued) and arrange for TCP to close."""
+        raise NotImplementedError
+
+    def abort(self, reason: str = "aborted") -> None:
+        """Drop the TCP connection now, without a closing handshake."""
+        raise NotImplementedError
+
+    @property
+    def queue_depth(self) -> int:
+        """Outgoing messages waiting for the socket."""
+        return 0
+
+    @property
+    def close_code(self) -> int | None:
+        """The close code received from the peer (1006 if none), once closed; else ``None``."""
+        raise NotImplementedError
+
+    @property
+    def close_reason(self) -> str:
+        """The reason that came with the peer's close frame."""
+        return ""
+
+    @property
+    def closed_locally(self) -> bool:
+        """True if this end started the close."""
+        raise NotImplementedError
+
+    async def wait_writable(self) -> None:
+        """Wait until the socket accepts more data (flow control for a single producer)."""
+
+    # -- receiving ---------------------------------------------------------------------------------
+
+    async def recv(self) -> Message:
+        """The next message; raises ``ConnectionClosed`` once the connection has ended."""
+        while not self._incoming:
+            if self._closed.done():
+                raise self._closed_error()
+            waiter = self._incoming_waiter = asyncio.get_running_loop().create_future()
+            try:
+                await waiter
+            finally:
+                self._incoming_waiter = None
+        message = self._incoming.popleft()
+        if self._reading_paused and len(self._incoming) <= self.limits.max_incoming // 2:
+            self._reading_paused = False
+            self._resume_reading()
+        return message
+
+    def __aiter__(self) -> AsyncIterator[Message]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[Message]:
+        """Messages until the connection closes (then the loop simply ends)."""
+        while True:
+            try:
+                yield await self.recv()
+            except ConnectionClosed:
+                return
+
+    def _deliver(self, message: Message) -> None:
+        """An engine received a complete message."""
+        self.stats.messages_in += 1
+        self._incoming.append(message)
+        if len(self._incoming) >= self.limits.max_incoming and not self._reading_paused:
+            self._reading_paused = True
+            self._pause_reading()
+        waiter = self._incoming_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _pause_reading(self) -> None:
+        """Stop reading from the socket (the incoming queue is full)."""
+
+    def _resume_reading(self) -> None:
+        """Read from the socket again."""
+
+    # -- sending -----------------------------------------------------------------------------------
+
+    def send_nowait(self, message: Message) -> bool:
+        """Send without waiting. False if the connection is not open or the message was dropped."""
+        if not self._can_send():
+            return False
+        before = self.stats.dropped_out
+        self._write_message(message)
+        return self.stats.dropped_out == before
+
+    def send_prepared(self, prepared: Prepared) -> bool:
+        """Send a message encoded once for many connections (see :class:`Prepared`)."""
+        if not self._can_send():
+            return False
+        before = self.stats.dropped_out
+        self._write_prepared(prepared)
+        return self.stats.dropped_out == before
+
+    async def send(self, message: Message) -> None:
+        """Send, waiting while the peer reads slower than we write. Raises if closed."""
+        if not self._can_send():
+            raise self._closed_error()
+        await self.wait_writable()
+        if not self._can_send():
+            raise self._closed_error()
+        self._write_message(message)
+
+    def _can_send(self) -> bool:
+        return self.state is ConnectionState.OPEN
+
+    # -- ping / pong -------------------------------------------------------------------------------
+
+    def ping(self, payload: bytes | None = None) -> asyncio.Future[float]:
+        """Send a ping; the future resolves to the round-trip time in seconds when the pong comes.
+
+        A pong answers its own ping and every earlier one still waiting (RFC 6455 5.5.3 allows a
+        peer to answer only the latest). At most ``max_pending_pings`` wait at once; the oldest
+        is cancelled beyond that.
+        """
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[float] = loop.create_future()
+        if not self._can_send():
+            future.set_exception(self._closed_error())
+            return future
+        if payload is None:
+            payload = next(self._ping_counter).to_bytes(4, "big")
+        while len(self._pings) >= self.limits.max_pending_pings:
+            _, (_, oldest) = next(iter(self._pings.items()))
+            self._pings.pop(next(iter(self._pings)))
+            oldest.cancel()
+        self._pings[payload] = (self.clock(), future)
+        self.stats.pings_sent += 1
+        self._record(EventKind.PING, payload=payload.hex())
+        self._send_ping(payload)
+        return future
+
+    def _pong(self, payload: bytes) -> None:
+        """An engine received a pong: resolve its ping and the earlier ones."""
+        self.stats.pongs_received += 1
+        if payload not in self._pings:
+            self._record(EventKind.PONG, payload=payload.hex(), rtt=None, unsolicited=True)
+            return
+        now = self.clock()
+        rtt = None
+        for key in list(self._pings):
+            sent_at, future = self._pings.pop(key)
+            if not future.done():
+                future.set_result(now - sent_at)
+            if key == payload:
+                rtt = now - sent_at
+                break
+        self.stats.last_rtt = rtt
+        if rtt is not None:
+            self.stats.rtts.append(rtt)
+        self._record(EventKind.PONG, payload=payload.hex(), rtt=rtt)
+
+    # -- closing -----------------------------------------------------------------------------------
+
+    async def close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
+        """Close with ``code``: queued messages go first, then the closing handshake.
+
+        Returns once TCP is closed; if the peer does not answer within ``close_timeout`` the
+        connection is aborted.
+        """
+        if self.state is ConnectionState.OPEN:
+            self._start_close(code, reason)
+        await self.wait_closed(self.limits.close_timeout)
+
+    def close_nowait(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
+        """Start closing without waiting (from synchronous code, e.g. a policy decision)."""
+        if self.state is ConnectionState.OPEN:
+            self._start_close(code, reason)
+
+    async def wait_closed(self, timeout: float | None = None) -> None:
+        """Wait until TCP is closed; with a ``timeout``, abort the connection when it expires."""
+        if timeout is None:
+            await asyncio.shield(self._closed)
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(self._closed), timeout)
+        except asyncio.TimeoutError:
+            self.abort("closing handshake timed out")
+            await asyncio.shield(self._closed)
+
+    @property
+    def closed(self) -> bool:
+        """True once TCP is closed."""
+        return self._closed.done()
+
+    def _lost(self, cause: str) -> None:
+        """An engine reports that TCP is closed: wake every waiter."""
+        if self._closed.done():
+            return
+        self._close_error = self._make_closed_error()
+        self._closed.set_result(None)
+        waiter = self._incoming_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        for _, future in self._pings.values():
+            if not future.done():
+                future.set_exception(self._close_error)
+                future.exception()  # mark retrieved: nobody may be waiting for this ping
+        self._pings.clear()
+        self._record(
+            EventKind.DISCONNECT,
+            code=self.close_code,
+            reason=self.close_reason,
+            by="local" if self.closed_locally else "peer",
+            cause=cause,
+        )
+
+    def _make_closed_error(self) -> ConnectionClosed:
+        code = self.close_code
+        if self.closed_locally:
+            return ConnectionClosedLocally(
+                "this end closed the connection", close_code=code, reason=self.close_reason
+            )
+        return ConnectionBroken(
+            "the peer or the network ended the connection",
+            close_code=code,
+            reason=self.close_reason,
+        )
+
+    def _closed_error(self) -> ConnectionClosed:
+        return self._close_error or self._make_closed_error()
+
+    # -- observability -----------------------------------------------------------------------------
+
+    def _record(self, kind: EventKind, **fields: object) -> None:
+        log = self.events
+        if log is not None and log.enabled_for(kind):
+            log.record(kind, self.id, **fields)
+
+    def info(self) -> dict[str, object]:
+        """One row of ``hub.connections``: who, where, state, RTT, queue depth, counters."""
+        stats = self.stats
+        return {
+            "connection_id": self.id,
+            "engine": self.engine,
+            "remote": f"{self.remote[0]}:{self.remote[1]}" if self.remote else None,
+            "path": self.path,
+            "state": self.state.name,
+            "age_s": round(self.clock() - stats.opened_at, 3),
+            "rtt_ms": None if stats.last_rtt is None else round(stats.last_rtt * 1000, 3),
+            "queue_depth": self.queue_depth,
+            "messages_in": stats.messages_in,
+            "messages_out": stats.messages_out,
+            "bytes_in": stats.bytes_in,
+            "bytes_out": stats.bytes_out,
+            "dropped_out": stats.dropped_out,
+        }
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.id} {self.state.name} {self.remote}>"

@@ -1,0 +1,787 @@
+"""The asyncio transport of wslab's own engine: a server and a client that drive the foundation.
+
+``asyncio.Protocol`` callbacks (not streams) keep the per-frame cost low: bytes from the socket go
+straight into :class:`wslab.foundation.Protocol`, and the frames it returns go straight to the
+socket's transport. One TCP connection is one :class:`_Wire`: first it reads an HTTP head (with a
+size limit and a deadline); a plain request is answered by the ``http_handler`` (pages,
+``/healthz``, ``/metrics``); an upgrade request is validated, offered to ``process_upgrade``
+(origin and auth checks, which may refuse it with an HTTP status), answered with 101, and from then
+on the bytes belong to a :class:`WslabConnection` whose ``handler`` coroutine runs as a task.
+
+Shutdown (:meth:`Server.close`) stops accepting, closes every connection with 1001, waits for the
+handlers, and cancels those that do not finish in time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl as ssl_module
+import time
+import urllib.parse
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from wslab.foundation import handshake
+from wslab.foundation.codes import CloseCode, Opcode
+from wslab.foundation.errors import (
+    HandshakeError,
+    InvalidHandshakeResponse,
+    InvalidUpgrade,
+    OperationTimeout,
+    WslabError,
+)
+from wslab.foundation.frames import Frame, encode_frame
+from wslab.foundation.http import Headers, Request, RequestParser, ResponseParser, build_response
+from wslab.foundation.protocol import (
+    BinaryReceived,
+    CloseReceived,
+    PongReceived,
+    Protocol,
+    ProtocolFailure,
+    Role,
+    TextReceived,
+)
+from wslab.foundation.state import ConnectionState, Transition
+
+from .connection import Connection, ConnectionLimits, Message, Prepared, SlowConsumerPolicy
+from .events import EventKind, EventLog
+
+__all__ = [
+    "Handler",
+    "HttpHandler",
+    "HttpResponse",
+    "Server",
+    "UpgradeHook",
+    "WslabConnection",
+    "connect",
+    "serve",
+]
+
+log = logging.getLogger("wslab.transport")
+
+
+@dataclass(frozen=True)
+class HttpResponse:
+    """A plain HTTP response for a non-WebSocket route."""
+
+    status: int = 200
+    body: bytes = b""
+    content_type: str | None = "text/plain; charset=utf-8"
+    headers: tuple[tuple[str, str], ...] = ()
+
+    def encode(self) -> bytes:
+        """The response bytes (always with Content-Length; the connection closes after it)."""
+        return build_response(
+            self.status, (*self.headers, ("Connection", "close")), self.body, self.content_type
+        )
+
+
+Handler = Callable[[Connection], Awaitable[None]]
+HttpHandler = Callable[[Request], Awaitable[HttpResponse]]
+#: Called with the validated upgrade before the 101 is sent. Raise a ``HandshakeError`` to
+#: refuse (its status is sent); return a dict to put in ``connection.context``, or None.
+UpgradeHook = Callable[
+    [handshake.Upgrade, "tuple[str, int] | None"], Awaitable["dict[str, Any] | None"]
+]
+#: Called for each new TCP connection with the client's address; False refuses it (429).
+AdmissionHook = Callable[[str], bool]
+
+
+async def _default_http(request: Request) -> HttpResponse:
+    return HttpResponse(
+        426, b"this endpoint speaks WebSocket\n", headers=(("Upgrade", "websocket"),)
+    )
+
+
+# -- one WebSocket connection on wslab's engine -----------------------------------------------------
+
+
+class WslabConnection(Connection):
+    """A connection driven by :class:`wslab.foundation.Protocol` over an asyncio transport."""
+
+    engine = "wslab"
+
+    def __init__(
+        self,
+        transport: asyncio.Transport,
+        role: Role,
+        limits: ConnectionLimits,
+        *,
+        event_log: EventLog | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(role=role.value, limits=limits, event_log=event_log, **kwargs)
+        self.transport = transport
+        self.protocol = Protocol(
+            role,
+            max_frame_size=limits.frame_limit,
+            max_message_size=limits.max_message_size,
+            clock=self.clock,
+            frame_observer=self._observe_frame if event_log is not None else None,
+            transition_observer=self._observe_transition if event_log is not None else None,
+        )
+        self._queue: deque[bytes] = deque()
+        self._queued_bytes = 0
+        self._paused = False
+        self._writable: asyncio.Future[None] | None = None
+        self._close_timer: asyncio.TimerHandle | None = None
+        transport.set_write_buffer_limits(high=limits.write_high, low=limits.write_low)
+
+    # -- state -------------------------------------------------------------------------------------
+
+    @property
+    def state(self) -> ConnectionState:
+        return self.protocol.state
+
+    @property
+    def close_code(self) -> int | None:
+        if not self.closed and self.protocol.close_received is None:
+            return None
+        return self.protocol.close_code
+
+    @property
+    def close_reason(self) -> str:
+        received = self.protocol.close_received
+        return received[1] if received else ""
+
+    @property
+    def closed_locally(self) -> bool:
+        return self.protocol.closed_locally
+
+    @property
+    def queue_depth(self) -> int:
+        return len(self._queue)
+
+    # -- incoming bytes ----------------------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        """Bytes from the socket: run them through the protocol and act on the events."""
+        protocol = self.protocol
+        self.stats.bytes_in += len(data)
+        for event in protocol.receive_data(data):
+            kind = type(event)
+            if kind is TextReceived:
+                self._deliver(event.text)  # type: ignore[union-attr]
+            elif kind is BinaryReceived:
+                self._deliver(event.data)  # type: ignore[union-attr]
+            elif kind is PongReceived:
+                self._pong(event.payload)  # type: ignore[union-attr]
+            elif kind is CloseReceived:
+                self._record(EventKind.CLOSE, direction="in", code=event.code, reason=event.reason)  # type: ignore[union-attr]
+            elif kind is ProtocolFailure:
+                error = event.error  # type: ignore[union-attr]
+                self._record(
+                    EventKind.ERROR,
+                    error=type(error).__name__,
+                    message=error.message,
+                    close_code=int(error.close_code),
+                )
+                self._record(
+                    EventKind.CLOSE,
+                    direction="out",
+                    code=int(error.close_code),
+                    reason=error.message,
+                )
+        automatic = protocol.data_to_send()  # pongs, the close echo, a failure's close frame
+        if automatic:
+            self._raw_write(automatic)
+        if protocol.close_expected:
+            self._finish_close()
+
+    def _finish_close(self) -> None:
+        """Both close frames crossed (or we failed): the server closes TCP, the client waits."""
+        if self.protocol.role is Role.SERVER or self.protocol.failure is not None:
+            self.transport.close()
+        elif self._close_timer is None:
+            loop = asyncio.get_running_loop()
+            self._close_timer = loop.call_later(
+                self.limits.close_timeout, self.abort, "server kept TCP open"
+            )
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """The socket is closed (by us, by the peer, or by the network)."""
+        if self._close_timer is not None:
+            self._close_timer.cancel()
+        cause = "transport lost" if exc is None else f"transport error: {exc}"
+        if self.protocol.close_expected:
+            cause = "closing handshake complete"
+        self.protocol.connection_lost(cause=cause)
+        self._queue.clear()
+        self._queued_bytes = 0
+        self._wake_writer()
+        self._lost(cause)
+
+    def _pause_reading(self) -> None:
+        self.transport.pause_reading()
+
+    def _resume_reading(self) -> None:
+        if not self.transport.is_closing():
+            self.transport.resume_reading()
+
+    # -- outgoing bytes ----------------------------------------------------------------------------
+
+    def pause_writing(self) -> None:
+        """The transport's buffer is over the high-water mark: queue instead of writing."""
+        self._paused = True
+        self.stats.writes_paused += 1
+        self._record(
+            EventKind.BACKPRESSURE, paused=True, buffered=self.transport.get_write_buffer_size()
+        )
+
+    def resume_writing(self) -> None:
+        """The buffer drained below the low-water mark: flush the queue."""
+        self._paused = False
+        self._record(EventKind.BACKPRESSURE, paused=False, queued=len(self._queue))
+        queue = self._queue
+        while queue and not self._paused:
+            data = queue.popleft()
+            self._queued_bytes -= len(data)
+            self.transport.write(data)
+        if not queue and not self._paused:
+            self._wake_writer()
+
+    def _wake_writer(self) -> None:
+        writable = self._writable
+        if writable is not None and not writable.done():
+            writable.set_result(None)
+
+    async def wait_writable(self) -> None:
+        while (self._paused or self._queue) and not self.closed:
+            if self._writable is None or self._writable.done():
+                self._writable = asyncio.get_running_loop().create_future()
+            await self._writable
+
+    def _raw_write(self, data: bytes) -> None:
+        """Write bytes the protocol produced itself; they bypass the queue's policy."""
+        if self.transport.is_closing():
+            return
+        if self._paused or self._queue:
+            self._queue.append(data)
+            self._queued_bytes += len(data)
+        else:
+            self.transport.write(data)
+
+    def _write_frame_bytes(self, data: bytes, size: int) -> None:
+        self.stats.messages_out += 1
+        self.stats.bytes_out += len(data)
+        if not self._paused and not self._queue:
+            self.transport.write(data)
+            return
+        limits = self.limits
+        if (
+            len(self._queue) >= limits.max_queue
+            or self._queued_bytes + len(data) > limits.max_queue_bytes
+        ) and not self._overflow():
+            self.stats.messages_out -= 1
+            self.stats.bytes_out -= len(data)
+            return
+        self._queue.append(data)
+        self._queued_bytes += len(data)
+        if len(self._queue) > self.stats.queue_peak:
+            self.stats.queue_peak = len(self._queue)
+
+    def _overflow(self) -> bool:
+        """The outgoing queue is full. Returns True if the new message may still be queued."""
+        policy = self.limits.slow_consumer_policy
+        self.stats.dropped_out += 1
+        self._record(EventKind.SLOW_CONSUMER, policy=policy.value, queued=len(self._queue))
+        if policy is SlowConsumerPolicy.DROP_OLDEST:
+            dropped = self._queue.popleft()
+            self._queued_bytes -= len(dropped)
+            return True
+        if policy is SlowConsumerPolicy.CLOSE:
+            # The peer is not reading, so it would not read a close frame either: drop what is
+            # queued, send the close, and abort if the handshake does not finish in time.
+            self._queue.clear()
+            self._queued_bytes = 0
+            self._start_close(CloseCode.TRY_AGAIN_LATER, "slow consumer: outgoing queue overflowed")
+        return False
+
+    def _write_message(self, message: Message) -> None:
+        if isinstance(message, str):
+            data = self.protocol.send_text(message)
+        else:
+            data = self.protocol.send_binary(message)
+        self._write_frame_bytes(data, len(message))
+
+    def _write_prepared(self, prepared: Prepared) -> None:
+        if self.protocol.role is Role.CLIENT:  # masked frames cannot be shared
+            self._write_message(prepared.data)
+            return
+        data = prepared.wire(self._encode_unmasked)
+        self.protocol.stats.messages_out += 1
+        self._write_frame_bytes(data, len(prepared.data))
+        if self.events is not None and self.events.enabled_for(EventKind.FRAME_OUT):
+            self._observe_frame("out", Frame(_opcode_of(prepared.data), b"", True), len(data))
+
+    @staticmethod
+    def _encode_unmasked(message: Message) -> bytes:
+        payload = message.encode() if isinstance(message, str) else message
+        return encode_frame(Frame(_opcode_of(message), payload))
+
+    def _send_ping(self, payload: bytes) -> None:
+        self._raw_write(self.protocol.send_ping(payload))
+
+    def _start_close(self, code: int, reason: str) -> None:
+        data = self.protocol.send_close(code, reason)
+        if not data:
+            return
+        self._record(EventKind.CLOSE, direction="out", code=code, reason=reason)
+        if code == CloseCode.TRY_AGAIN_LATER or self.transport.is_closing():
+            self.transport.write(data)  # the slow consumer's queue was dropped
+        else:
+            self._raw_write(data)
+        loop = asyncio.get_running_loop()
+        if self._close_timer is None:
+            self._close_timer = loop.call_later(
+                self.limits.close_timeout, self.abort, "closing handshake timed out"
+            )
+
+    def fail(self, code: int, reason: str = "") -> None:
+        """Close with ``code`` without waiting for the peer (dead peer 1011, flooding 1008...).
+
+        The close frame is written and TCP closed after it; a peer too dead to take even that
+        is aborted when ``close_timeout`` expires.
+        """
+        data = self.protocol.fail(code, reason)
+        if data:
+            self._record(EventKind.CLOSE, direction="out", code=code, reason=reason)
+            self._queue.clear()
+            self._queued_bytes = 0
+            if not self.transport.is_closing():
+                self.transport.write(data)
+        self.transport.close()
+        if self._close_timer is None and not self.closed:
+            loop = asyncio.get_running_loop()
+            self._close_timer = loop.call_later(
+                self.limits.close_timeout, self.abort, "peer did not take the close"
+            )
+
+    def abort(self, reason: str = "aborted") -> None:
+        if self.closed:
+            return
+        self._record(EventKind.ERROR, error="abort", message=reason)
+        self.transport.abort()
+
+    # -- observability -----------------------------------------------------------------------------
+
+    def _observe_frame(self, direction: str, frame: Frame, length: int | None = None) -> None:
+        kind = EventKind.FRAME_IN if direction == "in" else EventKind.FRAME_OUT
+        log = self.events
+        if log is not None and log.enabled_for(kind):
+            log.record(
+                kind,
+                self.id,
+                opcode=frame.opcode.name,
+                fin=frame.fin,
+                rsv=(frame.rsv1 << 2) | (frame.rsv2 << 1) | frame.rsv3,
+                masked=frame.masked,
+                length=len(frame.payload) if length is None else length,
+            )
+
+    def _observe_transition(self, record: Transition) -> None:
+        self._record(
+            EventKind.TRANSITION, old=record.old.name, new=record.new.name, cause=record.cause
+        )
+
+
+def _opcode_of(message: Message) -> Opcode:
+    return Opcode.TEXT if isinstance(message, str) else Opcode.BINARY
+
+
+# -- the TCP connection before and after the upgrade ------------------------------------------------
+
+
+class _Wire(asyncio.Protocol):
+    """One accepted TCP connection: HTTP until the upgrade, then a :class:`WslabConnection`."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.transport: asyncio.Transport | None = None
+        self.parser = RequestParser()
+        self.connection: WslabConnection | None = None
+        self.remote: tuple[str, int] | None = None
+        self._deadline: asyncio.TimerHandle | None = None
+        self._http_task: asyncio.Task[None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername")
+        self.remote = (peer[0], peer[1]) if peer else None
+        server = self.server
+        if server.admission is not None and self.remote and not server.admission(self.remote[0]):
+            server.record(EventKind.RATE_LIMIT, None, scope="address", address=self.remote[0])
+            transport.write(HttpResponse(429, b"too many connection attempts\n").encode())  # type: ignore[attr-defined]
+            transport.close()
+            return
+        loop = asyncio.get_running_loop()
+        self._deadline = loop.call_later(server.limits.handshake_timeout, self._handshake_timeout)
+
+    def _handshake_timeout(self) -> None:
+        if self.connection is None and self.transport is not None:
+            self.transport.abort()
+
+    def data_received(self, data: bytes) -> None:
+        if self.connection is not None:
+            self.connection.data_received(data)
+            return
+        if self._http_task is not None:
+            return  # a plain HTTP request is being answered; pipelining is not supported
+        try:
+            request = self.parser.feed(data)
+        except HandshakeError as error:
+            self._refuse(error)
+            return
+        if request is None:
+            return
+        if handshake.is_upgrade_request(request):
+            self._http_task = asyncio.ensure_future(self._upgrade(request, self.parser.leftover))
+        else:
+            self._http_task = asyncio.ensure_future(self._answer_http(request))
+        self.server._track(self._http_task)
+
+    def _refuse(self, error: HandshakeError) -> None:
+        assert self.transport is not None
+        self.server.record(
+            EventKind.ERROR,
+            None,
+            error=type(error).__name__,
+            status=error.status,
+            message=error.message,
+        )
+        self.transport.write(handshake.reject(error))
+        self.transport.close()
+
+    async def _answer_http(self, request: Request) -> None:
+        assert self.transport is not None
+        try:
+            response = await self.server.http_handler(request)
+        except Exception:
+            log.exception("HTTP handler failed for %s", request.path)
+            response = HttpResponse(500, b"internal error\n")
+        if not self.transport.is_closing():
+            self.transport.write(response.encode())
+            self.transport.close()
+
+    async def _upgrade(self, request: Request, leftover: bytes) -> None:
+        transport = self.transport
+        assert transport is not None
+        server = self.server
+        try:
+            upgrade = handshake.validate_upgrade_request(request)
+            context = (
+                await server.process_upgrade(upgrade, self.remote)
+                if server.process_upgrade
+                else None
+            )
+        except HandshakeError as error:
+            self._refuse(error)
+            return
+        except Exception:
+            log.exception("upgrade hook failed")
+            self._refuse(HandshakeError("internal error", status=500))
+            return
+        if transport.is_closing():
+            return
+        if self._deadline is not None:
+            self._deadline.cancel()
+        connection = WslabConnection(
+            transport,
+            Role.SERVER,
+            server.limits,
+            event_log=server.event_log,
+            remote=self.remote,
+            path=upgrade.path,
+            query=upgrade.query,
+            headers=upgrade.headers,
+        )
+        if context:
+            connection.context.update(context)
+        transport.write(handshake.build_upgrade_response(upgrade))
+        connection.protocol.open(cause="handshake accepted")
+        self.connection = connection
+        server._opened(connection)
+        if leftover:
+            connection.data_received(leftover)
+
+    def pause_writing(self) -> None:
+        if self.connection is not None:
+            self.connection.pause_writing()
+
+    def resume_writing(self) -> None:
+        if self.connection is not None:
+            self.connection.resume_writing()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+        if self.connection is not None:
+            self.connection.connection_lost(exc)
+
+
+# -- the server --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Server:
+    """A listening WebSocket server on wslab's engine. Create it with :func:`serve`."""
+
+    handler: Handler
+    limits: ConnectionLimits
+    http_handler: HttpHandler = _default_http
+    process_upgrade: UpgradeHook | None = None
+    admission: AdmissionHook | None = None
+    event_log: EventLog | None = None
+    on_connection_error: Callable[[Connection, BaseException], None] | None = None
+    engine: str = "wslab"
+    connections: dict[str, Connection] = field(default_factory=dict)
+    _server: asyncio.base_events.Server | None = None
+    _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    _scheme: str = "ws"
+    _closing: bool = False
+
+    @property
+    def port(self) -> int:
+        """The port actually bound (useful with ``port=0``)."""
+        assert self._server is not None
+        return self._server.sockets[0].getsockname()[1]
+
+    @property
+    def host(self) -> str:
+        """The address actually bound."""
+        assert self._server is not None
+        return self._server.sockets[0].getsockname()[0]
+
+    @property
+    def url(self) -> str:
+        """``ws://host:port`` (or ``wss://``) of this server."""
+        return f"{self._scheme}://{self.host}:{self.port}"
+
+    def record(self, kind: EventKind, connection_id: str | None, **fields: object) -> None:
+        """Record a server-level event in the event log, if there is one."""
+        if self.event_log is not None and self.event_log.enabled_for(kind):
+            self.event_log.record(kind, connection_id, **fields)
+
+    def _track(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _opened(self, connection: Connection) -> None:
+        self.connections[connection.id] = connection
+        self.record(
+            EventKind.CONNECT, connection.id, remote=str(connection.remote), path=connection.path
+        )
+        self._track(asyncio.ensure_future(self._run_handler(connection)))
+
+    async def _run_handler(self, connection: Connection) -> None:
+        try:
+            await self.handler(connection)
+        except asyncio.CancelledError:
+            connection.abort("handler cancelled")
+            raise
+        except Exception as error:
+            # The handler's failure ends this connection only (1011), never the server.
+            log.exception("connection handler failed for %s", connection.id)
+            self.record(
+                EventKind.ERROR, connection.id, error=type(error).__name__, message=str(error)
+            )
+            if self.on_connection_error is not None:
+                self.on_connection_error(connection, error)
+            await connection.close(CloseCode.INTERNAL_ERROR, "internal error")
+        else:
+            await connection.close()
+        finally:
+            self.connections.pop(connection.id, None)
+
+    async def close(
+        self,
+        code: int = CloseCode.GOING_AWAY,
+        reason: str = "server shutting down",
+        *,
+        timeout: float | None = None,
+    ) -> None:
+        """Stop accepting, close every connection with ``code``, wait for the handlers."""
+        if self._closing:
+            return
+        self._closing = True
+        if self._server is not None:
+            self._server.close()
+        for connection in list(self.connections.values()):
+            connection.close_nowait(code, reason)
+        timeout = self.limits.close_timeout if timeout is None else timeout
+        if self._tasks:
+            _, pending = await asyncio.wait(set(self._tasks), timeout=timeout)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=1.0)
+        for connection in list(self.connections.values()):
+            connection.abort("server closed")
+        if self._server is not None:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._server.wait_closed(), 1.0)
+
+    async def __aenter__(self) -> Server:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+async def serve(
+    handler: Handler,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    limits: ConnectionLimits | None = None,
+    http_handler: HttpHandler | None = None,
+    process_upgrade: UpgradeHook | None = None,
+    admission: AdmissionHook | None = None,
+    event_log: EventLog | None = None,
+    ssl: ssl_module.SSLContext | None = None,
+    backlog: int = 1024,
+) -> Server:
+    """Listen on ``host:port`` and run ``handler(connection)`` for each WebSocket connection."""
+    server = Server(
+        handler=handler,
+        limits=limits or ConnectionLimits(),
+        http_handler=http_handler or _default_http,
+        process_upgrade=process_upgrade,
+        admission=admission,
+        event_log=event_log,
+    )
+    loop = asyncio.get_running_loop()
+    server._server = await loop.create_server(
+        lambda: _Wire(server), host, port, ssl=ssl, backlog=backlog
+    )
+    server._scheme = "wss" if ssl is not None else "ws"
+    return server
+
+
+# -- the client --------------------------------------------------------------------------------------
+
+
+class _ClientWire(asyncio.Protocol):
+    """A client TCP connection: waits for the 101, then hands the bytes to the connection."""
+
+    def __init__(self, limits: ConnectionLimits) -> None:
+        self.limits = limits
+        self.transport: asyncio.Transport | None = None
+        self.parser = ResponseParser()
+        self.response: asyncio.Future[tuple[Any, bytes]] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self.connection: WslabConnection | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        if self.connection is not None:
+            self.connection.data_received(data)
+            return
+        try:
+            response = self.parser.feed(data)
+        except HandshakeError as error:
+            if not self.response.done():
+                self.response.set_exception(InvalidHandshakeResponse(error.message))
+            return
+        if response is not None and not self.response.done():
+            self.response.set_result((response, self.parser.leftover))
+
+    def pause_writing(self) -> None:
+        if self.connection is not None:
+            self.connection.pause_writing()
+
+    def resume_writing(self) -> None:
+        if self.connection is not None:
+            self.connection.resume_writing()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.connection is not None:
+            self.connection.connection_lost(exc)
+        elif not self.response.done():
+            self.response.set_exception(
+                InvalidHandshakeResponse("connection closed during the handshake")
+            )
+
+
+async def connect(
+    url: str,
+    *,
+    headers: Iterable[tuple[str, str]] = (),
+    origin: str | None = None,
+    subprotocols: Iterable[str] = (),
+    limits: ConnectionLimits | None = None,
+    event_log: EventLog | None = None,
+    ssl: ssl_module.SSLContext | bool | None = None,
+    open_timeout: float = 10.0,
+) -> WslabConnection:
+    """Open a WebSocket connection to ``url`` (``ws://`` or ``wss://``) on wslab's engine."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("ws", "wss"):
+        raise InvalidUpgrade(f"not a WebSocket URL: {url!r}")
+    secure = parts.scheme == "wss"
+    host = parts.hostname or "127.0.0.1"
+    port = parts.port or (443 if secure else 80)
+    target = parts.path or "/"
+    if parts.query:
+        target += "?" + parts.query
+    limits = limits or ConnectionLimits()
+    if secure and ssl is None:
+        ssl = True
+    offered = tuple(subprotocols)
+    loop = asyncio.get_running_loop()
+    started = time.monotonic()
+
+    async def open_and_handshake() -> tuple[asyncio.Transport, _ClientWire, Any, bytes, str]:
+        transport, wire = await loop.create_connection(
+            lambda: _ClientWire(limits),
+            host,
+            port,
+            ssl=ssl if secure else None,
+            server_hostname=host if secure else None,
+        )
+        host_header = host if parts.port is None else f"{host}:{port}"
+        request, key = handshake.build_upgrade_request(
+            host_header, target, origin=origin, subprotocols=offered, extra_headers=tuple(headers)
+        )
+        transport.write(request)
+        try:
+            response, leftover = await wire.response
+        except BaseException:
+            transport.abort()
+            raise
+        return transport, wire, response, leftover, key
+
+    try:
+        transport, wire, response, leftover, key = await asyncio.wait_for(
+            open_and_handshake(), open_timeout
+        )
+    except asyncio.TimeoutError:
+        raise OperationTimeout(f"opening handshake with {url} timed out") from None
+    try:
+        subprotocol = handshake.validate_upgrade_response(response, key, offered)
+    except WslabError:
+        transport.abort()
+        raise
+    connection = WslabConnection(
+        transport,
+        Role.CLIENT,
+        limits,
+        event_log=event_log,
+        remote=(host, port),
+        path=parts.path or "/",
+        headers=response.headers if isinstance(response.headers, Headers) else None,
+        subprotocol=subprotocol,
+    )
+    connection.stats.opened_at = started
+    connection.protocol.open(cause="handshake accepted")
+    wire.connection = connection
+    if leftover:
+        connection.data_received(leftover)
+    return connection
