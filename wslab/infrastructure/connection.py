@@ -204,6 +204,14 @@ class Connection:
         """Drop the TCP connection now, without a closing handshake."""
         raise NotImplementedError
 
+    def fail(self, code: int, reason: str = "") -> None:
+        """Close with ``code`` without waiting for the peer's answer, and stop reading.
+
+        For verdicts on the peer (a dead heartbeat 1011, flooding 1008): the close frame is sent
+        if it can be, TCP is closed after it, and aborted if the peer cannot even take that.
+        """
+        raise NotImplementedError
+
     @property
     def queue_depth(self) -> int:
         """Outgoing messages waiting for the socket."""

@@ -1,0 +1,185 @@
+"""Structured logs: JSON lines, per-task context, exception field, idempotent setup."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from typing import Any
+
+import pytest
+
+from wslab.foundation.errors import ConfigError
+from wslab.infrastructure.logs import (
+    JsonFormatter,
+    bind,
+    configure_logging,
+    current_context,
+    get_logger,
+    log_context,
+    new_correlation_id,
+    unbind,
+)
+
+
+@pytest.fixture
+def stream() -> Iterator[io.StringIO]:
+    """Logs of the ``wslab`` logger into a buffer; the logger is restored afterwards."""
+    root = logging.getLogger("wslab")
+    saved = (list(root.handlers), root.level, root.propagate)
+    buffer = io.StringIO()
+    configure_logging("DEBUG", stream=buffer)
+    yield buffer
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    for handler in saved[0]:
+        root.addHandler(handler)
+    root.setLevel(saved[1])
+    root.propagate = saved[2]
+
+
+def lines(buffer: io.StringIO) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in buffer.getvalue().splitlines()]
+
+
+def test_each_record_is_one_json_object_per_line(stream: io.StringIO) -> None:
+    log = get_logger("wslab.test")
+    log.info("hello %s", "world")
+    log.warning("multi\nline", extra={"room": "lobby", "count": 3, "obj": object()})
+    first, second = lines(stream)
+    assert first["message"] == "hello world"
+    assert first["level"] == "INFO" and first["logger"] == "wslab.test"
+    assert first["ts"].endswith("Z")
+    ts = datetime.fromisoformat(first["ts"].replace("Z", "+00:00"))
+    assert ts.utcoffset() == timezone.utc.utcoffset(None)
+    assert second["message"] == "multi\nline"
+    assert second["room"] == "lobby" and second["count"] == 3
+    assert second["obj"].startswith("<object object")  # unencodable values become text
+    assert "exc" not in second
+
+
+def test_context_fields_appear_and_are_restored(stream: io.StringIO) -> None:
+    log = get_logger("wslab.test")
+    with log_context(connection_id="c1", user_id="u1"):
+        log.info("outer")
+        with log_context(correlation_id="r1", user_id=None):
+            assert current_context() == {"connection_id": "c1", "correlation_id": "r1"}
+            log.info("inner")
+        log.info("outer again")
+    log.info("outside")
+    outer, inner, again, outside = lines(stream)
+    assert (outer["connection_id"], outer["user_id"]) == ("c1", "u1")
+    assert inner["correlation_id"] == "r1" and "user_id" not in inner
+    assert again["user_id"] == "u1" and "correlation_id" not in again
+    assert "connection_id" not in outside
+    assert current_context() == {}
+
+
+def test_reserved_fields_are_refused_and_core_keys_win(stream: io.StringIO) -> None:
+    with pytest.raises(ValueError, match="reserved"), log_context(level="x"):
+        pass
+    get_logger("wslab.test").info("real", extra={"level": "fake"})
+    (line,) = lines(stream)
+    assert line["level"] == "INFO" and line["message"] == "real"
+
+
+async def test_context_is_isolated_between_tasks(stream: io.StringIO) -> None:
+    log = get_logger("wslab.test")
+
+    async def connection(cid: str) -> None:
+        bind(connection_id=cid)
+        for step in range(3):
+            log.info("step", extra={"step": step, "expected": cid})
+            await asyncio.sleep(0)  # interleave the tasks
+
+    async def scoped(cid: str) -> None:
+        with log_context(connection_id=cid, correlation_id=new_correlation_id()):
+            for step in range(3):
+                log.info("step", extra={"step": step, "expected": cid})
+                await asyncio.sleep(0)
+
+    with log_context(user_id="parent"):
+        await asyncio.gather(connection("a"), connection("b"), scoped("c"), scoped("d"))
+    log.info("after")
+
+    records = lines(stream)
+    steps = [r for r in records if r["message"] == "step"]
+    assert len(steps) == 12
+    assert {r["expected"] for r in steps[:4]} == {"a", "b", "c", "d"}  # they did interleave
+    for record in steps:
+        assert record["connection_id"] == record["expected"]
+        assert record["user_id"] == "parent"  # inherited from the creating context
+    assert len({r["correlation_id"] for r in steps if "correlation_id" in r}) == 2
+    assert "connection_id" not in records[-1]  # a task's bind() never leaks out
+
+
+def test_bind_and_unbind_in_the_current_context(stream: io.StringIO) -> None:
+    token = bind(user_id="u9")
+    try:
+        get_logger("wslab.test").info("bound")
+    finally:
+        unbind(token)
+    assert lines(stream)[0]["user_id"] == "u9"
+    assert current_context() == {}
+
+
+def test_exception_goes_into_the_exc_field(stream: io.StringIO) -> None:
+    log = get_logger("wslab.test")
+    try:
+        raise ConfigError("port: bad")
+    except ConfigError:
+        log.exception("could not start")
+    try:
+        raise KeyError("k")
+    except KeyError:
+        log.error("lookup", exc_info=True)
+    first, second = lines(stream)
+    assert first["level"] == "ERROR" and first["message"] == "could not start"
+    assert first["exc"]["type"] == "wslab.foundation.errors.ConfigError"
+    assert first["exc"]["message"] == "port: bad"
+    assert "Traceback (most recent call last)" in first["exc"]["traceback"]
+    assert "test_exception_goes_into_the_exc_field" in first["exc"]["traceback"]
+    assert second["exc"]["type"] == "KeyError"
+
+
+def test_configure_is_idempotent(stream: io.StringIO) -> None:
+    root = logging.getLogger("wslab")
+    other = io.StringIO()
+    configure_logging("INFO", stream=stream)
+    configure_logging("INFO", stream=other)
+    ours = [h for h in root.handlers if getattr(h, "wslab_handler", False)]
+    assert len(ours) == 1
+    assert root.propagate is False
+    get_logger("chat").info("once")
+    get_logger("chat").debug("filtered by level")
+    assert stream.getvalue() == ""  # the handler moved to the new stream
+    assert [r["message"] for r in lines(other)] == ["once"]
+    assert lines(other)[0]["logger"] == "wslab.chat"
+
+
+def test_text_format_and_current_stderr(
+    stream: io.StringIO, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure_logging("INFO", json=False)  # no stream: whatever sys.stderr is at each record
+    with log_context(connection_id="c7"):
+        get_logger("wslab.test").info("plain")
+    err = capsys.readouterr().err
+    assert err.rstrip().endswith("INFO wslab.test plain connection_id=c7")
+    assert len([h for h in logging.getLogger("wslab").handlers if hasattr(h, "wslab_handler")]) == 1
+    assert stream.getvalue() == ""
+
+
+def test_unknown_level_is_a_config_error(stream: io.StringIO) -> None:
+    with pytest.raises(ConfigError, match="LOUD"):
+        configure_logging("LOUD", stream=stream)
+
+
+def test_formatter_works_without_configure() -> None:
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "m %d", (1,), None)
+    with log_context(correlation_id="r2"):
+        line = json.loads(JsonFormatter().format(record))
+    assert line["logger"] == "x" and line["message"] == "m 1" and line["correlation_id"] == "r2"
+    assert new_correlation_id() != new_correlation_id()

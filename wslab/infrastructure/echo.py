@@ -1,0 +1,41 @@
+"""An RFC 6455 echo server on wslab's own engine: every data message comes back unchanged.
+
+It answers on every path, which is what conformance runners (Autobahn's fuzzing client, and
+:mod:`wslab.lab.conformance`) expect. ``wslab echo`` runs it from the command line.
+"""
+
+from __future__ import annotations
+
+import ssl as ssl_module
+
+from .connection import Connection, ConnectionLimits
+from .events import EventLog
+from .transport import Server, serve
+
+__all__ = ["DEFAULT_ECHO_MAX_SIZE", "echo_handler", "serve_echo"]
+
+DEFAULT_ECHO_MAX_SIZE = 16 << 20  # large enough for the conformance suite's 16 MiB messages
+
+
+async def echo_handler(connection: Connection) -> None:
+    """Send back every message, as the same type, in order, with flow control."""
+    async for message in connection:
+        await connection.send(message)
+
+
+async def serve_echo(
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    max_size: int = DEFAULT_ECHO_MAX_SIZE,
+    event_log: EventLog | None = None,
+    ssl: ssl_module.SSLContext | None = None,
+    close_timeout: float = 2.0,
+) -> Server:
+    """Start the echo server; ``max_size`` bounds each message (and frame): 1009 beyond it."""
+    limits = ConnectionLimits(
+        max_message_size=max_size,
+        max_queue_bytes=max(4 << 20, 2 * max_size),
+        close_timeout=close_timeout,
+    )
+    return await serve(echo_handler, host, port, limits=limits, event_log=event_log, ssl=ssl)

@@ -1,0 +1,263 @@
+"""Structured logs for operators: one JSON object per line, with the request's context in it.
+
+Built on the standard :mod:`logging` module, so every handler, level and filter still works::
+
+    configure_logging("INFO")                      # once, at start; calling again is harmless
+    log = get_logger(__name__)                     # under the "wslab" logger
+    with log_context(connection_id=cid, user_id=uid, correlation_id=new_correlation_id()):
+        log.info("joined room", extra={"room": "lobby"})
+
+prints::
+
+    {"ts": "2024-05-01T12:00:00.123Z", "level": "INFO", "logger": "wslab.chat",
+     "message": "joined room", "connection_id": "c1", "user_id": "u7", "correlation_id": "...",
+     "room": "lobby"}
+
+The context lives in a :class:`contextvars.ContextVar`, so each asyncio task sees its own: a task
+copies its parent's context when it is created, and what it binds later stays in that task.
+
+Exceptions go into an ``exc`` field (type, message and traceback). The log is for the operators
+of the hub; what a peer sees is the safe message of a ``WslabError``, never this.
+
+Jupyter: :func:`configure_logging` touches only the ``wslab`` logger (never the root logger the
+kernel uses), writes to whatever ``sys.stderr`` is at the moment of each record (the kernel swaps
+it for a cell-aware stream) and stops propagation so records are not printed twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import json as _json
+import logging
+import sys
+import traceback
+import uuid
+from collections.abc import Iterator, Mapping
+from datetime import datetime, timezone
+from types import MappingProxyType
+from typing import IO, Any
+
+from wslab.foundation.errors import ConfigError
+
+__all__ = [
+    "ROOT_LOGGER",
+    "JsonFormatter",
+    "TextFormatter",
+    "bind",
+    "configure_logging",
+    "current_context",
+    "get_logger",
+    "log_context",
+    "new_correlation_id",
+    "unbind",
+]
+
+ROOT_LOGGER = "wslab"
+
+# Keys every line has; context and extra fields may not take them.
+_RESERVED = frozenset({"ts", "level", "logger", "message", "exc", "stack"})
+# Attributes every LogRecord has; anything else on a record came from ``extra=``.
+_RECORD_ATTRS = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
+    "message",
+    "asctime",
+    "taskName",
+    "wslab_context",
+}
+
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+_context: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar(
+    "wslab_log_context", default=_EMPTY
+)
+
+
+# -- context -------------------------------------------------------------------------------------
+
+
+def _merged(fields: Mapping[str, Any]) -> Mapping[str, Any]:
+    clash = _RESERVED.intersection(fields)
+    if clash:
+        raise ValueError(f"log context field {sorted(clash)[0]!r} is reserved")
+    merged = dict(_context.get())
+    for key, value in fields.items():
+        if value is None:  # None removes a field, so a nested block can "unset" one
+            merged.pop(key, None)
+        else:
+            merged[key] = value
+    return MappingProxyType(merged)
+
+
+@contextlib.contextmanager
+def log_context(**fields: Any) -> Iterator[None]:
+    """Add ``fields`` (``connection_id=``, ``user_id=``, ``correlation_id=``...) to every record
+    logged inside the block, in this task and the tasks it creates; restored on exit."""
+    token = _context.set(_merged(fields))
+    try:
+        yield
+    finally:
+        _context.reset(token)
+
+
+def bind(**fields: Any) -> contextvars.Token[Mapping[str, Any]]:
+    """Add ``fields`` to the context for the rest of the current task (or thread).
+
+    Meant for the top of a connection's task. Returns a token for ``unbind`` if the caller needs
+    to undo it before the task ends.
+    """
+    return _context.set(_merged(fields))
+
+
+def unbind(token: contextvars.Token[Mapping[str, Any]]) -> None:
+    """Undo a :func:`bind` (in the same task)."""
+    _context.reset(token)
+
+
+def current_context() -> dict[str, Any]:
+    """The fields that the current task adds to its records."""
+    return dict(_context.get())
+
+
+def new_correlation_id() -> str:
+    """A random id to follow one request through the logs of every layer (and hub)."""
+    return uuid.uuid4().hex
+
+
+# -- formatting ----------------------------------------------------------------------------------
+
+
+class _ContextFilter(logging.Filter):
+    """Captures the context on the record when it is handled, in the task that logged it.
+
+    A handler that formats later, in another thread (a QueueListener), would otherwise see the
+    wrong task's context.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "wslab_context"):
+            record.wslab_context = _context.get()
+        return True
+
+
+def _record_fields(record: logging.LogRecord) -> dict[str, Any]:
+    """Context fields, then ``extra=`` fields, of one record (reserved keys never overwritten)."""
+    fields = dict(getattr(record, "wslab_context", None) or _context.get())
+    for key, value in record.__dict__.items():
+        if key not in _RECORD_ATTRS and key not in _RESERVED:
+            fields[key] = value
+    return fields
+
+
+def _exc_field(exc_info: Any) -> dict[str, str]:
+    etype, value, tb = exc_info
+    name = (
+        etype.__qualname__
+        if etype.__module__ == "builtins"
+        else (f"{etype.__module__}.{etype.__qualname__}")
+    )
+    return {
+        "type": name,
+        "message": str(value),
+        "traceback": "".join(traceback.format_exception(etype, value, tb)),
+    }
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ``ts`` (ISO 8601 UTC), ``level``, ``logger``, ``message``, the
+    context and ``extra=`` fields, and ``exc``/``stack`` when present.
+
+    Values JSON cannot encode are written as ``str(value)``: a log line must never fail.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        ts = datetime.fromtimestamp(record.created, tz=timezone.utc)
+        line: dict[str, Any] = {
+            "ts": ts.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        line.update(_record_fields(record))
+        if record.exc_info and record.exc_info[0] is not None:
+            line["exc"] = _exc_field(record.exc_info)
+        if record.stack_info:
+            line["stack"] = record.stack_info
+        return _json.dumps(line, default=str, ensure_ascii=False)
+
+
+class TextFormatter(logging.Formatter):
+    """A readable line for humans: ``time LEVEL logger message key=value ...`` and a traceback."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s %(message)s")
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        text = super().formatMessage(record)
+        fields = _record_fields(record)
+        if fields:
+            text += " " + " ".join(f"{k}={v}" for k, v in fields.items())
+        return text
+
+
+# -- setup ---------------------------------------------------------------------------------------
+
+
+class _CurrentStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to ``sys.stderr`` as it is when each record is emitted (Jupyter, pytest swap it)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property  # type: ignore[override]
+    def stream(self) -> IO[str]:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: IO[str]) -> None:
+        pass  # always the current sys.stderr
+
+
+def get_logger(name: str) -> logging.Logger:
+    """A logger under ``wslab`` (``get_logger("chat")`` is ``wslab.chat``; ``__name__`` of a
+    wslab module is already there), so :func:`configure_logging` reaches it."""
+    if name != ROOT_LOGGER and not name.startswith(ROOT_LOGGER + "."):
+        name = f"{ROOT_LOGGER}.{name}"
+    return logging.getLogger(name)
+
+
+def configure_logging(
+    level: str | int = "INFO", json: bool = True, stream: IO[str] | None = None
+) -> logging.Logger:
+    """Send the ``wslab`` logs to ``stream`` (default: the current ``sys.stderr``), as JSON
+    lines or as text. Returns the ``wslab`` logger.
+
+    Idempotent: wslab keeps exactly one handler of its own and updates it on each call, so
+    starting a second hub in the same kernel does not print every line twice. Other handlers on
+    the ``wslab`` logger are left alone. An unknown level raises ConfigError.
+    """
+    if isinstance(level, str):
+        numeric = logging.getLevelName(level.upper())
+        if not isinstance(numeric, int):
+            raise ConfigError(
+                f"log_level: expected DEBUG, INFO, WARNING, ERROR or CRITICAL, got {level!r}"
+            )
+        level = numeric
+    logger = logging.getLogger(ROOT_LOGGER)
+    handler = next((h for h in logger.handlers if getattr(h, "wslab_handler", False)), None)
+    wants_current_stderr = stream is None
+    if handler is not None and isinstance(handler, _CurrentStderrHandler) != wants_current_stderr:
+        logger.removeHandler(handler)
+        handler.close()
+        handler = None
+    if handler is None:
+        handler = _CurrentStderrHandler() if stream is None else logging.StreamHandler(stream)
+        handler.wslab_handler = True  # type: ignore[attr-defined]
+        handler.addFilter(_ContextFilter())
+        logger.addHandler(handler)
+    elif stream is not None:
+        handler.setStream(stream)  # type: ignore[attr-defined]
+    handler.setFormatter(JsonFormatter() if json else TextFormatter())
+    logger.setLevel(level)
+    # The kernel (or the application) may have its own root handlers: without this, every wslab
+    # record would be printed by both.
+    logger.propagate = False
+    return logger

@@ -1,0 +1,192 @@
+"""``ConnectionManager``: the registry of live connections, their groups, and fan-out.
+
+Groups (the chat calls them rooms) are plain sets of connection ids, so joining, leaving and
+looking up are O(1). ``broadcast`` encodes the message once (:class:`Prepared`) and hands the same
+bytes to every member; each send is isolated, so a member that is closed, slow or broken costs
+only itself: its failure is counted and the others still get the message.
+
+Connections are also indexed by a *key* the layers above choose (the chat uses the user id), so
+``send_to_key`` reaches every connection of one user — a user with two tabs open gets both.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from wslab.foundation.errors import ConflictError
+
+from .connection import Connection, Message, Prepared
+
+__all__ = ["ConnectionManager", "FanoutResult"]
+
+log = logging.getLogger("wslab.manager")
+
+
+@dataclass(frozen=True)
+class FanoutResult:
+    """How a send to many connections went."""
+
+    delivered: int = 0
+    failed: int = 0
+
+    @property
+    def attempted(self) -> int:
+        """Connections the message was offered to."""
+        return self.delivered + self.failed
+
+
+class ConnectionManager:
+    """Registry, groups and fan-out, bounded by ``max_connections`` and ``max_groups_per_connection``."""
+
+    def __init__(
+        self, *, max_connections: int = 10_000, max_groups_per_connection: int = 100
+    ) -> None:
+        self.max_connections = max_connections
+        self.max_groups_per_connection = max_groups_per_connection
+        self._connections: dict[str, Connection] = {}
+        self._groups: dict[str, set[str]] = defaultdict(set)
+        self._memberships: dict[str, set[str]] = defaultdict(set)
+        self._by_key: dict[str, set[str]] = defaultdict(set)
+        self._key_of: dict[str, str] = {}
+
+    # -- registry ----------------------------------------------------------------------------------
+
+    def add(self, connection: Connection, key: str | None = None) -> None:
+        """Register ``connection`` (optionally under ``key``, e.g. its user id)."""
+        if len(self._connections) >= self.max_connections:
+            raise ConflictError(f"connection limit of {self.max_connections} reached")
+        self._connections[connection.id] = connection
+        if key is not None:
+            self.set_key(connection, key)
+
+    def set_key(self, connection: Connection, key: str) -> None:
+        """Index ``connection`` under ``key`` (replacing a previous key)."""
+        old = self._key_of.get(connection.id)
+        if old is not None:
+            self._discard(self._by_key, old, connection.id)
+        self._key_of[connection.id] = key
+        self._by_key[key].add(connection.id)
+
+    def remove(self, connection: Connection) -> set[str]:
+        """Forget ``connection`` and its memberships; returns the groups it was in."""
+        cid = connection.id
+        self._connections.pop(cid, None)
+        groups = self._memberships.pop(cid, set())
+        for group in groups:
+            self._discard(self._groups, group, cid)
+        key = self._key_of.pop(cid, None)
+        if key is not None:
+            self._discard(self._by_key, key, cid)
+        return groups
+
+    @staticmethod
+    def _discard(index: dict[str, set[str]], name: str, cid: str) -> None:
+        members = index.get(name)
+        if members is not None:
+            members.discard(cid)
+            if not members:
+                del index[name]  # empty groups vanish, so the index cannot grow forever
+
+    def get(self, connection_id: str) -> Connection | None:
+        """The connection with this id, if registered."""
+        return self._connections.get(connection_id)
+
+    def __len__(self) -> int:
+        return len(self._connections)
+
+    def __iter__(self) -> Iterator[Connection]:
+        return iter(list(self._connections.values()))
+
+    def __contains__(self, connection: object) -> bool:
+        return isinstance(connection, Connection) and connection.id in self._connections
+
+    def by_key(self, key: str) -> list[Connection]:
+        """Every connection registered under ``key``."""
+        return [self._connections[c] for c in self._by_key.get(key, ()) if c in self._connections]
+
+    def key_of(self, connection: Connection) -> str | None:
+        """The key ``connection`` is registered under."""
+        return self._key_of.get(connection.id)
+
+    # -- groups ------------------------------------------------------------------------------------
+
+    def join(self, connection: Connection, group: str) -> bool:
+        """Add ``connection`` to ``group``; False if it was already a member."""
+        memberships = self._memberships[connection.id]
+        if group in memberships:
+            return False
+        if len(memberships) >= self.max_groups_per_connection:
+            raise ConflictError(
+                f"a connection may join at most {self.max_groups_per_connection} rooms"
+            )
+        memberships.add(group)
+        self._groups[group].add(connection.id)
+        return True
+
+    def leave(self, connection: Connection, group: str) -> bool:
+        """Remove ``connection`` from ``group``; False if it was not a member."""
+        memberships = self._memberships.get(connection.id)
+        if not memberships or group not in memberships:
+            return False
+        memberships.discard(group)
+        self._discard(self._groups, group, connection.id)
+        return True
+
+    def groups_of(self, connection: Connection) -> set[str]:
+        """The groups ``connection`` belongs to."""
+        return set(self._memberships.get(connection.id, ()))
+
+    def members(self, group: str) -> list[Connection]:
+        """The connections in ``group``."""
+        return [self._connections[c] for c in self._groups.get(group, ()) if c in self._connections]
+
+    def groups(self) -> dict[str, int]:
+        """Every non-empty group and its size."""
+        return {name: len(members) for name, members in self._groups.items()}
+
+    # -- sending -----------------------------------------------------------------------------------
+
+    def send_to(self, connection_id: str, message: Message) -> bool:
+        """Send to one connection by id; False if it is gone or dropped the message."""
+        connection = self._connections.get(connection_id)
+        return connection is not None and self._offer(connection, Prepared(message))
+
+    def send_to_key(self, key: str, message: Message) -> FanoutResult:
+        """Send to every connection registered under ``key``."""
+        return self._fanout(self.by_key(key), message)
+
+    def broadcast(
+        self,
+        message: Message,
+        group: str | None = None,
+        *,
+        exclude: Iterable[str] = (),
+    ) -> FanoutResult:
+        """Send to every member of ``group`` (every connection if None), encoding once."""
+        targets = self.members(group) if group is not None else list(self._connections.values())
+        skip = set(exclude)
+        if skip:
+            targets = [c for c in targets if c.id not in skip]
+        return self._fanout(targets, message)
+
+    def _fanout(self, targets: list[Connection], message: Message) -> FanoutResult:
+        prepared = Prepared(message)
+        delivered = failed = 0
+        for connection in targets:
+            if self._offer(connection, prepared):
+                delivered += 1
+            else:
+                failed += 1
+        return FanoutResult(delivered, failed)
+
+    @staticmethod
+    def _offer(connection: Connection, prepared: Prepared) -> bool:
+        try:
+            return connection.send_prepared(prepared)
+        except Exception:
+            # One broken connection must not stop the fan-out to the others.
+            log.exception("send to %s failed", connection.id)
+            return False
