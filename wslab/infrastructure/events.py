@@ -7,8 +7,11 @@ dashboards stream them, and tests assert on them.
 
 Cost and levels
     :meth:`EventLog.record` is on the engine's hot path, so it does as little as possible: a set
-    membership test, two clock reads, one small object and a ``deque.append``. The ``level``
-    decides what is kept:
+    membership test, two clock reads and a ``deque.append`` of a plain tuple. The
+    :class:`Event` objects are built from those tuples only when someone reads the log (or when
+    a subscriber is attached), because building a frozen dataclass costs several times more
+    than the append. ``benchmarks/bench_eventlog.py`` measures it. The ``level`` decides what
+    is kept:
 
     ``"frames"``     everything, including the high-volume *traffic* kinds
                      (:data:`TRAFFIC_KINDS`: ``FRAME_IN``, ``FRAME_OUT``, ``MESSAGE``);
@@ -144,13 +147,8 @@ class Event:
         return row
 
 
-# A frozen dataclass's generated __init__ goes through object.__setattr__ once per field, which
-# costs about a microsecond more per event than storing straight into the slots. ``record`` builds
-# its events with the slot descriptors instead; ``Event(...)`` stays the public constructor.
-_new_event = object.__new__
-_set_t, _set_wall, _set_kind, _set_cid, _set_fields = (
-    Event.__dict__[name].__set__ for name in ("t", "wall", "kind", "connection_id", "fields")
-)
+# What the log stores: the fields of an Event, in order, as a tuple (cheap to build).
+_Row = tuple[float, float, EventKind, "str | None", Mapping[str, object]]
 
 Subscriber = Callable[[Event], object]
 
@@ -176,13 +174,15 @@ class EventLog:
             raise ConfigError(f"maxlen must be at least 1, got {maxlen}")
         if max_subscribers < 0:
             raise ConfigError(f"max_subscribers must be >= 0, got {max_subscribers}")
-        self._events: deque[Event] = deque(maxlen=maxlen)
+        self._rows: deque[_Row] = deque(maxlen=maxlen)
         self._maxlen = maxlen
         self._clock = clock
         self._enabled: frozenset[EventKind] = frozenset()
         self._level: EventLevel = "off"
         self.level = level
-        self._counts: Counter[EventKind] = Counter()
+        # A plain dict with every kind present: ``+= 1`` on it is several times cheaper than
+        # on a collections.Counter.
+        self._counts: dict[EventKind, int] = dict.fromkeys(EventKind, 0)
         self._subscribers: list[Subscriber] = []
         self._max_subscribers = max_subscribers
         #: Events pushed out of the full log since creation or the last :meth:`clear`.
@@ -215,28 +215,23 @@ class EventLog:
 
     def record(
         self, kind: EventKind, /, connection_id: str | None = None, **fields: object
-    ) -> Event | None:
+    ) -> bool:
         """Record one event (if the level keeps ``kind``) and hand it to the subscribers.
 
-        Returns the event, or ``None`` when the level filtered it out. Never raises because of a
+        Returns False when the level filtered the event out. Never raises because of a
         subscriber.
         """
         if kind not in self._enabled:
-            return None
-        event = _new_event(Event)
-        _set_t(event, self._clock())
-        _set_wall(event, time.time())
-        _set_kind(event, kind)
-        _set_cid(event, connection_id)
-        _set_fields(event, fields)
-        events = self._events
-        if len(events) == self._maxlen:
-            self.dropped += 1
-        events.append(event)
+            return False
+        row = (self._clock(), time.time(), kind, connection_id, fields)
+        rows = self._rows
+        if len(rows) == self._maxlen:
+            self.dropped += 1  # the append below pushes the oldest row out
+        rows.append(row)
         self._counts[kind] += 1
         if self._subscribers:
-            self._publish(event)
-        return event
+            self._publish(Event(*row))
+        return True
 
     def _publish(self, event: Event) -> None:
         failed: list[tuple[Subscriber, Exception]] = []
@@ -246,13 +241,13 @@ class EventLog:
                 callback(event)
             except Exception as exc:
                 failed.append((callback, exc))
-        # Report failures only after every subscriber saw this event, so the ERROR event below
-        # never overtakes the event that caused it.
-        for callback, exc in failed:
+        # Detach every failed subscriber before reporting, so none of them is called again with
+        # the ERROR events below; and report only after every subscriber saw this event, so an
+        # ERROR event never overtakes the event that caused it.
+        for callback, _ in failed:
             self.unsubscribe(callback)
-            logger.warning(
-                "event subscriber %r failed and was detached", callback, exc_info=exc
-            )
+        for callback, exc in failed:
+            logger.warning("event subscriber %r failed and was detached", callback, exc_info=exc)
             self.record(
                 EventKind.ERROR,
                 None,
@@ -293,11 +288,11 @@ class EventLog:
     # -- reading --------------------------------------------------------------------------------
 
     def __len__(self) -> int:
-        return len(self._events)
+        return len(self._rows)
 
     def __iter__(self) -> Iterator[Event]:
         """The kept events, oldest first (a snapshot: recording meanwhile is fine)."""
-        return iter(tuple(self._events))
+        return iter([Event(*row) for row in tuple(self._rows)])
 
     def events(
         self,
@@ -305,12 +300,19 @@ class EventLog:
         connection_id: str | None = None,
     ) -> list[Event]:
         """The kept events, oldest first, optionally of some kinds and/or one connection."""
+        return [Event(*row) for row in self._select(kind, connection_id)]
+
+    def _select(
+        self,
+        kind: EventKind | str | Collection[EventKind | str] | None,
+        connection_id: str | None,
+    ) -> list[_Row]:
         kinds = _kinds(kind)
         return [
-            e
-            for e in tuple(self._events)
-            if (kinds is None or e.kind in kinds)
-            and (connection_id is None or e.connection_id == connection_id)
+            row
+            for row in tuple(self._rows)
+            if (kinds is None or row[2] in kinds)
+            and (connection_id is None or row[3] == connection_id)
         ]
 
     def since(self, t: float, connection_id: str | None = None) -> list[Event]:
@@ -321,21 +323,21 @@ class EventLog:
         never going backwards, as a monotonic clock guarantees.
         """
         newer: list[Event] = []
-        for e in reversed(tuple(self._events)):
-            if e.t < t:
+        for row in reversed(tuple(self._rows)):
+            if row[0] < t:
                 break
-            if connection_id is None or e.connection_id == connection_id:
-                newer.append(e)
+            if connection_id is None or row[3] == connection_id:
+                newer.append(Event(*row))
         newer.reverse()
         return newer
 
     def last(self, kind: EventKind | None = None, connection_id: str | None = None) -> Event | None:
         """The newest kept event (of ``kind`` / for ``connection_id`` if given), or ``None``."""
-        for e in reversed(tuple(self._events)):
-            if (kind is None or e.kind == kind) and (
-                connection_id is None or e.connection_id == connection_id
+        for row in reversed(tuple(self._rows)):
+            if (kind is None or row[2] == kind) and (
+                connection_id is None or row[3] == connection_id
             ):
-                return e
+                return Event(*row)
         return None
 
     def for_connection(self, connection_id: str) -> ConnectionEvents:
@@ -348,13 +350,13 @@ class EventLog:
         With ``retained=True``: only the events still in the log.
         """
         if retained:
-            return dict(Counter(e.kind for e in tuple(self._events)))
-        return dict(self._counts)
+            return dict(Counter(row[2] for row in tuple(self._rows)))
+        return {k: n for k, n in self._counts.items() if n}
 
     def clear(self) -> None:
         """Forget every event, the per-kind counts and the dropped counter (subscribers stay)."""
-        self._events.clear()
-        self._counts.clear()
+        self._rows.clear()
+        self._counts = dict.fromkeys(EventKind, 0)
         self.dropped = 0
 
     def to_dataframe(
@@ -364,12 +366,12 @@ class EventLog:
     ) -> pd.DataFrame:
         """The kept events as a pandas DataFrame, oldest first.
 
-        Columns: ``t`` (float seconds from the log's clock), ``wall`` (``datetime64[ns, UTC]``),
+        Columns: ``t`` (float seconds from the log's clock), ``wall`` (a UTC ``datetime64``),
         ``kind`` (the kind's string value), ``connection_id``, then one column per field key in
         the order first seen (missing values are NaN/None). A field named like a fixed column
         appears as ``field_<name>``.
         """
-        return _events_to_dataframe(self.events(kind, connection_id))
+        return _rows_to_dataframe(self._select(kind, connection_id))
 
 
 class ConnectionEvents:
@@ -394,9 +396,11 @@ class ConnectionEvents:
         return iter(self._log.events(connection_id=self._cid))
 
     def __len__(self) -> int:
-        return len(self._log.events(connection_id=self._cid))
+        return len(self._log._select(None, self._cid))
 
-    def events(self, kind: EventKind | str | Collection[EventKind | str] | None = None) -> list[Event]:
+    def events(
+        self, kind: EventKind | str | Collection[EventKind | str] | None = None
+    ) -> list[Event]:
         """This connection's kept events, optionally of some kinds."""
         return self._log.events(kind, self._cid)
 
@@ -410,7 +414,7 @@ class ConnectionEvents:
 
     def counts(self) -> dict[EventKind, int]:
         """This connection's kept events per kind."""
-        return dict(Counter(e.kind for e in self))
+        return dict(Counter(row[2] for row in self._log._select(None, self._cid)))
 
     def to_dataframe(
         self, kind: EventKind | str | Collection[EventKind | str] | None = None
@@ -433,19 +437,30 @@ def _kinds(
     return frozenset(EventKind(k) for k in kind)
 
 
-def _events_to_dataframe(events: list[Event]) -> pd.DataFrame:
+def _rows_to_dataframe(rows: list[_Row]) -> pd.DataFrame:
     # pandas is imported here, not at module level: recording events must not pay for it.
     import pandas as pd
 
+    def column(key: str) -> str:
+        return f"field_{key}" if key in _BASE_COLUMNS else key
+
     field_names: dict[str, None] = {}  # an ordered set: columns in first-seen order
-    for e in events:
-        for key in e.fields:
-            field_names.setdefault(f"field_{key}" if key in _BASE_COLUMNS else key, None)
-    rows = [e.as_dict() for e in events]
     for row in rows:
-        row["kind"] = str(row["kind"])  # EventKind's str() is its value
-    columns = list(itertools.chain(_BASE_COLUMNS, field_names))
-    frame = pd.DataFrame.from_records(rows, columns=columns)
+        for key in row[4]:
+            field_names.setdefault(column(key), None)
+    data: dict[str, list[object]] = {
+        "t": [row[0] for row in rows],
+        "wall": [row[1] for row in rows],
+        "kind": [str(row[2]) for row in rows],  # EventKind's str() is its value
+        "connection_id": [row[3] for row in rows],
+    }
+    for name in field_names:
+        data[name] = []
+    for row in rows:
+        fields = {column(k): v for k, v in row[4].items()}
+        for name in field_names:
+            data[name].append(fields.get(name))
+    frame = pd.DataFrame(data, columns=list(itertools.chain(_BASE_COLUMNS, field_names)))
     frame["t"] = frame["t"].astype("float64")
     frame["wall"] = pd.to_datetime(frame["wall"].astype("float64"), unit="s", utc=True)
     frame["kind"] = frame["kind"].astype(object)

@@ -139,8 +139,11 @@ class SQLiteStore(BaseStore):
 
     async def open(self) -> None:
         """Open the file (creating parent directories), set the pragmas, migrate the schema."""
-        if self._db is not None:
-            return
+        async with self._lock:  # two concurrent open() calls must not make two connections
+            if self._db is None:
+                self._db = await self._connect()
+
+    async def _connect(self) -> aiosqlite.Connection:
         try:
             if self.path != ":memory:":
                 Path(self.path).expanduser().parent.mkdir(parents=True, exist_ok=True)
@@ -161,7 +164,7 @@ class SQLiteStore(BaseStore):
             if isinstance(exc, sqlite3.Error):
                 raise self.unavailable(exc, "open") from exc
             raise
-        self._db = db
+        return db
 
     async def close(self) -> None:
         """Close the connection (waits for a running operation to finish)."""

@@ -435,7 +435,11 @@ class BaseStore(abc.ABC):
             complete = first_wanted > trimmed_through or query.since_seq >= latest_seq
         else:
             rows.reverse()  # fetched newest first; pages are oldest first
-            upper = latest_seq + 1 if query.before_seq is None else min(query.before_seq, latest_seq + 1)
+            upper = (
+                latest_seq + 1
+                if query.before_seq is None
+                else min(query.before_seq, latest_seq + 1)
+            )
             first_wanted = max(1, upper - limit)
             complete = upper <= 1 or first_wanted > trimmed_through
         return HistoryPage(
