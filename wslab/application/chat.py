@@ -1,0 +1,572 @@
+"""The chat: rooms, messages, direct messages, typing, history, presence, admin broadcasts.
+
+``ChatService`` holds the rules and workflows; everything it touches comes in through its
+constructor (a store, a broker, the connection manager, a router), so one service class serves
+one hub or many hubs in one kernel alike.
+
+The life of a chat message::
+
+    client --chat:message--> validate (4 layers) --> store.save (assigns seq) --> ack to sender
+                                                   \\-> local room members (encoded once)
+                                                   \\-> broker "rooms" --> other hubs' members
+
+The ``ack`` is sent only after the store has the message. If the store is down, the message is
+still relayed live (``seq: null``), the sender gets ``DEGRADED`` with the ``message_id``, and the
+draft waits in the bounded :class:`~wslab.application.retry.RetryQueue`; the ``ack`` follows once
+it is stored. If the broker is down, local members still get everything; when it returns, every
+local client is sent ``system:resync`` to fetch what the other hubs sent meanwhile
+(``chat:history`` with ``since_seq``) — nothing is silently lost.
+
+Each hub receives its own broker messages back (the broker contract) and skips them: it has
+delivered them locally already. That is what makes delivery exactly-once per client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from wslab.foundation.codes import CloseCode
+from wslab.foundation.errors import (
+    DegradedError,
+    DependencyError,
+    PermissionDeniedError,
+    ValidationError,
+    WslabError,
+)
+from wslab.infrastructure.connection import Connection
+from wslab.infrastructure.events import EventKind, EventLog
+from wslab.infrastructure.manager import ConnectionManager
+from wslab.infrastructure.metrics import Metrics
+from wslab.infrastructure.router import MessageRouter, RoutedMessage, RouteHandler
+from wslab.integration.broker import Broker, BrokerMessage
+from wslab.integration.store import MessageDraft, Store, StoredMessage, format_timestamp, utc_now
+
+from .presence import PresenceChange, PresenceTracker
+from .retry import PendingMessage, RetryQueue
+from .session import Authenticator, Session
+from .validation import DEFAULT_ROOM, validate
+from .versioning import CURRENT_VERSION, upgrade_request
+
+__all__ = ["ChatService", "encode"]
+
+ChatHandler = Callable[
+    ["Session", dict[str, Any], RoutedMessage], Awaitable["dict[str, Any] | None"]
+]
+
+log = logging.getLogger("wslab.chat")
+
+# Broker channels. One per kind keeps per-publisher order within each kind; a hub receives all
+# rooms' traffic, which is simple and fine at teaching scale (per-room channels would scale
+# further by subscribing only to rooms with local members).
+ROOMS, DIRECT, PRESENCE, ADMIN = "rooms", "direct", "presence", "admin"
+
+#: After this many refused admin-only actions the connection is closed with 4003.
+MAX_DENIED_ADMIN_ACTIONS = 3
+
+
+def encode(message: dict[str, Any]) -> str:
+    """Compact JSON, with text as it came (no ASCII escaping: the page renders it as text)."""
+    return json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+
+
+class ChatService:
+    """The application layer of one hub."""
+
+    def __init__(
+        self,
+        *,
+        hub_id: str,
+        store: Store,
+        broker: Broker,
+        manager: ConnectionManager,
+        authenticator: Authenticator,
+        event_log: EventLog | None = None,
+        metrics: Metrics | None = None,
+        retry_queue_size: int = 1000,
+        presence_interval: float = 5.0,
+        on_error: Callable[[BaseException], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.hub_id = hub_id
+        self.store = store
+        self.broker = broker
+        self.manager = manager
+        self.auth = authenticator
+        self.events = event_log
+        self.metrics = metrics or Metrics()
+        self.clock = clock
+        self.on_error = on_error
+        self.presence = PresenceTracker(hub_id, snapshot_interval=presence_interval)
+        self.retry = RetryQueue(store, self._late_ack, max_size=retry_queue_size, on_error=on_error)
+        self.sessions: dict[str, Session] = {}
+        self.store_healthy = True
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._presence_task: asyncio.Task[None] | None = None
+        self._unsubscribe_state: Callable[[], None] | None = None
+        m = self.metrics
+        self._m_messages = m.counter("chat_messages_total", "Chat messages accepted", ["kind"])
+        self._m_errors = m.counter("chat_errors_total", "Error replies sent", ["code"])
+        self._m_store = m.histogram("store_save_seconds", "Time to store one message")
+        self._m_fanout = m.histogram(
+            "fanout_recipients",
+            "Local recipients per delivery",
+            buckets=(1, 2, 5, 10, 50, 100, 1000),
+        )
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Subscribe to the other hubs and start announcing presence."""
+        for channel, handler in self._channels():
+            await self.broker.subscribe(channel, handler)
+        self._unsubscribe_state = self.broker.on_state_change(self._broker_state_changed)
+        self._presence_task = asyncio.ensure_future(self._announce_presence())
+
+    async def stop(self) -> None:
+        """Say goodbye to the other hubs, stop background work (queued retries are kept)."""
+        if self._presence_task is not None:
+            self._presence_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._presence_task
+        with contextlib.suppress(DependencyError):
+            await self.broker.publish(PRESENCE, {"op": "goodbye"})
+        for task in list(self._tasks):
+            task.cancel()
+        for session in list(self.sessions.values()):
+            if session.expiry_task is not None:
+                session.expiry_task.cancel()
+        await self.retry.drain(1.0)
+        await self.retry.close()
+        if self._unsubscribe_state is not None:
+            self._unsubscribe_state()
+        for channel, handler in self._channels():
+            with contextlib.suppress(Exception):
+                await self.broker.unsubscribe(channel, handler)
+
+    def _channels(self) -> list[tuple[str, Callable[[BrokerMessage], Any]]]:
+        return [
+            (ROOMS, self._from_rooms),
+            (DIRECT, self._from_direct),
+            (PRESENCE, self._from_presence),
+            (ADMIN, self._from_admin),
+        ]
+
+    def register(self, router: MessageRouter) -> None:
+        """Route every client request type of the protocol to this service."""
+        routes = {
+            "auth": self._on_auth_again,
+            "auth:refresh": self._on_refresh,
+            "room:join": self._on_join,
+            "room:leave": self._on_leave,
+            "chat:message": self._on_message,
+            "chat:typing": self._on_typing,
+            "chat:history": self._on_history,
+            "presence:list": self._on_presence_list,
+            "admin:broadcast": self._on_admin_broadcast,
+        }
+        versions = router.versions | set(router.deprecated_versions)
+        for type_, handler in routes.items():
+            router.add_route(type_, self._validated(type_, handler), versions=versions)
+
+    def _validated(self, type_: str, handler: ChatHandler) -> RouteHandler:
+        """Wrap a chat handler: find the session, upgrade old versions, validate (layers 1-3)."""
+
+        async def run(request: RoutedMessage) -> dict[str, Any] | None:
+            session = self.sessions.get(request.connection.id)
+            if session is None:
+                raise PermissionDeniedError("not authenticated")
+            body = upgrade_request(request.version, request.type, request.body)
+            return await handler(session, validate(type_, body), request)
+
+        return run
+
+    # -- sessions ----------------------------------------------------------------------------------
+
+    async def open_session(self, connection: Connection, limiter: Any = None) -> Session | None:
+        """Authenticate ``connection``, greet it and put it in the lobby; None if refused (4001)."""
+        admitted = await self.auth.admit(connection)
+        if admitted is None:
+            return None
+        identity, method = admitted
+        session = Session(connection, identity, limiter=limiter, auth_method=method)
+        self.sessions[connection.id] = session
+        self.manager.add(connection, key=identity.user_id)
+        self.send(
+            connection,
+            {
+                "type": "system:connected",
+                "connection_id": connection.id,
+                "user_id": identity.user_id,
+                "username": identity.username,
+                "roles": list(identity.roles),
+                "server": self.hub_id,
+                "protocol_version": CURRENT_VERSION,
+            },
+        )
+        self.auth.watch_expiry(session, lambda message: self.send(connection, message))
+        await self._join(session, DEFAULT_ROOM)
+        return session
+
+    async def close_session(self, session: Session) -> None:
+        """The connection ended: leave every room (presence) and forget it."""
+        if session.expiry_task is not None:
+            session.expiry_task.cancel()
+        for room in list(session.rooms):
+            self._leave(session, room)
+        self.manager.remove(session.connection)
+        self.sessions.pop(session.connection.id, None)
+
+    def send(self, connection: Connection, message: dict[str, Any]) -> bool:
+        """Send one message to one connection (never waits; see the slow-consumer policy)."""
+        return connection.send_nowait(encode(message))
+
+    # -- rooms and presence ------------------------------------------------------------------------
+
+    async def _on_join(
+        self, session: Session, fields: dict[str, Any], request: RoutedMessage
+    ) -> dict[str, Any]:
+        room = fields["room"]
+        await self._join(session, room)
+        latest = await self._latest_seq(room)
+        return {"type": "ack", "status": "success", "room": room, "latest_seq": latest}
+
+    async def _join(self, session: Session, room: str) -> None:
+        if not self.manager.join(session.connection, room):
+            return
+        session.rooms.add(room)
+        change = self.presence.join(room, session.user_id, session.username, session.connection.id)
+        self._presence_changed(change, publish=True)
+
+    async def _on_leave(
+        self, session: Session, fields: dict[str, Any], request: RoutedMessage
+    ) -> dict[str, Any]:
+        room = fields["room"]
+        if room not in session.rooms:
+            raise ValidationError(f"not in room {room!r}")
+        self._leave(session, room)
+        return {"type": "ack", "status": "success", "room": room}
+
+    def _leave(self, session: Session, room: str) -> None:
+        self.manager.leave(session.connection, room)
+        session.rooms.discard(room)
+        change = self.presence.leave(room, session.user_id, session.connection.id)
+        self._presence_changed(change, publish=True)
+
+    def _presence_changed(self, change: PresenceChange | None, *, publish: bool) -> None:
+        if change is None:
+            return
+        self.manager.broadcast(
+            encode(
+                {
+                    "type": "presence:join" if change.joined else "presence:leave",
+                    "room": change.room,
+                    "user_id": change.user_id,
+                    "username": change.username,
+                }
+            ),
+            change.room,
+        )
+        if publish:
+            self._publish(
+                PRESENCE,
+                {
+                    "op": "join" if change.joined else "leave",
+                    "room": change.room,
+                    "user_id": change.user_id,
+                    "username": change.username,
+                },
+            )
+
+    async def _on_presence_list(
+        self, session: Session, fields: dict[str, Any], request: RoutedMessage
+    ) -> dict[str, Any]:
+        room = fields["room"]
+        users = self.presence.users(room)
+        return {
+            "type": "presence:list",
+            "room": room,
+            "users": [{"user_id": uid, "username": name} for uid, name in sorted(users.items())],
+        }
+
+    async def _announce_presence(self) -> None:
+        """Publish this hub's presence periodically; forget hubs that went silent."""
+        while True:
+            with contextlib.suppress(DependencyError):
+                await self.broker.publish(
+                    PRESENCE, {"op": "snapshot", "rooms": self.presence.local_snapshot()}
+                )
+            for change in self.presence.expire(self.clock()):
+                self._presence_changed(change, publish=False)
+            await asyncio.sleep(self.presence.snapshot_interval)
+
+    # -- messages ----------------------------------------------------------------------------------
+
+    async def _on_message(
+        self, session: Session, fields: dict[str, Any], request: RoutedMessage
+    ) -> dict[str, Any]:
+        to_user = fields["to_user"]
+        room = fields["room"]
+        if to_user is None and room not in session.rooms:
+            raise ValidationError(f"join room {room!r} before posting to it")
+        draft = MessageDraft(
+            room=room,
+            from_user=session.user_id,
+            from_username=session.username,
+            content=fields["content"],
+            to_user=to_user,
+            origin_hub=self.hub_id,
+        )
+        started = time.perf_counter()
+        try:
+            stored = await self.store.save(draft)
+        except DependencyError:
+            return self._store_down(session, draft, request)
+        self._m_store.observe(time.perf_counter() - started)
+        self._set_store_healthy(True)
+        self._m_messages.inc(kind="direct" if to_user else "room")
+        self._deliver(stored.to_wire(), stored.to_user, stored.from_user, room=stored.room)
+        return {
+            "type": "ack",
+            "status": "success",
+            "message_id": stored.message_id,
+            "seq": stored.seq,
+        }
+
+    def _store_down(
+        self, session: Session, draft: MessageDraft, request: RoutedMessage
+    ) -> dict[str, Any]:
+        """The store failed: relay live, queue for retry, tell the sender (not an ack)."""
+        self._set_store_healthy(False)
+        if not self.retry.offer(PendingMessage(draft, session.connection.id, request.ref)):
+            raise DegradedError(
+                "the message store is down and the retry queue is full: message not sent"
+            )
+        wire = {
+            "type": "chat:message",
+            "room": draft.storage_room,
+            "message_id": draft.message_id,
+            "seq": None,
+            "from_user": draft.from_user,
+            "from_username": draft.from_username,
+            "to_user": draft.to_user,
+            "content": draft.content,
+            "timestamp": format_timestamp(draft.timestamp),
+        }
+        self._deliver(wire, draft.to_user, draft.from_user, room=draft.storage_room)
+        error = DegradedError("delivered live but not stored yet: it is acknowledged once stored")
+        self._m_errors.inc(code=error.code.name)
+        return {"type": "error", "error": error.to_dict(), "message_id": draft.message_id}
+
+    async def _late_ack(self, pending: PendingMessage, stored: StoredMessage) -> None:
+        self._set_store_healthy(True)
+        connection = self.manager.get(pending.connection_id) if pending.connection_id else None
+        if connection is not None:
+            ack: dict[str, Any] = {
+                "type": "ack",
+                "status": "success",
+                "message_id": stored.message_id,
+                "seq": stored.seq,
+            }
+            if pending.ref is not None:
+                ack["ref"] = pending.ref
+            self.send(connection, ack)
+
+    def _deliver(
+        self, wire: dict[str, Any], to_user: str | None, from_user: str, *, room: str
+    ) -> None:
+        """Local fan-out, then the other hubs through the broker."""
+        self._deliver_locally(wire, to_user, from_user)
+        if to_user is None:
+            self._publish(ROOMS, {"kind": "message", "message": wire})
+        else:
+            self._publish(DIRECT, {"message": wire, "to_user": to_user, "from_user": from_user})
+
+    def _deliver_locally(self, wire: dict[str, Any], to_user: str | None, from_user: str) -> None:
+        text = encode(wire)
+        if to_user is None:
+            result = self.manager.broadcast(text, wire["room"])
+        else:
+            result = self.manager.send_to_key(to_user, text)
+            if from_user != to_user:
+                # The sender's own connections (other tabs) see the conversation too.
+                mine = self.manager.send_to_key(from_user, text)
+                result = type(result)(
+                    result.delivered + mine.delivered, result.failed + mine.failed
+                )
+        self._m_fanout.observe(result.attempted)
+
+    async def _on_typing(
+        self, session: Session, fields: dict[str, Any], request: RoutedMessage
+    ) -> None:
+        room = fields["room"]
+        if room not in session.rooms:
+            raise ValidationError(f"join room {room!r} before typing in it")
+        wire = {
+            "type": "chat:typing",
+            "room": room,
+            "user_id": session.user_id,
+            "username": session.username,
+            "is_typing": fields["is_typing"],
+        }
+        self.manager.broadcast(encode(wire), room, exclude=(session.connection.id,))
+        self._publish(ROOMS, {"kind": "typing", "message": wire})
+        return None
+
+    async def _on_history(
+        self, session: Session, fields: dict[str, Any], request: RoutedMessage
+    ) -> dict[str, Any]:
+        cursor = {
+            "limit": fields["limit"],
+            "before_seq": fields["before_seq"],
+            "since_seq": fields["since_seq"],
+        }
+        try:
+            if fields["with_user"] is not None:
+                page = await self.store.direct_history(
+                    session.user_id, fields["with_user"], **cursor
+                )
+            else:
+                page = await self.store.history(fields["room"], **cursor)
+        except DependencyError:
+            self._set_store_healthy(False)
+            raise DegradedError("history is unavailable while the message store is down") from None
+        self._set_store_healthy(True)
+        return page.to_wire()
+
+    async def _on_admin_broadcast(
+        self, session: Session, fields: dict[str, Any], request: RoutedMessage
+    ) -> dict[str, Any]:
+        if not session.identity.is_admin:
+            session.denied_admin_actions += 1
+            if session.denied_admin_actions >= MAX_DENIED_ADMIN_ACTIONS:
+                session.connection.close_nowait(CloseCode.FORBIDDEN, "admin-only action repeated")
+            raise PermissionDeniedError("admin:broadcast needs the admin role")
+        wire = {
+            "type": "system:broadcast",
+            "content": fields["content"],
+            "from_user": session.user_id,
+            "from_username": session.username,
+            "timestamp": format_timestamp(utc_now()),
+        }
+        result = self.manager.broadcast(encode(wire))
+        self._publish(ADMIN, {"message": wire})
+        return {"type": "ack", "status": "success", "delivered": result.delivered}
+
+    # -- authentication after the first message ----------------------------------------------------
+
+    async def _on_auth_again(
+        self, session: Session, fields: dict[str, Any], request: RoutedMessage
+    ) -> dict[str, Any]:
+        raise ValidationError("already authenticated; use auth:refresh to replace the token")
+
+    async def _on_refresh(
+        self, session: Session, fields: dict[str, Any], request: RoutedMessage
+    ) -> dict[str, Any]:
+        if self.auth.verifier is None:
+            raise ValidationError("this hub runs without authentication")
+        try:
+            identity = self.auth.refresh(session, fields["token"])
+        except WslabError as error:
+            session.connection.close_nowait(
+                CloseCode.AUTHENTICATION_FAILED, f"authentication failed: {error.message}"
+            )
+            raise
+        connection = session.connection
+        self.auth.watch_expiry(session, lambda message: self.send(connection, message))
+        return {
+            "type": "auth:refreshed",
+            "expires_in": round(identity.expires_at - self.auth.wall_clock(), 3),
+        }
+
+    # -- the other hubs ----------------------------------------------------------------------------
+
+    def _publish(self, channel: str, payload: dict[str, Any]) -> None:
+        """Publish without making the sender wait; a failure only degrades cross-hub delivery."""
+        task = asyncio.ensure_future(self._publish_now(channel, payload))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _publish_now(self, channel: str, payload: dict[str, Any]) -> None:
+        try:
+            await self.broker.publish(channel, payload)
+        except DependencyError as error:
+            self._record(EventKind.ERROR, error="broker", message=error.message)
+
+    async def _from_rooms(self, message: BrokerMessage) -> None:
+        if message.origin_hub == self.hub_id:
+            return
+        wire = message.payload["message"]
+        if message.payload.get("kind") == "typing":
+            self.manager.broadcast(encode(wire), wire["room"])
+        else:
+            self._deliver_locally(wire, None, wire["from_user"])
+
+    async def _from_direct(self, message: BrokerMessage) -> None:
+        if message.origin_hub == self.hub_id:
+            return
+        payload = message.payload
+        self._deliver_locally(payload["message"], payload["to_user"], payload["from_user"])
+
+    async def _from_admin(self, message: BrokerMessage) -> None:
+        if message.origin_hub != self.hub_id:
+            self.manager.broadcast(encode(message.payload["message"]))
+
+    async def _from_presence(self, message: BrokerMessage) -> None:
+        hub, payload, now = message.origin_hub, message.payload, self.clock()
+        op = payload.get("op")
+        if op == "snapshot":
+            changes = self.presence.remote_snapshot(hub, payload.get("rooms", {}), now)
+        elif op == "goodbye":
+            changes = self.presence.hub_gone(hub)
+        elif op in ("join", "leave"):
+            change = self.presence.remote_event(
+                hub, payload["room"], payload["user_id"], payload["username"], op == "join", now
+            )
+            changes = [change] if change else []
+        else:
+            return
+        for change in changes:
+            self._presence_changed(change, publish=False)
+
+    async def _broker_state_changed(self, healthy: bool, reason: str) -> None:
+        self._record(EventKind.CUSTOM, what="broker", healthy=healthy, reason=reason)
+        if not healthy:
+            return
+        # Back from an outage: other hubs' messages may have been missed. Clients fetch them.
+        for session in list(self.sessions.values()):
+            self.send(
+                session.connection,
+                {
+                    "type": "system:resync",
+                    "rooms": sorted(session.rooms),
+                    "reason": "broker reconnected",
+                },
+            )
+        with contextlib.suppress(DependencyError):
+            await self.broker.publish(
+                PRESENCE, {"op": "snapshot", "rooms": self.presence.local_snapshot()}
+            )
+
+    # -- health ------------------------------------------------------------------------------------
+
+    def _set_store_healthy(self, healthy: bool) -> None:
+        if healthy != self.store_healthy:
+            self.store_healthy = healthy
+            self._record(EventKind.CUSTOM, what="store", healthy=healthy)
+
+    async def _latest_seq(self, room: str) -> int | None:
+        try:
+            return await self.store.latest_seq(room)
+        except DependencyError:
+            self._set_store_healthy(False)
+            return None
+
+    def _record(self, kind: EventKind, **fields: object) -> None:
+        if self.events is not None and self.events.enabled_for(kind):
+            self.events.record(kind, None, **fields)

@@ -1,0 +1,162 @@
+"""A chat session: one authenticated connection, and the rules for getting and keeping one.
+
+Authentication follows the protocol's order of preference (``docs/protocol.md``):
+
+1. ``Authorization: Bearer <token>`` on the upgrade request;
+2. the first message ``{"type": "auth", "token": ...}`` within ``auth_timeout`` seconds — any
+   other first message, or none in time, closes with 4001;
+3. ``?token=`` on the URL (weakest: URLs end up in logs).
+
+Any failure closes the connection with **4001**. A token that expires while connected gets
+``auth:expiring`` first (see :func:`wslab.integration.auth.plan_expiry` for when), may be
+replaced with ``auth:refresh``, and the connection is closed with 4001 at expiry otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from wslab.foundation.codes import CloseCode
+from wslab.foundation.errors import AuthenticationError, ConnectionClosed
+from wslab.infrastructure.connection import Connection
+from wslab.infrastructure.events import EventKind, EventLog
+from wslab.infrastructure.ratelimit import ConnectionLimiter
+from wslab.integration.auth import (
+    ExpiryPlan,
+    Identity,
+    TokenVerifier,
+    check_refresh,
+    plan_expiry,
+    token_from_message,
+    token_from_upgrade,
+)
+
+__all__ = ["Authenticator", "Session"]
+
+#: How the authenticator sends ``auth:expiring`` to the client.
+Sender = Callable[[dict[str, object]], "Awaitable[None] | bool | None"]
+
+log = logging.getLogger("wslab.session")
+
+
+@dataclass(eq=False)
+class Session:
+    """What the chat knows about one connection."""
+
+    connection: Connection
+    identity: Identity
+    limiter: ConnectionLimiter | None = None
+    auth_method: str = "header"
+    rooms: set[str] = field(default_factory=set)
+    denied_admin_actions: int = 0
+    expiry_task: asyncio.Task[None] | None = None
+
+    @property
+    def user_id(self) -> str:
+        """The authenticated user's id (the token's ``sub``)."""
+        return self.identity.user_id
+
+    @property
+    def username(self) -> str:
+        """The name shown to others."""
+        return self.identity.username
+
+
+class Authenticator:
+    """Admits connections (or closes them with 4001) and watches token expiry.
+
+    ``verifier=None`` admits everyone as a guest (``wslab serve --no-auth``).
+    """
+
+    def __init__(
+        self,
+        verifier: TokenVerifier | None,
+        *,
+        auth_timeout: float = 10.0,
+        event_log: EventLog | None = None,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.verifier = verifier
+        self.auth_timeout = auth_timeout
+        self.events = event_log
+        self.wall_clock = wall_clock
+        self._guests = 0
+
+    async def admit(self, connection: Connection) -> tuple[Identity, str] | None:
+        """The identity of ``connection`` and how it was proven; None after closing it with 4001."""
+        if self.verifier is None:
+            self._guests += 1
+            return Identity.guest(self._guests), "guest"
+        try:
+            token, source = token_from_upgrade(connection.headers, connection.query)
+            if token is None:
+                token = await self._first_message_token(connection)
+                source = "message"
+            identity = self.verifier.verify(token)
+        except AuthenticationError as error:
+            self._record(connection, ok=False, reason=error.message)
+            await connection.close(
+                CloseCode.AUTHENTICATION_FAILED, f"authentication failed: {error.message}"
+            )
+            return None
+        except ConnectionClosed:
+            return None
+        self._record(connection, ok=True, user_id=identity.user_id, method=source)
+        return identity, source
+
+    async def _first_message_token(self, connection: Connection) -> str:
+        try:
+            raw = await asyncio.wait_for(connection.recv(), self.auth_timeout)
+        except asyncio.TimeoutError:
+            raise AuthenticationError(f"no auth message within {self.auth_timeout:g}s") from None
+        try:
+            message = json.loads(raw) if isinstance(raw, str) else None
+        except ValueError:
+            message = None
+        if not isinstance(message, dict) or message.get("type") != "auth":
+            raise AuthenticationError('the first message must be {"type": "auth", "token": ...}')
+        return token_from_message(message)
+
+    def refresh(self, session: Session, token: str) -> Identity:
+        """Verify a refreshed token for the same user and make it the session's identity."""
+        assert self.verifier is not None
+        refreshed = self.verifier.verify(token)
+        check_refresh(session.identity, refreshed)
+        session.identity = refreshed
+        self._record(session.connection, ok=True, user_id=refreshed.user_id, method="refresh")
+        return refreshed
+
+    def watch_expiry(
+        self, session: Session, send: Callable[[dict[str, object]], Awaitable[None] | None]
+    ) -> None:
+        """(Re)start the task that warns before the token expires and closes at expiry."""
+        if session.expiry_task is not None:
+            session.expiry_task.cancel()
+        plan = plan_expiry(session.identity, self.wall_clock())
+        if plan is None:
+            return  # guests and tokens without expiry
+        session.expiry_task = asyncio.ensure_future(self._expire(session, plan, send))
+
+    async def _expire(self, session: Session, plan: ExpiryPlan, send: Sender) -> None:
+        connection = session.connection
+        await asyncio.sleep(max(0.0, plan.warn_at - self.wall_clock()))
+        if connection.closed:
+            return
+        result = send(
+            {"type": "auth:expiring", "expires_in": round(plan.expires_in(self.wall_clock()), 3)}
+        )
+        if asyncio.iscoroutine(result):
+            await result
+        await asyncio.sleep(max(0.0, plan.close_at - self.wall_clock()))
+        if not connection.closed:
+            self._record(connection, ok=False, reason="token expired")
+            await connection.close(CloseCode.AUTHENTICATION_FAILED, "token expired")
+
+    def _record(self, connection: Connection, **fields: object) -> None:
+        if self.events is not None and self.events.enabled_for(EventKind.AUTH):
+            self.events.record(EventKind.AUTH, connection.id, **fields)

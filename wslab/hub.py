@@ -1,0 +1,656 @@
+"""``Hub``: the composition root — builds the four layers from a ``HubConfig`` and runs them.
+
+In a notebook cell (a running event loop)::
+
+    hub = await Hub.start()                 # http://127.0.0.1:8765, SQLite, in-process broker
+    hub.connections                         # who is connected (a table in Jupyter)
+    hub.events.to_dataframe()               # what the engine did
+    hub.metrics.to_dataframe()              # counters, gauges, latency percentiles
+    await hub.stop()
+
+``Hub.start_in_thread()`` runs a hub on its own loop in a background thread, for dashboards that
+must keep updating while a cell blocks. Start-up order: store, broker, chat service, heartbeat,
+server; :meth:`Hub.stop` undoes it in reverse (clients get 1001 first).
+
+What it serves: the chat page at ``/``, the WebSocket at ``/ws``, ``/healthz``, ``/metrics``
+(Prometheus) and ``/config.json`` (what the page needs to know).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import errno
+import json
+import logging
+import secrets
+import ssl as ssl_module
+import threading
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterator
+from importlib import resources
+from typing import Any, ClassVar, TypeVar
+
+from wslab.application.chat import ChatService
+from wslab.application.session import Authenticator
+from wslab.application.versioning import CURRENT_VERSION, DEPRECATED_VERSIONS
+from wslab.foundation.codes import CloseCode, ErrorCode
+from wslab.foundation.errors import ConfigError, HandshakeError, RateLimitedError
+from wslab.foundation.handshake import Upgrade
+from wslab.foundation.http import Request
+from wslab.infrastructure.config import HubConfig
+from wslab.infrastructure.connection import Connection, ConnectionLimits
+from wslab.infrastructure.engines import serve
+from wslab.infrastructure.events import EventKind, EventLog
+from wslab.infrastructure.heartbeat import HeartbeatMonitor
+from wslab.infrastructure.manager import ConnectionManager
+from wslab.infrastructure.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from wslab.infrastructure.metrics import Metrics
+from wslab.infrastructure.ratelimit import AddressLimiter, ConnectionLimiter, Verdict
+from wslab.infrastructure.router import MessageRouter, error_envelope
+from wslab.infrastructure.transport import HttpResponse
+from wslab.integration.auth import (
+    AuthConfig,
+    OriginPolicy,
+    TokenVerifier,
+    generate_secret,
+    issue_token,
+)
+from wslab.integration.broker import open_broker
+from wslab.integration.store import store_from_url
+
+__all__ = ["ConnectionsView", "Hub", "ThreadedHub"]
+
+log = logging.getLogger("wslab.hub")
+
+T = TypeVar("T")
+
+_STATIC = {
+    "app.js": "text/javascript; charset=utf-8",
+    "style.css": "text/css; charset=utf-8",
+    "index.html": "text/html; charset=utf-8",
+}
+MAX_ERRORS = 100
+
+
+class ConnectionsView:
+    """The hub's live connections: iterate, count, or look at them as a DataFrame."""
+
+    def __init__(self, hub: Hub) -> None:
+        self._hub = hub
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One dict per connection: id, user, state, RTT, queue depth, rooms, counters."""
+        rows = []
+        for connection in self._hub.manager:
+            session = self._hub.chat.sessions.get(connection.id)
+            row = connection.info()
+            row["user_id"] = session.user_id if session else None
+            row["rooms"] = ",".join(sorted(session.rooms)) if session else ""
+            rows.append(row)
+        return rows
+
+    def to_dataframe(self) -> Any:
+        """The connections as a pandas DataFrame (one row each)."""
+        import pandas as pd
+
+        return pd.DataFrame(self.rows())
+
+    def __len__(self) -> int:
+        return len(self._hub.manager)
+
+    def __iter__(self) -> Iterator[Connection]:
+        return iter(self._hub.manager)
+
+    def _repr_html_(self) -> str:
+        return self.to_dataframe()._repr_html_()
+
+    def __repr__(self) -> str:
+        return f"<{len(self)} connections>"
+
+
+class Hub:
+    """One chat hub. Use :meth:`start` (or ``async with Hub(...)``) inside a running loop."""
+
+    _running: ClassVar[dict[tuple[str, int], Hub]] = {}
+
+    def __init__(self, config: HubConfig | None = None, **overrides: Any) -> None:
+        if config is None:
+            config = HubConfig.load(**overrides)
+        elif overrides:
+            config = config.replace(**overrides)
+        self.generated_secret = False
+        if config.auth_required and not config.jwt_secret and not config.jwt_public_key:
+            config = config.replace(jwt_secret=generate_secret())
+            self.generated_secret = True
+        self.config = config
+        self.hub_id = config.hub_id or f"hub-{secrets.token_hex(3)}"
+        self.events = EventLog(maxlen=config.event_log_size, level=config.event_log_level)  # type: ignore[arg-type]
+        self.metrics = Metrics()
+        self.errors: deque[dict[str, Any]] = deque(maxlen=MAX_ERRORS)
+        self.manager = ConnectionManager(max_connections=config.max_connections)
+        self.store = store_from_url(config.database, retention=config.history_retention)
+        self.broker = open_broker(config.broker, self.hub_id)
+        self.auth_config: AuthConfig | None = None
+        verifier = None
+        if config.auth_required:
+            self.auth_config = AuthConfig(
+                secret=config.jwt_secret,
+                public_key=config.jwt_public_key,
+                algorithms=tuple(config.jwt_algorithms),
+                issuer=config.jwt_issuer,
+                audience=config.jwt_audience,
+                leeway=config.jwt_leeway,
+                cache_size=config.token_cache_size,
+            )
+            verifier = TokenVerifier(self.auth_config)
+        self.origins = OriginPolicy(config.allowed_origins)
+        self.router = MessageRouter(
+            current_version=CURRENT_VERSION, deprecated_versions=DEPRECATED_VERSIONS
+        )
+        self.chat = ChatService(
+            hub_id=self.hub_id,
+            store=self.store,
+            broker=self.broker,
+            manager=self.manager,
+            authenticator=Authenticator(
+                verifier, auth_timeout=config.auth_timeout, event_log=self.events
+            ),
+            event_log=self.events,
+            metrics=self.metrics,
+            retry_queue_size=config.retry_queue_size,
+            on_error=self._report_error,
+        )
+        self.chat.register(self.router)
+        self.heartbeat = HeartbeatMonitor(
+            config.ping_interval,
+            config.pong_timeout,
+            event_log=self.events,
+            on_rtt=self._observe_rtt,
+        )
+        self.address_limiter = AddressLimiter(config.connections_per_ip_per_minute)
+        self.limits = ConnectionLimits(
+            max_message_size=config.max_message_size,
+            max_frame_size=config.max_frame_size,
+            max_queue=config.max_queue,
+            max_queue_bytes=config.max_queue_bytes,
+            slow_consumer_policy=config.slow_consumer_policy,  # type: ignore[arg-type]
+            write_high=config.write_buffer_high,
+            write_low=config.write_buffer_low,
+            close_timeout=config.close_timeout,
+        )
+        self.server: Any = None
+        self._started = False
+        self._declare_metrics()
+
+    # -- start / stop ------------------------------------------------------------------------------
+
+    @classmethod
+    async def start(cls, config: HubConfig | None = None, **overrides: Any) -> Hub:
+        """Build and start a hub (``await Hub.start(port=0)`` in a notebook cell)."""
+        hub = cls(config, **overrides)
+        await hub._start()
+        return hub
+
+    async def _start(self) -> None:
+        config = self.config
+        key = (config.host, config.port)
+        previous = Hub._running.get(key) if config.port else None
+        if previous is not None:
+            # Re-running a notebook cell: the old hub on this port gives way to the new one.
+            log.info("stopping the hub already running on %s:%s", *key)
+            await previous.stop()
+        started: list[Callable[[], Awaitable[None]]] = []
+        try:
+            await self.store.open()
+            started.append(self.store.close)
+            await self.broker.start()
+            started.append(self.broker.close)
+            await self.chat.start()
+            started.append(self.chat.stop)
+            self.server = await self._listen()
+        except BaseException:
+            for undo in reversed(started):
+                with contextlib.suppress(Exception):
+                    await undo()
+            raise
+        self._started = True
+        Hub._running[(config.host, self.port)] = self
+        self.events.record(
+            EventKind.CUSTOM, None, what="hub started", hub_id=self.hub_id, url=self.url
+        )
+
+    async def _listen(self) -> Any:
+        config = self.config
+        try:
+            return await serve(
+                self._handle,
+                config.host,
+                config.port,
+                engine=config.engine,
+                limits=self.limits,
+                http_handler=self._http,
+                process_upgrade=self._check_upgrade,
+                admission=self.address_limiter.allow,
+                event_log=self.events,
+                ssl=self._ssl_context(),
+            )
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                raise ConfigError(
+                    f"port {config.port} on {config.host} is in use by another program "
+                    "(not a hub of this kernel): stop it, or pass port=0 to pick a free port"
+                ) from None
+            raise
+
+    def _ssl_context(self) -> ssl_module.SSLContext | None:
+        if not self.config.tls_certfile:
+            return None
+        context = ssl_module.create_default_context(ssl_module.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(self.config.tls_certfile, self.config.tls_keyfile)
+        return context
+
+    async def stop(self) -> None:
+        """Close every connection with 1001, then stop the services in reverse start order."""
+        if not self._started:
+            return
+        self._started = False
+        Hub._running.pop((self.config.host, self.port), None)
+        timeout = self.config.shutdown_timeout
+        await self.server.close(CloseCode.GOING_AWAY, "hub shutting down", timeout=timeout)
+        await self.heartbeat.close()
+        await self.chat.stop()
+        await self.broker.close()
+        await self.store.close()
+        self.events.record(EventKind.CUSTOM, None, what="hub stopped", hub_id=self.hub_id)
+
+    async def __aenter__(self) -> Hub:
+        await self._start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    @classmethod
+    def start_in_thread(cls, config: HubConfig | None = None, **overrides: Any) -> ThreadedHub:
+        """Start a hub on its own event loop in a background thread."""
+        return ThreadedHub(cls, config, overrides)
+
+    # -- addresses ---------------------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        """True between start and stop."""
+        return self._started
+
+    @property
+    def port(self) -> int:
+        """The port the hub listens on (the real one when started with ``port=0``)."""
+        return self.server.port if self.server is not None else self.config.port
+
+    @property
+    def host(self) -> str:
+        """The address the hub listens on."""
+        return self.config.host
+
+    @property
+    def url(self) -> str:
+        """``http://host:port`` — the chat page."""
+        scheme = "https" if self.config.tls_certfile else "http"
+        return f"{scheme}://{self.host}:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        """``ws://host:port/ws`` — the WebSocket endpoint."""
+        scheme = "wss" if self.config.tls_certfile else "ws"
+        return f"{scheme}://{self.host}:{self.port}{self.config.path}"
+
+    @property
+    def connections(self) -> ConnectionsView:
+        """Who is connected: state, RTT, queue depth, rooms (``.to_dataframe()``)."""
+        return ConnectionsView(self)
+
+    def token(
+        self,
+        user_id: str,
+        *,
+        username: str | None = None,
+        roles: tuple[str, ...] | list[str] = (),
+        ttl: float = 3600,
+    ) -> str:
+        """A token this hub accepts (for notebooks, tests and the page's login)."""
+        if self.auth_config is None:
+            raise ConfigError("this hub runs without authentication (auth_required=False)")
+        return issue_token(
+            self.auth_config, user_id, username=username, roles=tuple(roles), ttl=ttl
+        )
+
+    # -- health ------------------------------------------------------------------------------------
+
+    async def health(self) -> dict[str, Any]:
+        """``{"status": "ok" | "degraded", ...}``: degraded when the store or broker is down."""
+        store_ok = await self.store.ping()
+        broker_ok = bool(self.broker.healthy)
+        status = "ok" if store_ok and broker_ok and not len(self.chat.retry) else "degraded"
+        return {
+            "status": status,
+            "hub_id": self.hub_id,
+            "store": "ok" if store_ok else "down",
+            "broker": "ok" if broker_ok else "down",
+            "retry_queue": len(self.chat.retry),
+            "connections": len(self.manager),
+            "engine": self.config.engine,
+        }
+
+    # -- the connection's life ---------------------------------------------------------------------
+
+    async def _check_upgrade(
+        self, upgrade: Upgrade, remote: tuple[str, int] | None
+    ) -> dict[str, Any] | None:
+        if upgrade.path != self.config.path:
+            raise HandshakeError(
+                f"no WebSocket endpoint at {upgrade.path}; use {self.config.path}", status=404
+            )
+        self.origins.check(upgrade.origin)
+        return None
+
+    async def _handle(self, connection: Connection) -> None:
+        config = self.config
+        limiter = ConnectionLimiter(
+            config.rate_messages_per_second,
+            config.rate_burst,
+            config.rate_bytes_per_second,
+            byte_burst=max(config.rate_bytes_per_second, config.max_message_size),
+            flood_close_after=config.rate_flood_close_after,
+        )
+        session = await self.chat.open_session(connection, limiter)
+        if session is None:
+            return
+        self.heartbeat.watch(connection)
+        self._m_connections_total.inc()
+        try:
+            async for raw in connection:
+                self._m_messages_in.inc()
+                verdict = limiter.check(len(raw))
+                if verdict is not Verdict.ALLOW:
+                    self.events.record(
+                        EventKind.RATE_LIMIT, connection.id, verdict=verdict.value, nbytes=len(raw)
+                    )
+                    if verdict is Verdict.CLOSE:
+                        connection.close_nowait(
+                            CloseCode.POLICY_VIOLATION, "sustained flooding past the rate limit"
+                        )
+                        break
+                    self.chat.send(
+                        connection,
+                        error_envelope(RateLimitedError("rate limit exceeded; slow down")),
+                    )
+                    continue
+                reply = await self.router.dispatch(connection, raw)
+                if reply is not None:
+                    if reply.get("type") == "error":
+                        self._m_errors.inc(code=reply["error"].get("name", "UNKNOWN"))
+                        if reply["error"].get("code") == ErrorCode.INTERNAL_ERROR:
+                            self._report_error(
+                                RuntimeError(f"internal error handling {str(raw)[:80]!r}")
+                            )
+                    self.chat.send(connection, reply)
+        finally:
+            self.heartbeat.unwatch(connection)
+            await self.chat.close_session(session)
+
+    # -- plain HTTP --------------------------------------------------------------------------------
+
+    async def _http(self, request: Request) -> HttpResponse:
+        if request.method not in ("GET", "HEAD"):
+            return HttpResponse(405, b"method not allowed\n", headers=(("Allow", "GET"),))
+        path = request.path
+        if path in ("/", "/index.html"):
+            return self._static("index.html")
+        if path.startswith("/static/"):
+            return self._static(path[len("/static/") :])
+        if path == "/healthz":
+            health = await self.health()
+            return HttpResponse(200, json.dumps(health).encode(), "application/json")
+        if path == "/metrics":
+            return HttpResponse(200, self.metrics.prometheus_text().encode(), METRICS_CONTENT_TYPE)
+        if path == "/config.json":
+            body = {
+                "auth_required": self.config.auth_required,
+                "ws_path": self.config.path,
+                "protocol_version": CURRENT_VERSION,
+            }
+            return HttpResponse(200, json.dumps(body).encode(), "application/json")
+        return HttpResponse(404, b"not found\n")
+
+    @staticmethod
+    def _static(name: str) -> HttpResponse:
+        content_type = _STATIC.get(name)
+        if content_type is None:  # only known files: no path tricks can reach anything else
+            return HttpResponse(404, b"not found\n")
+        try:
+            body = resources.files("wslab.web").joinpath(name).read_bytes()
+        except FileNotFoundError:
+            return HttpResponse(404, b"not found\n")
+        return HttpResponse(200, body, content_type, headers=(("Cache-Control", "no-cache"),))
+
+    # -- observability -----------------------------------------------------------------------------
+
+    def _declare_metrics(self) -> None:
+        m = self.metrics
+        m.gauge("connections", "Open WebSocket connections").set_function(lambda: len(self.manager))
+        m.gauge("retry_queue", "Messages waiting for the store").set_function(
+            lambda: len(self.chat.retry)
+        )
+        self._m_connections_total = m.counter("connections_total", "Connections authenticated")
+        self._m_messages_in = m.counter("messages_in_total", "WebSocket messages received")
+        self._m_errors = m.counter("errors_total", "Error replies sent", ["code"])
+        self._m_rtt = m.histogram(
+            "ping_rtt_seconds",
+            "Heartbeat round-trip time",
+            buckets=(0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5),
+        )
+
+    def _observe_rtt(self, connection: Connection, rtt: float) -> None:
+        self._m_rtt.observe(rtt)
+
+    def _report_error(self, error: BaseException) -> None:
+        """Background failures are kept (bounded) in ``hub.errors``, logged and recorded."""
+        entry = {"time": time.time(), "error": type(error).__name__, "message": str(error)}
+        self.errors.append(entry)
+        log.error("hub %s: %s: %s", self.hub_id, entry["error"], entry["message"])
+        self.events.record(
+            EventKind.ERROR, None, error=entry["error"], message=entry["message"], where="hub"
+        )
+
+    def __repr__(self) -> str:
+        state = "running" if self._started else "stopped"
+        return f"<Hub {self.hub_id} {state} {self.url} engine={self.config.engine}>"
+
+
+class ThreadedHub:
+    """A hub on its own event loop in a daemon thread; every call crosses threads safely."""
+
+    def __init__(self, cls: type[Hub], config: HubConfig | None, overrides: dict[str, Any]) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="wslab-hub", daemon=True)
+        self._thread.start()
+        try:
+            self.hub: Hub = self.call(cls.start(config, **overrides))
+        except BaseException:
+            self._shutdown_loop()
+            raise
+
+    def call(self, coroutine: Awaitable[T], timeout: float | None = 30.0) -> T:
+        """Run a coroutine on the hub's loop and wait for its result."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)  # type: ignore[arg-type]
+
+    def run(self, function: Callable[[], T], timeout: float | None = 30.0) -> T:
+        """Run a plain function on the hub's loop (to read live state without races)."""
+
+        async def wrapper() -> T:
+            return function()
+
+        return self.call(wrapper(), timeout)
+
+    def stop(self) -> None:
+        """Stop the hub and its thread."""
+        if self.loop.is_closed():
+            return
+        try:
+            self.call(self.hub.stop(), timeout=self.hub.config.shutdown_timeout + 10)
+        finally:
+            self._shutdown_loop()
+
+    def _shutdown_loop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+        self.loop.close()
+
+    # The read-only views go through the hub's loop so that nothing is read mid-update.
+    @property
+    def url(self) -> str:
+        return self.hub.url
+
+    @property
+    def ws_url(self) -> str:
+        return self.hub.ws_url
+
+    @property
+    def port(self) -> int:
+        return self.hub.port
+
+    @property
+    def hub_id(self) -> str:
+        return self.hub.hub_id
+
+    @property
+    def errors(self) -> list[dict[str, Any]]:
+        return self.run(lambda: list(self.hub.errors))
+
+    def token(self, user_id: str, **kwargs: Any) -> str:
+        return self.hub.token(user_id, **kwargs)
+
+    def connections(self) -> Any:
+        """The connections as a DataFrame."""
+        return self.run(self.hub.connections.to_dataframe)
+
+    def events(self, **filters: Any) -> Any:
+        """The event log as a DataFrame."""
+        return self.run(lambda: self.hub.events.to_dataframe(**filters))
+
+    def metrics(self) -> dict[str, Any]:
+        """A metrics snapshot."""
+        return self.run(self.hub.metrics.snapshot)
+
+    def health(self) -> dict[str, Any]:
+        return self.call(self.hub.health())
+
+    def __enter__(self) -> ThreadedHub:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"<ThreadedHub {self.hub!r}>"
+
+
+# -- the command line ---------------------------------------------------------------------------------
+
+
+def add_cli_commands(commands: argparse._SubParsersAction) -> None:
+    """Add ``wslab serve`` and ``wslab token`` to the ``wslab`` command."""
+    serve_cmd = commands.add_parser(
+        "serve", help="run the chat hub (page, /ws, /healthz, /metrics)"
+    )
+    serve_cmd.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    serve_cmd.add_argument("--port", type=int, help="port (default 8765; 0 picks a free one)")
+    serve_cmd.add_argument("--engine", choices=("wslab", "websockets"))
+    serve_cmd.add_argument("--db", dest="database", help="sqlite:///PATH or postgresql://...")
+    serve_cmd.add_argument("--broker", help="memory:// or redis://host:port/db")
+    serve_cmd.add_argument("--secret", dest="jwt_secret", help="HS256 secret (default: generated)")
+    serve_cmd.add_argument(
+        "--no-auth", action="store_true", help="admit anyone as a guest (teaching only)"
+    )
+    serve_cmd.add_argument(
+        "--allowed-origin", action="append", dest="allowed_origins", metavar="ORIGIN"
+    )
+    serve_cmd.add_argument("--config", help="TOML file with a [hub] table")
+    serve_cmd.set_defaults(run=_cmd_serve)
+
+    token_cmd = commands.add_parser("token", help="print a token for the configured secret")
+    token_cmd.add_argument("user")
+    token_cmd.add_argument("--username")
+    token_cmd.add_argument("--role", action="append", dest="roles", default=[])
+    token_cmd.add_argument("--ttl", type=float, default=3600.0, help="seconds (default 3600)")
+    token_cmd.add_argument(
+        "--secret", dest="jwt_secret", help="default: WSLAB_JWT_SECRET or --config"
+    )
+    token_cmd.add_argument("--config", help="TOML file with a [hub] table")
+    token_cmd.set_defaults(run=_cmd_token)
+
+
+def _cli_overrides(args: argparse.Namespace, names: tuple[str, ...]) -> dict[str, Any]:
+    overrides = {
+        name: getattr(args, name) for name in names if getattr(args, name, None) is not None
+    }
+    if "allowed_origins" in overrides:
+        overrides["allowed_origins"] = tuple(overrides["allowed_origins"])
+    return overrides
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from wslab.infrastructure.logs import configure_logging
+
+    names = ("host", "port", "engine", "database", "broker", "jwt_secret", "allowed_origins")
+    overrides = _cli_overrides(args, names)
+    if args.no_auth:
+        overrides["auth_required"] = False
+    config = HubConfig.load(file=args.config, argv_overrides=overrides)
+    configure_logging(config.log_level, json=config.log_json)
+
+    async def run() -> None:
+        from wslab.cli import _run_until_signalled
+
+        hub = await Hub.start(config)
+        lines = [f"wslab serve: hub {hub.hub_id} on {hub.url}  (WebSocket {hub.ws_url})"]
+        shown = config.to_dict()  # passwords in URLs redacted
+        lines.append(
+            f"  store {shown['database']}, broker {shown['broker']}, engine {config.engine}"
+        )
+        if not config.auth_required:
+            lines.append("  authentication OFF: everyone is a guest (--no-auth)")
+        else:
+            if hub.generated_secret:
+                lines.append(
+                    f"  generated secret (set WSLAB_JWT_SECRET to keep it): {hub.config.jwt_secret}"
+                )
+            lines.append(
+                f"  dev token for 'dev' (1 h): {hub.token('dev', username='dev', ttl=3600)}"
+            )
+        await _run_until_signalled(hub.stop, "\n".join(lines))
+
+    asyncio.run(run())
+    return 0
+
+
+def _cmd_token(args: argparse.Namespace) -> int:
+    config = HubConfig.load(file=args.config, argv_overrides=_cli_overrides(args, ("jwt_secret",)))
+    if not config.jwt_secret:
+        print(
+            "wslab token: no secret configured; pass --secret or set WSLAB_JWT_SECRET", flush=True
+        )
+        return 2
+    auth = AuthConfig(
+        secret=config.jwt_secret,
+        algorithms=tuple(config.jwt_algorithms),
+        issuer=config.jwt_issuer,
+        audience=config.jwt_audience,
+    )
+    print(
+        issue_token(auth, args.user, username=args.username, roles=tuple(args.roles), ttl=args.ttl)
+    )
+    return 0
