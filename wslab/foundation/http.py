@@ -166,9 +166,7 @@ HeaderItems: TypeAlias = "Headers | Mapping[str, str] | Iterable[tuple[str, str]
 
 
 def _pairs(fields: HeaderItems) -> Iterable[tuple[str, str]]:
-    if isinstance(fields, Headers):
-        return fields.items()
-    if isinstance(fields, Mapping):
+    if isinstance(fields, (Headers, Mapping)):
         return fields.items()
     return fields
 

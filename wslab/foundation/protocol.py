@@ -159,6 +159,9 @@ class Protocol:
         frame_observer: called with ``("in" | "out", frame)`` for every frame — the event log.
         transition_observer: called with each :class:`Transition` of the state machine.
         now: the creation time recorded in the state history (default: ``clock()``).
+        defer_failure: on a peer's violation, do not queue the close frame yet: the caller first
+            lets the application answer the messages that arrived before the violation (an echo
+            server echoes them), then calls :meth:`fail_pending`. Input is ignored meanwhile.
     """
 
     def __init__(
@@ -173,14 +176,20 @@ class Protocol:
         frame_observer: FrameObserver | None = None,
         transition_observer: TransitionObserver | None = None,
         now: float | None = None,
+        defer_failure: bool = False,
     ) -> None:
         self.role = role
+        self.defer_failure = defer_failure
         self.auto_pong = auto_pong
         self._clock = clock
         self._mask_key_factory = mask_key_factory
         self.frame_observer = frame_observer
         self.transition_observer = transition_observer
-        self.parser = FrameParser(max_frame_size=max_frame_size, require_mask=role is Role.SERVER)
+        # A frame can never be larger than the message it belongs to may be.
+        limits = [limit for limit in (max_frame_size, max_message_size) if limit is not None]
+        self.parser = FrameParser(
+            max_frame_size=min(limits) if limits else None, require_mask=role is Role.SERVER
+        )
         self.assembler = MessageAssembler(max_message_size)
         self.machine = StateMachine(ConnectionState.CONNECTING, now=clock() if now is None else now)
         self.stats = ProtocolStats()
@@ -190,6 +199,7 @@ class Protocol:
         self._close_received: tuple[int, str] | None = None
         self._failure: ProtocolError | None = None
         self._closed_locally = False
+        self._failed_locally = False
         self._ignore_input = False
 
     # -- state -------------------------------------------------------------------------------------
@@ -221,9 +231,9 @@ class Protocol:
         That is once both close frames have crossed, or once we failed the connection. RFC 6455
         7.1.1 has the server close TCP first; a client waits a little for the server to do it.
         """
-        return self._failure is not None or (
-            self._close_sent is not None and self._close_received is not None
-        )
+        if self._failed_locally or (self._failure is not None and self._close_sent is not None):
+            return True
+        return self._close_sent is not None and self._close_received is not None
 
     @property
     def close_code(self) -> int:
@@ -276,8 +286,10 @@ class Protocol:
             for frame in self.parser.feed(data):
                 self._handle_frame(frame, events, now)
                 if self._ignore_input:
-                    break
+                    break  # a close frame: whatever follows it, even garbage, is discarded
             else:
+                if self.parser.error is not None:
+                    raise self.parser.error  # after the valid frames that preceded it
                 header = self.parser.partial_header
                 if header is not None and not header.is_control:
                     self.assembler.check_partial(header, self.parser.partial_payload)
@@ -371,16 +383,27 @@ class Protocol:
 
     def fail(self, code: int, reason: str = "", *, now: float | None = None) -> bytes:
         """Fail the connection ourselves (e.g. 1008 flooding, 1011 dead peer): close, stop reading."""
+        # Input is ignored from now on, so the peer's close reply would never be seen: the
+        # transport must not wait for it (close_expected becomes true at once).
         self._ignore_input = True
+        self._failed_locally = True
         return self.send_close(code, reason, now=now)
 
     # -- internals ---------------------------------------------------------------------------------
 
+    def fail_pending(self, *, now: float | None = None) -> bytes:
+        """With ``defer_failure``: the close frame for the peer's violation, now that the
+        messages received before it have been answered. ``b""`` if there is nothing to do."""
+        error = self._failure
+        if error is None or self._close_sent is not None or self.state is not State.OPEN:
+            return b""
+        return self.send_close(int(error.close_code), error.message, now=now)
+
     def _fail(self, error: ProtocolError, now: float | None) -> None:
         self._failure = error
         self._ignore_input = True
-        if self._close_sent is None and self.state is State.OPEN:
-            self._outgoing.append(self.send_close(int(error.close_code), error.message, now=now))
+        if not self.defer_failure:
+            self._outgoing.append(self.fail_pending(now=now))
 
     def _check_can_send(self, control: bool) -> None:
         if self.state is State.OPEN and self._close_sent is None:

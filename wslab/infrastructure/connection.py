@@ -218,6 +218,11 @@ class Connection:
         return 0
 
     @property
+    def queued_bytes(self) -> int:
+        """Bytes of the outgoing messages waiting for the socket (at most ``max_queue_bytes``)."""
+        return 0
+
+    @property
     def close_code(self) -> int | None:
         """The close code received from the peer (1006 if none), once closed; else ``None``."""
         raise NotImplementedError
@@ -242,6 +247,7 @@ class Connection:
         while not self._incoming:
             if self._closed.done():
                 raise self._closed_error()
+            self._incoming_drained()
             waiter = self._incoming_waiter = asyncio.get_running_loop().create_future()
             try:
                 await waiter
@@ -274,6 +280,9 @@ class Connection:
         waiter = self._incoming_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+
+    def _incoming_drained(self) -> None:
+        """The application has taken every received message (engines finish a deferred close)."""
 
     def _pause_reading(self) -> None:
         """Stop reading from the socket (the incoming queue is full)."""

@@ -123,12 +123,16 @@ class WslabConnection(Connection):
             clock=self.clock,
             frame_observer=self._observe_frame if event_log is not None else None,
             transition_observer=self._observe_transition if event_log is not None else None,
+            defer_failure=True,
         )
+        self._failing = False  # a protocol violation waits for the application to catch up
+        self._fail_timer: asyncio.TimerHandle | None = None
         self._queue: deque[bytes] = deque()
         self._queued_bytes = 0
         self._paused = False
         self._writable: asyncio.Future[None] | None = None
         self._close_timer: asyncio.TimerHandle | None = None
+        self._aborted_locally = False
         transport.set_write_buffer_limits(high=limits.write_high, low=limits.write_low)
 
     # -- state -------------------------------------------------------------------------------------
@@ -150,11 +154,15 @@ class WslabConnection(Connection):
 
     @property
     def closed_locally(self) -> bool:
-        return self.protocol.closed_locally
+        return self.protocol.closed_locally or self._aborted_locally
 
     @property
     def queue_depth(self) -> int:
         return len(self._queue)
+
+    @property
+    def queued_bytes(self) -> int:
+        return self._queued_bytes
 
     # -- incoming bytes ----------------------------------------------------------------------------
 
@@ -162,6 +170,7 @@ class WslabConnection(Connection):
         """Bytes from the socket: run them through the protocol and act on the events."""
         protocol = self.protocol
         self.stats.bytes_in += len(data)
+        failure = None
         for event in protocol.receive_data(data):
             kind = type(event)
             if kind is TextReceived:
@@ -173,24 +182,45 @@ class WslabConnection(Connection):
             elif kind is CloseReceived:
                 self._record(EventKind.CLOSE, direction="in", code=event.code, reason=event.reason)  # type: ignore[union-attr]
             elif kind is ProtocolFailure:
-                error = event.error  # type: ignore[union-attr]
+                failure = event.error  # type: ignore[union-attr]
                 self._record(
                     EventKind.ERROR,
-                    error=type(error).__name__,
-                    message=error.message,
-                    close_code=int(error.close_code),
+                    error=type(failure).__name__,
+                    message=failure.message,
+                    close_code=int(failure.close_code),
                 )
-                self._record(
-                    EventKind.CLOSE,
-                    direction="out",
-                    code=int(error.close_code),
-                    reason=error.message,
-                )
-        automatic = protocol.data_to_send()  # pongs, the close echo, a failure's close frame
+        automatic = protocol.data_to_send()  # pongs, the close echo
         if automatic:
             self._raw_write(automatic)
+        if failure is not None:
+            # Messages that arrived before the violation are still the application's to answer
+            # (an echo server echoes them): the close goes out once it has taken them.
+            if self._incoming:
+                self._failing = True
+                loop = asyncio.get_running_loop()
+                self._fail_timer = loop.call_later(
+                    self.limits.close_timeout, self._incoming_drained
+                )
+            else:
+                self._failing = True
+                self._incoming_drained()
         if protocol.close_expected:
             self._finish_close()
+
+    def _incoming_drained(self) -> None:
+        """Send the close for a pending protocol violation, then close TCP."""
+        if not self._failing:
+            return
+        self._failing = False
+        if self._fail_timer is not None:
+            self._fail_timer.cancel()
+        data = self.protocol.fail_pending()
+        if not data:
+            return
+        code, reason = self.protocol.close_sent or (None, "")
+        self._record(EventKind.CLOSE, direction="out", code=code, reason=reason)
+        self._raw_write(data)
+        self._finish_close()
 
     def _finish_close(self) -> None:
         """Both close frames crossed (or we failed): the server closes TCP, the client waits."""
@@ -204,8 +234,9 @@ class WslabConnection(Connection):
 
     def connection_lost(self, exc: Exception | None) -> None:
         """The socket is closed (by us, by the peer, or by the network)."""
-        if self._close_timer is not None:
-            self._close_timer.cancel()
+        for timer in (self._close_timer, self._fail_timer):
+            if timer is not None:
+                timer.cancel()
         cause = "transport lost" if exc is None else f"transport error: {exc}"
         if self.protocol.close_expected:
             cause = "closing handshake complete"
@@ -364,6 +395,8 @@ class WslabConnection(Connection):
     def abort(self, reason: str = "aborted") -> None:
         if self.closed:
             return
+        if self.protocol.state is ConnectionState.OPEN:
+            self._aborted_locally = True  # no close frame either way: this end ended it
         self._record(EventKind.ERROR, error="abort", message=reason)
         self.transport.abort()
 
