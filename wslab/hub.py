@@ -75,6 +75,20 @@ _STATIC = {
 MAX_ERRORS = 100
 
 
+def _ref_of(raw: str | bytes) -> str | int | None:
+    """The ``ref`` of a request refused before routing, so the client can match the error.
+
+    Only small messages are parsed for it: refusing a flood must stay cheap.
+    """
+    if not isinstance(raw, str) or len(raw) > 4096:
+        return None
+    try:
+        ref = json.loads(raw).get("ref")
+    except (ValueError, AttributeError, RecursionError):
+        return None
+    return ref if isinstance(ref, (str, int)) and not isinstance(ref, bool) else None
+
+
 class ConnectionsView:
     """The hub's live connections: iterate, count, or look at them as a DataFrame."""
 
@@ -383,10 +397,8 @@ class Hub:
                             CloseCode.POLICY_VIOLATION, "sustained flooding past the rate limit"
                         )
                         break
-                    self.chat.send(
-                        connection,
-                        error_envelope(RateLimitedError("rate limit exceeded; slow down")),
-                    )
+                    limited = RateLimitedError("rate limit exceeded; slow down")
+                    self.chat.send(connection, error_envelope(limited, _ref_of(raw)))
                     continue
                 reply = await self.router.dispatch(connection, raw)
                 if reply is not None:
