@@ -45,6 +45,7 @@ from wslab.infrastructure.connection import Connection, ConnectionLimits
 from wslab.infrastructure.engines import serve
 from wslab.infrastructure.events import EventKind, EventLog
 from wslab.infrastructure.heartbeat import HeartbeatMonitor
+from wslab.infrastructure.logs import bind, log_context, new_correlation_id
 from wslab.infrastructure.manager import ConnectionManager
 from wslab.infrastructure.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from wslab.infrastructure.metrics import Metrics
@@ -183,6 +184,7 @@ class Hub:
             config.pong_timeout,
             event_log=self.events,
             on_rtt=self._observe_rtt,
+            on_error=self._report_error,
         )
         self.address_limiter = AddressLimiter(config.connections_per_ip_per_minute)
         self.limits = ConnectionLimits(
@@ -371,6 +373,16 @@ class Hub:
         return None
 
     async def _handle(self, connection: Connection) -> None:
+        """One connection's life: authenticate, then route its messages until it closes."""
+        bind(connection_id=connection.id, hub_id=self.hub_id)  # this task's log context
+        try:
+            await self._serve_connection(connection)
+        except Exception as error:
+            # Reported here (hub.errors, log, event) and re-raised: the server closes with 1011.
+            self._report_error(error)
+            raise
+
+    async def _serve_connection(self, connection: Connection) -> None:
         config = self.config
         limiter = ConnectionLimiter(
             config.rate_messages_per_second,
@@ -382,6 +394,7 @@ class Hub:
         session = await self.chat.open_session(connection, limiter)
         if session is None:
             return
+        bind(user_id=session.user_id)
         self.heartbeat.watch(connection)
         self._m_connections_total.inc()
         try:
@@ -389,29 +402,38 @@ class Hub:
                 self._m_messages_in.inc()
                 verdict = limiter.check(len(raw))
                 if verdict is not Verdict.ALLOW:
-                    self.events.record(
-                        EventKind.RATE_LIMIT, connection.id, verdict=verdict.value, nbytes=len(raw)
-                    )
+                    self._refuse_flood(connection, raw, verdict)
                     if verdict is Verdict.CLOSE:
-                        connection.close_nowait(
-                            CloseCode.POLICY_VIOLATION, "sustained flooding past the rate limit"
-                        )
                         break
-                    limited = RateLimitedError("rate limit exceeded; slow down")
-                    self.chat.send(connection, error_envelope(limited, _ref_of(raw)))
                     continue
-                reply = await self.router.dispatch(connection, raw)
-                if reply is not None:
-                    if reply.get("type") == "error":
-                        self._m_errors.inc(code=reply["error"].get("name", "UNKNOWN"))
-                        if reply["error"].get("code") == ErrorCode.INTERNAL_ERROR:
-                            self._report_error(
-                                RuntimeError(f"internal error handling {str(raw)[:80]!r}")
-                            )
-                    self.chat.send(connection, reply)
+                with log_context(correlation_id=_ref_of(raw) or new_correlation_id()):
+                    reply = await self.router.dispatch(connection, raw)
+                    if reply is not None:
+                        self._count_reply(reply, raw)
+                        self.chat.send(connection, reply)
         finally:
             self.heartbeat.unwatch(connection)
             await self.chat.close_session(session)
+
+    def _refuse_flood(self, connection: Connection, raw: str | bytes, verdict: Verdict) -> None:
+        self.events.record(
+            EventKind.RATE_LIMIT, connection.id, verdict=verdict.value, nbytes=len(raw)
+        )
+        if verdict is Verdict.CLOSE:
+            log.info("closing %s: sustained flooding", connection.id)
+            connection.close_nowait(
+                CloseCode.POLICY_VIOLATION, "sustained flooding past the rate limit"
+            )
+            return
+        limited = RateLimitedError("rate limit exceeded; slow down")
+        self.chat.send(connection, error_envelope(limited, _ref_of(raw)))
+
+    def _count_reply(self, reply: dict[str, Any], raw: str | bytes) -> None:
+        if reply.get("type") != "error":
+            return
+        self._m_errors.inc(code=reply["error"].get("name", "UNKNOWN"))
+        if reply["error"].get("code") == ErrorCode.INTERNAL_ERROR:
+            self._report_error(RuntimeError(f"internal error handling {str(raw)[:80]!r}"))
 
     # -- plain HTTP --------------------------------------------------------------------------------
 
@@ -475,6 +497,21 @@ class Hub:
         log.error("hub %s: %s: %s", self.hub_id, entry["error"], entry["message"])
         self.events.record(
             EventKind.ERROR, None, error=entry["error"], message=entry["message"], where="hub"
+        )
+
+    def _repr_html_(self) -> str:
+        """In a notebook: the hub's address, state and its recent background errors, in red."""
+        from html import escape
+
+        state = "running" if self._started else "stopped"
+        rows = "".join(
+            f"<li style='color:#b00020'>{escape(e['error'])}: {escape(e['message'])}</li>"
+            for e in list(self.errors)[-5:]
+        )
+        errors = f"<ul>{rows}</ul>" if rows else "<span>no background errors</span>"
+        return (
+            f"<div><b>Hub {escape(self.hub_id)}</b> — {state} — {escape(self.url)} "
+            f"({len(self.manager)} connections, engine {escape(self.config.engine)})<br>{errors}</div>"
         )
 
     def __repr__(self) -> str:

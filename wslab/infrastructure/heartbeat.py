@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from wslab.foundation.codes import CloseCode
 from wslab.foundation.errors import ConfigError, ConnectionClosed
+from wslab.foundation.state import ConnectionState
 
 from .connection import Connection
 from .events import EventKind, EventLog
@@ -59,8 +60,17 @@ class HeartbeatTimer:
         self.ping_sent_at: float | None = None
         self.missed = False
 
+    def _deadline(self) -> float:
+        """When the verdict changes: the pong's deadline while a ping waits, else the next ping."""
+        if self.ping_sent_at is not None:
+            return self.ping_sent_at + self.pong_timeout
+        return self.last_pong_at + self.ping_interval
+
     def due(self, now: float) -> HeartbeatAction:
         """The verdict at ``now``."""
+        # Compare against the very deadline next_check() uses: ``now - sent >= timeout`` can be
+        # false at ``now == sent + timeout`` (float rounding), and a caller told "check again in
+        # 0 s" would then spin without ever getting a verdict.
         if self.ping_sent_at is not None:
             if now - self.ping_sent_at >= self.pong_timeout:
                 self.missed = True
@@ -72,11 +82,7 @@ class HeartbeatTimer:
 
     def next_check(self, now: float) -> float:
         """Seconds until the verdict can next change (0 if it is due now)."""
-        if self.ping_sent_at is not None:
-            deadline = self.ping_sent_at + self.pong_timeout
-        else:
-            deadline = self.last_pong_at + self.ping_interval
-        return max(0.0, deadline - now)
+        return max(0.0, self._deadline() - now)
 
     def ping_sent(self, now: float) -> None:
         """A ping went out at ``now``."""
@@ -101,7 +107,8 @@ RttObserver = Callable[[Connection, float], None]
 class HeartbeatMonitor:
     """Runs a :class:`HeartbeatTimer` for every watched connection.
 
-    ``on_rtt(connection, seconds)`` is called for each pong (metrics feed on it). A dead peer gets
+    ``on_rtt(connection, seconds)`` is called for each pong (metrics feed on it); ``on_error``
+    hears of a heartbeat task that failed (it is also logged). A dead peer gets
     a close frame with 1011 and its TCP connection is closed (aborted if even that cannot go out).
     """
 
@@ -113,6 +120,7 @@ class HeartbeatMonitor:
         event_log: EventLog | None = None,
         on_rtt: RttObserver | None = None,
         on_dead: Callable[[Connection], None] | None = None,
+        on_error: Callable[[BaseException], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if ping_interval <= 0 or pong_timeout <= 0:
@@ -122,6 +130,7 @@ class HeartbeatMonitor:
         self.events = event_log
         self.on_rtt = on_rtt
         self.on_dead = on_dead
+        self.on_error = on_error
         self.clock = clock
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self.dead_peers = 0
@@ -148,7 +157,10 @@ class HeartbeatMonitor:
     def _done(self, connection_id: str, task: asyncio.Task[None]) -> None:
         self._tasks.pop(connection_id, None)
         if not task.cancelled() and task.exception() is not None:
-            log.error("heartbeat of %s failed", connection_id, exc_info=task.exception())
+            error = task.exception()
+            log.error("heartbeat of %s failed", connection_id, exc_info=error)
+            if self.on_error is not None:
+                self.on_error(error)  # type: ignore[arg-type]
 
     async def close(self) -> None:
         """Stop every heartbeat."""
@@ -177,7 +189,13 @@ class HeartbeatMonitor:
                     await asyncio.wait_for(asyncio.shield(pong), wait)
                 except asyncio.TimeoutError:
                     continue  # the timer will now say DEAD
-                except (ConnectionClosed, asyncio.CancelledError):
+                except ConnectionClosed:
+                    # Closed, or a close is under way (this end's, or the peer's): the ping could
+                    # not go out, and the close timeout now bounds how long the connection lives.
+                    if connection.closed:
+                        return
+                    raise
+                except asyncio.CancelledError:
                     if connection.closed:
                         return
                     raise
