@@ -198,6 +198,9 @@ class Hub:
             close_timeout=config.close_timeout,
         )
         self.server: Any = None
+        # Kept apart from the server: a stopped server has no sockets to ask, and a stopped hub
+        # must still say where it was (repr in a notebook, the URL in a log line).
+        self._bound_port: int | None = None
         self._started = False
         self._declare_metrics()
 
@@ -227,6 +230,7 @@ class Hub:
             await self.chat.start()
             started.append(self.chat.stop)
             self.server = await self._listen()
+            self._bound_port = self.server.port
         except BaseException:
             for undo in reversed(started):
                 with contextlib.suppress(Exception):
@@ -304,7 +308,7 @@ class Hub:
     @property
     def port(self) -> int:
         """The port the hub listens on (the real one when started with ``port=0``)."""
-        return self.server.port if self.server is not None else self.config.port
+        return self._bound_port if self._bound_port is not None else self.config.port
 
     @property
     def host(self) -> str:
@@ -370,6 +374,12 @@ class Hub:
                 f"no WebSocket endpoint at {upgrade.path}; use {self.config.path}", status=404
             )
         self.origins.check(upgrade.origin)
+        # Counted at the server, so connections still authenticating take their place too.
+        if self.server is not None and len(self.server.connections) >= self.config.max_connections:
+            raise HandshakeError(
+                f"the hub is full ({self.config.max_connections} connections); try again later",
+                status=503,
+            )
         return None
 
     async def _handle(self, connection: Connection) -> None:

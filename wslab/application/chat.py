@@ -33,6 +33,7 @@ from typing import Any
 
 from wslab.foundation.codes import CloseCode
 from wslab.foundation.errors import (
+    ConflictError,
     DegradedError,
     DependencyError,
     PermissionDeniedError,
@@ -189,28 +190,41 @@ class ChatService:
     # -- sessions ----------------------------------------------------------------------------------
 
     async def open_session(self, connection: Connection, limiter: Any = None) -> Session | None:
-        """Authenticate ``connection``, greet it and put it in the lobby; None if refused (4001)."""
+        """Authenticate ``connection``, greet it and put it in the lobby.
+
+        None if refused: 4001 for failed authentication, 1013 (try again later) when the hub
+        already has ``max_connections``. Nothing of a refused or failed opening is kept.
+        """
         admitted = await self.auth.admit(connection)
         if admitted is None:
             return None
         identity, method = admitted
+        try:
+            self.manager.add(connection, key=identity.user_id)
+        except ConflictError as error:
+            await connection.close(CloseCode.TRY_AGAIN_LATER, error.message)
+            return None
         session = Session(connection, identity, limiter=limiter, auth_method=method)
         self.sessions[connection.id] = session
-        self.manager.add(connection, key=identity.user_id)
-        self.send(
-            connection,
-            {
-                "type": "system:connected",
-                "connection_id": connection.id,
-                "user_id": identity.user_id,
-                "username": identity.username,
-                "roles": list(identity.roles),
-                "server": self.hub_id,
-                "protocol_version": CURRENT_VERSION,
-            },
-        )
-        self.auth.watch_expiry(session, lambda message: self.send(connection, message))
-        await self._join(session, DEFAULT_ROOM)
+        try:
+            self.send(
+                connection,
+                {
+                    "type": "system:connected",
+                    "connection_id": connection.id,
+                    "user_id": identity.user_id,
+                    "username": identity.username,
+                    "roles": list(identity.roles),
+                    "server": self.hub_id,
+                    "protocol_version": CURRENT_VERSION,
+                },
+            )
+            self.auth.watch_expiry(session, lambda message: self.send(connection, message))
+            await self._join(session, DEFAULT_ROOM)
+        except BaseException:
+            # The caller cleans up only sessions it was given: undo this one here.
+            await self.close_session(session)
+            raise
         return session
 
     async def close_session(self, session: Session) -> None:

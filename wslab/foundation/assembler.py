@@ -112,12 +112,12 @@ class MessageAssembler:
         rest = memoryview(payload)[self._checked :] if self._checked else payload
         self._checked = 0
         self._check_size(len(rest))
-        self._size += len(rest)
         self._frames += 1
         if self._opcode is Opcode.TEXT:
             self._parts.append(self._decode(rest, final=frame.fin))  # type: ignore[arg-type]
         else:
             self._parts.append(bytes(rest))  # type: ignore[arg-type]
+        self._size += len(rest)
         if not frame.fin:
             return None
         data: str | bytes = (
@@ -145,10 +145,13 @@ class MessageAssembler:
 
     def _decode(self, data: bytes | memoryview, *, final: bool) -> str:
         assert self._decoder is not None
+        # The decoder may hold the first bytes of a character from the previous chunk; its error
+        # positions count from those, and self._size does not include ``data`` yet.
+        held = len(self._decoder.getstate()[0])
         try:
             return self._decoder.decode(data, final)
         except UnicodeDecodeError as exc:
-            offset = self._size + exc.start
+            offset = self._size - held + exc.start
             raise InvalidUTF8(f"invalid UTF-8 in text message at byte {offset}") from None
 
     def _reset(self) -> None:

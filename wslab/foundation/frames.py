@@ -221,7 +221,9 @@ class FrameParser:
     arriving is unmasked as its bytes come in and exposed as :attr:`partial_payload`, so that the
     layer above can check UTF-8 before the frame ends. Violations raise :class:`ProtocolError`
     (or :class:`PayloadTooBig`) as soon as the offending header byte is seen, never after
-    buffering the payload; after an error the parser refuses further input.
+    buffering the payload; after an error the parser refuses further input. If the same ``data``
+    completed valid frames before the violation, ``feed`` returns those frames first and keeps
+    the error in :attr:`error` (the next ``feed`` raises it): what came before is still valid.
 
     ``require_mask``: ``True`` on a server (clients MUST mask, RFC 6455 5.1), ``False`` on a client
     (servers MUST NOT mask), ``None`` to accept both (inspectors, tests).
@@ -250,17 +252,33 @@ class FrameParser:
         """Add received bytes; return every frame they complete, in order."""
         if self._failed is not None:
             raise self._failed
+        frames: list[Frame] = []
         if self._header is not None and not self._buffer:
             # Fast path for large frames: the payload continues; skip the buffer.
-            frames: list[Frame] = []
             rest = self._continue_payload(data, frames)
             if rest is None:
                 return frames
-            self._buffer += rest
-            frames.extend(self._drain())
-            return frames
-        self._buffer += data
-        return self._drain()
+            data = rest
+        if self._buffer:
+            self._buffer += data
+            del self._buffer[: self._drain(self._buffer, frames)]
+        else:
+            # The usual case: nothing is buffered, so parse the bytes where they are instead of
+            # copying them into the buffer first; keep only what is left of an unfinished header.
+            used = self._drain(data, frames)
+            if used < len(data) and self._failed is None:
+                self._buffer += memoryview(data)[used:]
+        if self._failed is not None:
+            self._buffer.clear()
+            self._payload.clear()
+            if not frames:
+                raise self._failed
+        return frames
+
+    @property
+    def error(self) -> ProtocolError | None:
+        """The violation that stopped the parser, or ``None`` while the input is valid."""
+        return self._failed
 
     @property
     def partial_header(self) -> Frame | None:
@@ -292,45 +310,49 @@ class FrameParser:
     # -- internals ---------------------------------------------------------------------------------
 
     def _fail(self, error: ProtocolError) -> ProtocolError:
+        # feed() drops the buffered bytes once _drain() has released its view of them.
         self._failed = error
-        self._buffer.clear()
-        self._payload.clear()
         return error
 
-    def _drain(self) -> list[Frame]:
-        frames: list[Frame] = []
-        buf = self._buffer
+    def _drain(self, data: bytes | bytearray | memoryview, frames: list[Frame]) -> int:
+        """Parse frames from ``data`` into ``frames``; return how many bytes were used.
+
+        On a violation, stop there: _fail() recorded it, and the frames before it stand.
+        """
         pos = 0
-        try:
-            while True:
-                if self._header is None:
-                    parsed = self._parse_header(buf, pos)
-                    if parsed is None:
+        end = len(data)
+        # Slices of a memoryview copy nothing: a payload is copied once, by unmasking it. The
+        # slices are never kept, so the view is released (and ``data`` resizable) on return.
+        with memoryview(data) as view:
+            try:
+                while True:
+                    if self._header is None:
+                        parsed = self._parse_header(view, pos)
+                        if parsed is None:
+                            break
+                        pos = parsed
+                    fin, rsv, opcode, mask_key, length = self._header  # type: ignore[misc]
+                    have = len(self._payload)
+                    need = length - have
+                    if end - pos < need:
+                        # Keep what we have of the payload, unmasked, and wait for more.
+                        if end > pos:
+                            self._append_payload(view[pos:], mask_key, have)
+                            pos = end
                         break
-                    pos = parsed
-                fin, rsv, opcode, mask_key, length = self._header  # type: ignore[misc]
-                have = len(self._payload)
-                available = len(buf) - pos
-                need = length - have
-                if available < need:
-                    # Keep what we have of the payload, unmasked, and wait for more.
-                    if available:
-                        self._append_payload(buf[pos:], mask_key, have)
-                        pos = len(buf)
-                    break
-                chunk = buf[pos : pos + need]
-                pos += need
-                if have:
-                    self._append_payload(chunk, mask_key, have)
-                    payload = bytes(self._payload)
-                    self._payload.clear()
-                else:
-                    payload = apply_mask(chunk, mask_key) if mask_key else bytes(chunk)
-                frames.append(self._finish(fin, rsv, opcode, mask_key, payload))
-        finally:
-            if pos:
-                del buf[:pos]
-        return frames
+                    if have:
+                        self._append_payload(view[pos : pos + need], mask_key, have)
+                        payload = bytes(self._payload)
+                        self._payload.clear()
+                    elif mask_key:
+                        payload = apply_mask(view[pos : pos + need], mask_key)
+                    else:
+                        payload = bytes(view[pos : pos + need])
+                    pos += need
+                    frames.append(self._finish(fin, rsv, opcode, mask_key, payload))
+            except ProtocolError:
+                pass  # _fail() recorded it in self._failed; feed() decides when to raise it
+        return pos
 
     def _continue_payload(
         self, data: bytes | bytearray | memoryview, frames: list[Frame]
@@ -371,7 +393,7 @@ class FrameParser:
             mask_key,
         )
 
-    def _parse_header(self, buf: bytearray, pos: int) -> int | None:
+    def _parse_header(self, buf: memoryview, pos: int) -> int | None:
         """Parse a header at ``pos``; set ``self._header`` and return the payload's offset.
 
         Every check that can be made from the first two bytes is made before waiting for the

@@ -403,8 +403,9 @@ class Connection:
         """An engine reports that TCP is closed: wake every waiter."""
         if self._closed.done():
             return
-        self._close_error = self._make_closed_error()
+        # Closed first: close_code reads it, and says 1006 (not None) when no close frame came.
         self._closed.set_result(None)
+        self._close_error = self._make_closed_error()
         waiter = self._incoming_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)

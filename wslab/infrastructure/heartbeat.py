@@ -71,14 +71,12 @@ class HeartbeatTimer:
         # Compare against the very deadline next_check() uses: ``now - sent >= timeout`` can be
         # false at ``now == sent + timeout`` (float rounding), and a caller told "check again in
         # 0 s" would then spin without ever getting a verdict.
-        if self.ping_sent_at is not None:
-            if now - self.ping_sent_at >= self.pong_timeout:
-                self.missed = True
-                return HeartbeatAction.DEAD
+        if now < self._deadline():
             return HeartbeatAction.WAIT
-        if now - self.last_pong_at >= self.ping_interval:
-            return HeartbeatAction.PING
-        return HeartbeatAction.WAIT
+        if self.ping_sent_at is not None:
+            self.missed = True
+            return HeartbeatAction.DEAD
+        return HeartbeatAction.PING
 
     def next_check(self, now: float) -> float:
         """Seconds until the verdict can next change (0 if it is due now)."""
@@ -192,7 +190,7 @@ class HeartbeatMonitor:
                 except ConnectionClosed:
                     # Closed, or a close is under way (this end's, or the peer's): the ping could
                     # not go out, and the close timeout now bounds how long the connection lives.
-                    if connection.closed:
+                    if connection.state is not ConnectionState.OPEN:
                         return
                     raise
                 except asyncio.CancelledError:

@@ -160,6 +160,9 @@ class MessageRouter:
             return error_envelope(internal, request.ref)
         if reply is None:
             return None
+        # A handler may return a shared dict (a constant "ok" reply): the ref and the warning go
+        # on a copy, or one request's ref would stick to every later reply.
+        reply = dict(reply)
         if request.ref is not None:
             reply.setdefault("ref", request.ref)
         warning = self.deprecated_versions.get(request.version)
