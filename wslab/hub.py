@@ -90,6 +90,13 @@ def _ref_of(raw: str | bytes) -> str | int | None:
     return ref if isinstance(ref, (str, int)) and not isinstance(ref, bool) else None
 
 
+def _same_origin(origin: str | None, host: str) -> bool:
+    """True if the page that opened the socket came from this hub (scheme aside)."""
+    if not origin or "://" not in origin:
+        return False
+    return origin.split("://", 1)[1].rstrip("/").lower() == host.lower()
+
+
 class ConnectionsView:
     """The hub's live connections: iterate, count, or look at them as a DataFrame."""
 
@@ -147,7 +154,7 @@ class Hub:
         self.errors: deque[dict[str, Any]] = deque(maxlen=MAX_ERRORS)
         self.manager = ConnectionManager(max_connections=config.max_connections)
         self.store = store_from_url(config.database, retention=config.history_retention)
-        self.broker = open_broker(config.broker, self.hub_id)
+        self.broker = open_broker(config.broker, self.hub_id, prefix=config.broker_prefix)
         self.auth_config: AuthConfig | None = None
         verifier = None
         if config.auth_required:
@@ -176,6 +183,7 @@ class Hub:
             event_log=self.events,
             metrics=self.metrics,
             retry_queue_size=config.retry_queue_size,
+            presence_interval=config.presence_interval,
             on_error=self._report_error,
         )
         self.chat.register(self.router)
@@ -373,7 +381,8 @@ class Hub:
             raise HandshakeError(
                 f"no WebSocket endpoint at {upgrade.path}; use {self.config.path}", status=404
             )
-        self.origins.check(upgrade.origin)
+        if not _same_origin(upgrade.origin, upgrade.host):
+            self.origins.check(upgrade.origin)  # the hub's own page is always welcome
         # Counted at the server, so connections still authenticating take their place too.
         if self.server is not None and len(self.server.connections) >= self.config.max_connections:
             raise HandshakeError(
@@ -475,7 +484,7 @@ class Hub:
         if content_type is None:  # only known files: no path tricks can reach anything else
             return HttpResponse(404, b"not found\n")
         try:
-            body = resources.files("wslab.web").joinpath(name).read_bytes()
+            body = resources.files("wslab").joinpath("web", name).read_bytes()
         except FileNotFoundError:
             return HttpResponse(404, b"not found\n")
         return HttpResponse(200, body, content_type, headers=(("Cache-Control", "no-cache"),))

@@ -473,6 +473,7 @@ async def test_watch_is_idempotent_and_unwatch_stops_the_pings() -> None:
             if server_side.stats.pongs_received >= 2:
                 break
             await asyncio.sleep(0.01)
+        assert server_side.stats.pongs_received >= 2
         monitor.unwatch(server_side)
         assert monitor.watched == 0
         await asyncio.sleep(0)  # let the cancelled heartbeat finish

@@ -336,6 +336,10 @@ class ChatService:
             to_user=to_user,
             origin_hub=self.hub_id,
         )
+        if len(self.retry):
+            # Earlier messages still wait for the store: this one queues behind them, so a
+            # sender's messages are stored (and get their seq) in the order they were sent.
+            return self._store_down(session, draft, request)
         started = time.perf_counter()
         try:
             stored = await self.store.save(draft)

@@ -366,11 +366,19 @@ class HubConfig:
         "memory://", "Fan-out between hubs: 'memory://' (one process) or 'redis://...'.",
         _STORE, "str", validate=_check_broker, redact="url",
     )  # fmt: skip
+    broker_prefix: str = _setting(
+        "wslab:", "Prefix of every broker channel, so several deployments (or test runs) can share one Redis.",
+        _STORE, "str",
+    )  # fmt: skip
+    presence_interval: float = _setting(
+        5.0, "Seconds between presence snapshots sent to the other hubs (3 missed = hub gone).",
+        _STORE, "float", gt=0,
+    )  # fmt: skip
     history_retention: int = _setting(
         10_000, "Messages kept per room; older ones are deleted.", _STORE, "int", ge=1
     )
     retry_queue_size: int = _setting(
-        1000, "Messages held for retry while the store is down; beyond it, the oldest is dropped.",
+        1000, "Messages held for retry while the store is down; beyond it, new messages are refused.",
         _STORE, "int", ge=1,
     )  # fmt: skip
 
