@@ -429,7 +429,21 @@ def _opcode_of(message: Message) -> Opcode:
 # -- the TCP connection before and after the upgrade ------------------------------------------------
 
 
-class _Wire(asyncio.Protocol):
+class _ForwardsFlowControl(asyncio.Protocol):
+    """The transport's pause/resume-writing signals go to the connection once there is one."""
+
+    connection: WslabConnection | None = None
+
+    def pause_writing(self) -> None:
+        if self.connection is not None:
+            self.connection.pause_writing()
+
+    def resume_writing(self) -> None:
+        if self.connection is not None:
+            self.connection.resume_writing()
+
+
+class _Wire(_ForwardsFlowControl):
     """One accepted TCP connection: HTTP until the upgrade, then a :class:`WslabConnection`."""
 
     def __init__(self, server: Server) -> None:
@@ -540,14 +554,6 @@ class _Wire(asyncio.Protocol):
         server._opened(connection)
         if leftover:
             connection.data_received(leftover)
-
-    def pause_writing(self) -> None:
-        if self.connection is not None:
-            self.connection.pause_writing()
-
-    def resume_writing(self) -> None:
-        if self.connection is not None:
-            self.connection.resume_writing()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._deadline is not None:
@@ -698,7 +704,7 @@ async def serve(
 # -- the client --------------------------------------------------------------------------------------
 
 
-class _ClientWire(asyncio.Protocol):
+class _ClientWire(_ForwardsFlowControl):
     """A client TCP connection: waits for the 101, then hands the bytes to the connection."""
 
     def __init__(self, limits: ConnectionLimits) -> None:
@@ -725,14 +731,6 @@ class _ClientWire(asyncio.Protocol):
             return
         if response is not None and not self.response.done():
             self.response.set_result((response, self.parser.leftover))
-
-    def pause_writing(self) -> None:
-        if self.connection is not None:
-            self.connection.pause_writing()
-
-    def resume_writing(self) -> None:
-        if self.connection is not None:
-            self.connection.resume_writing()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.connection is not None:

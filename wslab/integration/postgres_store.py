@@ -340,18 +340,7 @@ class PostgresStore(BaseStore):
     ) -> HistoryPage:
         """A page of ``room``'s history, oldest first (see ``wslab.integration.store``)."""
         query = self.check_history_args(room, limit, before_seq, since_seq)
-        if query.since_seq is not None:
-            sql = f"SELECT {_COLUMNS} FROM messages WHERE room = $1 AND seq > $2 ORDER BY seq LIMIT $3"
-            args: tuple[Any, ...] = (room, query.since_seq, limit + 1)
-        elif query.before_seq is not None:
-            sql = (
-                f"SELECT {_COLUMNS} FROM messages WHERE room = $1 AND seq < $2 "
-                "ORDER BY seq DESC LIMIT $3"
-            )
-            args = (room, query.before_seq, limit + 1)
-        else:
-            sql = f"SELECT {_COLUMNS} FROM messages WHERE room = $1 ORDER BY seq DESC LIMIT $2"
-            args = (room, limit + 1)
+        sql, args = query.select(_COLUMNS, lambda n: f"${n}")
         pool = self._require_pool()
         try:
             # One snapshot for the rows and the counters, even while other hubs write.

@@ -318,18 +318,7 @@ class SQLiteStore(BaseStore):
     ) -> HistoryPage:
         """A page of ``room``'s history, oldest first (see ``wslab.integration.store``)."""
         query = self.check_history_args(room, limit, before_seq, since_seq)
-        if query.since_seq is not None:
-            sql = f"SELECT {_COLUMNS} FROM messages WHERE room = ? AND seq > ? ORDER BY seq LIMIT ?"
-            params: tuple[Any, ...] = (room, query.since_seq, limit + 1)
-        elif query.before_seq is not None:
-            sql = (
-                f"SELECT {_COLUMNS} FROM messages WHERE room = ? AND seq < ? "
-                "ORDER BY seq DESC LIMIT ?"
-            )
-            params = (room, query.before_seq, limit + 1)
-        else:
-            sql = f"SELECT {_COLUMNS} FROM messages WHERE room = ? ORDER BY seq DESC LIMIT ?"
-            params = (room, limit + 1)
+        sql, params = query.select(_COLUMNS, lambda n: "?")
         async with self._lock:
             db = self._conn()
             try:

@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import abc
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from types import TracebackType
@@ -329,6 +329,27 @@ class _HistoryQuery:
     limit: int
     before_seq: int | None
     since_seq: int | None
+
+    def select(self, columns: str, mark: Callable[[int], str]) -> tuple[str, tuple[Any, ...]]:
+        """The SELECT for this page, in a backend's placeholder style (``?`` or ``$1``).
+
+        One row more than ``limit`` is fetched, to tell whether more exist beyond the page.
+        ``since_seq`` pages forward (oldest first); otherwise the newest rows before the cursor
+        come back newest first, and the caller reverses them.
+        """
+        where, args = f"room = {mark(1)}", [self.room]
+        if self.since_seq is not None:
+            where += f" AND seq > {mark(2)}"
+            args.append(self.since_seq)
+        elif self.before_seq is not None:
+            where += f" AND seq < {mark(2)}"
+            args.append(self.before_seq)
+        order = "seq" if self.since_seq is not None else "seq DESC"
+        args.append(self.limit + 1)
+        sql = (
+            f"SELECT {columns} FROM messages WHERE {where} ORDER BY {order} LIMIT {mark(len(args))}"
+        )
+        return sql, tuple(args)
 
 
 class BaseStore(abc.ABC):

@@ -262,7 +262,7 @@ def check_broker_targets_exercise(
         if extra:
             hub = extra[0]
             elsewhere = sorted(r for r, users in presence[hub].items() if len(users) > 0)
-            where = f"its users are in {', '.join(elsewhere)}" if elsewhere else "it is empty"
+            where = f"its users are in {', '.join(elsewhere)}" if elsewhere else "no users there"
             raise _hint(
                 f"{case}: {hub} has nobody in {room!r} ({where}). Sending it the message is "
                 "wasted broker and hub work: it would deliver to no one."
