@@ -257,6 +257,9 @@ async def test_broker_down_keeps_local_clients_served(
     for client in (alice, carol):
         resync = await client.expect("system:resync")
         assert "lobby" in resync["rooms"]
+    # The other hub's clients are told too: they missed what hub A's clients said meanwhile.
+    resync = await bob.expect("system:resync")
+    assert resync["rooms"] == ["lobby"] and hub_a.hub_id in resync["reason"]
     assert (await healthz(hub_a.url))["status"] == "ok"
     # What the other hub's clients missed is in the store; cross-hub delivery works again.
     page = await bob.request({"type": "chat:history", "since_seq": 0})

@@ -542,6 +542,10 @@ class ChatService:
             changes = self.presence.remote_snapshot(hub, payload.get("rooms", {}), now)
         elif op == "goodbye":
             changes = self.presence.hub_gone(hub)
+        elif op == "resync":
+            if hub != self.hub_id:
+                self._ask_to_resync(set(payload.get("rooms", [])), f"hub {hub} reconnected")
+            return
         elif op in ("join", "leave"):
             change = self.presence.remote_event(
                 hub, payload["room"], payload["user_id"], payload["username"], op == "join", now
@@ -556,20 +560,21 @@ class ChatService:
         self._record(EventKind.CUSTOM, what="broker", healthy=healthy, reason=reason)
         if not healthy:
             return
-        # Back from an outage: other hubs' messages may have been missed. Clients fetch them.
-        for session in list(self.sessions.values()):
-            self.send(
-                session.connection,
-                {
-                    "type": "system:resync",
-                    "rooms": sorted(session.rooms),
-                    "reason": "broker reconnected",
-                },
-            )
+        # Back from an outage: other hubs' messages may have been missed here, and ours there.
+        # Our clients fetch theirs; the other hubs are told, so that theirs fetch ours.
+        self._ask_to_resync(None, "broker reconnected")
+        snapshot = self.presence.local_snapshot()
         with contextlib.suppress(DependencyError):
-            await self.broker.publish(
-                PRESENCE, {"op": "snapshot", "rooms": self.presence.local_snapshot()}
-            )
+            await self.broker.publish(PRESENCE, {"op": "snapshot", "rooms": snapshot})
+            await self.broker.publish(PRESENCE, {"op": "resync", "rooms": sorted(snapshot)})
+
+    def _ask_to_resync(self, rooms: set[str] | None, reason: str) -> None:
+        """Send ``system:resync`` to local clients (those in ``rooms``, or all of them)."""
+        for session in list(self.sessions.values()):
+            mine = session.rooms if rooms is None else session.rooms & rooms
+            if mine:
+                message = {"type": "system:resync", "rooms": sorted(mine), "reason": reason}
+                self.send(session.connection, message)
 
     # -- health ------------------------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ the numbers to use. :func:`rate_limit_report` shows every profile's outcome as a
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -219,14 +220,19 @@ class ProfileOutcome:
         return next((t for t, v in self.timeline if v is Verdict.CLOSE), None)
 
     @property
+    def seconds_to_close(self) -> float | None:
+        """Seconds from the profile's first message to the close, or None if never closed."""
+        closed_at = self.closed_at
+        return None if closed_at is None else closed_at - self.profile.times[0]
+
+    @property
     def problem(self) -> str | None:
         """Why this outcome breaks the exercise's rules (a hint), or None if it is fine."""
         profile = self.profile
         if profile.kind == "person":
             return None if self.first_rejected_at is None else self._person_hint()
-        closed_at = self.closed_at
-        start = profile.times[0]
-        if closed_at is None or closed_at - start > CLOSE_WITHIN:
+        seconds = self.seconds_to_close
+        if seconds is None or seconds > CLOSE_WITHIN:
             return self._late_close_hint()
         if self.accepted > MAX_ABUSER_ACCEPTED:
             head = (
@@ -241,7 +247,7 @@ class ProfileOutcome:
                 )
             return (
                 f"{head} The full bucket accounts for {self.settings.rate_burst} of them; the "
-                f"rest came in as the bucket refilled during the {closed_at - start:g} s before "
+                f"rest came in as the bucket refilled during the {seconds:g} s before "
                 "the close. Which settings decide how fast it refills, and how soon the close "
                 "comes?"
             )
@@ -256,16 +262,16 @@ class ProfileOutcome:
             f"{profile.name} ({profile.description}) got RATE_LIMITED at t = {t:g} s, "
             f"on its message #{index + 1}: a person would see their message refused."
         )
-        if profile.name == "quick replies":
-            if t < 5.0:
-                return (
-                    f"{head} The very first burst does not fit: which setting decides how many "
-                    "messages may arrive at once, and how much does the refill add during the "
-                    "burst?"
-                )
+        pause = _first_pause(profile.times)
+        if pause is not None and t < pause:
+            return (
+                f"{head} The very first burst does not fit: which setting decides how many "
+                "messages may arrive at once, and how much does the refill add during the burst?"
+            )
+        if pause is not None:
             return (
                 f"{head} The first burst fitted, but the bucket had not refilled during the "
-                "4 s of reading before the next one: which setting decides how fast it refills?"
+                "pause before this one: which setting decides how fast it refills?"
             )
         return (
             f"{head} A full bucket only postpones this: over 30 s, what matters is how many "
@@ -287,7 +293,7 @@ class ProfileOutcome:
             )
         else:
             why = (
-                f"It was refused {self.rejected} times by then. The hub closes a connection "
+                f"It was refused {self.rejected} times. The hub closes a connection "
                 f"when enough refusals fall within {self.settings.limiter().flood_window:g} s: "
                 "which setting says how many are enough, and how fast do this sender's "
                 "refusals pile up?"
@@ -296,6 +302,15 @@ class ProfileOutcome:
             f"{profile.name} ({profile.description}) {when}; it must be closed within "
             f"{CLOSE_WITHIN:g} s of its first message. {why}"
         )
+
+
+#: A gap between two messages at least this long is a pause (a person reading), not typing.
+_PAUSE = 1.0
+
+
+def _first_pause(times: tuple[float, ...]) -> float | None:
+    """When the first pause of a profile ends (its next message is sent), or None if it has none."""
+    return next((b for a, b in itertools.pairwise(times) if b - a >= _PAUSE), None)
 
 
 def simulate_rate_limit(settings: object, profile: TrafficProfile) -> ProfileOutcome:
@@ -346,8 +361,7 @@ def check_rate_limit_exercise(settings: object) -> None:
         if problem is not None:
             raise _hint(problem)
     abusers = [
-        f"{o.profile.name} closed after {o.closed_at - o.profile.times[0]:.2f} s "  # type: ignore[operator]
-        f"with {o.accepted} messages through"
+        f"{o.profile.name} closed after {o.seconds_to_close:.2f} s with {o.accepted} messages through"
         for o in outcomes
         if o.profile.kind == "abuser"
     ]
