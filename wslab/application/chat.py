@@ -570,11 +570,13 @@ class ChatService:
 
     def _ask_to_resync(self, rooms: set[str] | None, reason: str) -> None:
         """Send ``system:resync`` to local clients (those in ``rooms``, or all of them)."""
+        told = 0
         for session in list(self.sessions.values()):
             mine = session.rooms if rooms is None else session.rooms & rooms
             if mine:
                 message = {"type": "system:resync", "rooms": sorted(mine), "reason": reason}
-                self.send(session.connection, message)
+                told += self.send(session.connection, message)
+        self._record(EventKind.CUSTOM, what="resync", reason=reason, clients=told)
 
     # -- health ------------------------------------------------------------------------------------
 
