@@ -16,7 +16,6 @@ import pytest
 
 from wslab.foundation.codes import ErrorCode
 from wslab.foundation.errors import ConflictError
-from wslab.infrastructure import manager as manager_module
 from wslab.infrastructure.connection import Connection, Message, Prepared
 from wslab.infrastructure.engines import connect, serve
 from wslab.infrastructure.manager import ConnectionManager, FanoutResult
@@ -215,22 +214,6 @@ async def test_broadcast_encodes_once_and_shares_the_bytes(
     local_peers: Peers, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pairs = await local_peers.open(5)
-    encoded: list[Message] = []
-    prepared: list[Prepared] = []
-
-    class CountingPrepared(Prepared):
-        def __init__(self, data: Message) -> None:
-            super().__init__(data)
-            prepared.append(self)
-
-        def wire(self, encode: Callable[[Message], bytes]) -> bytes:
-            def counted(message: Message) -> bytes:
-                encoded.append(message)
-                return encode(message)
-
-            return super().wire(counted)
-
-    monkeypatch.setattr(manager_module, "Prepared", CountingPrepared)
     written: list[bytes] = []
     for pair in pairs:
         transport = pair.server_side.transport  # type: ignore[attr-defined]
@@ -241,14 +224,16 @@ async def test_broadcast_encodes_once_and_shares_the_bytes(
             original(data)
 
         monkeypatch.setattr(transport, "write", spy)
-    manager = ConnectionManager()
+    fanouts: list[tuple[Prepared, FanoutResult]] = []
+    manager = ConnectionManager(on_fanout=lambda p, r: fanouts.append((p, r)))
     for pair in pairs:
         manager.add(pair.server_side)
         manager.join(pair.server_side, "room")
     message = "x" * 1000
     assert manager.broadcast(message, "room").delivered == 5
-    assert len(prepared) == 1
-    assert encoded == [message]  # one encode for five receivers
+    ((prepared, result),) = fanouts
+    assert prepared.encodes == 1 and result.delivered == 5  # one encode for five receivers
+    assert prepared.payload_length == len(message)
     assert len(written) == 5
     assert all(data is written[0] for data in written)  # the very same bytes object
     for pair in pairs:

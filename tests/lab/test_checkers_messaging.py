@@ -119,7 +119,7 @@ def stops_too_early(last_seq: int, incoming: list[dict[str, Any]]) -> list[dict[
 
 
 def invents(last_seq: int, incoming: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return right_deliver(last_seq, incoming) + [{"seq": 99, "message_id": "m99"}]
+    return [*right_deliver(last_seq, incoming), {"seq": 99, "message_id": "m99"}]
 
 
 def crashes(last_seq: int, incoming: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -92,6 +92,7 @@ class Authenticator:
             # Random ids: a counter would hand a restarted hub's new guest an old guest's
             # id, and with it that guest's direct messages.
             return Identity.guest(), "guest"
+        source = "upgrade"  # until we know better: a malformed header or query fails here
         try:
             token, source = token_from_upgrade(connection.headers, connection.query)
             if token is None:
@@ -99,7 +100,7 @@ class Authenticator:
                 source = "message"
             identity = self.verifier.verify(token)
         except AuthenticationError as error:
-            self._record(connection, ok=False, reason=error.message)
+            self._record(connection, ok=False, reason=error.message, method=source)
             await connection.close(
                 CloseCode.AUTHENTICATION_FAILED, f"authentication failed: {error.message}"
             )

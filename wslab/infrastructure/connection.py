@@ -125,11 +125,16 @@ class Prepared:
 
     data: Message
     _wire: bytes | None = None
+    #: How many times the message was encoded: 1 however many connections it went to.
+    encodes: int = 0
+    #: The payload's length in bytes, known once encoded (the frame adds its header).
+    payload_length: int = 0
 
-    def wire(self, encode: Callable[[Message], bytes]) -> bytes:
+    def wire(self, encode: Callable[[Message], tuple[bytes, int]]) -> bytes:
         """The frame bytes, encoded on the first call only."""
         if self._wire is None:
-            self._wire = encode(self.data)
+            self._wire, self.payload_length = encode(self.data)
+            self.encodes += 1
         return self._wire
 
 
@@ -456,6 +461,7 @@ class Connection:
             "age_s": round(self.clock() - stats.opened_at, 3),
             "rtt_ms": None if stats.last_rtt is None else round(stats.last_rtt * 1000, 3),
             "queue_depth": self.queue_depth,
+            "queued_bytes": self.queued_bytes,
             "messages_in": stats.messages_in,
             "messages_out": stats.messages_out,
             "bytes_in": stats.bytes_in,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from wslab.foundation.errors import ConflictError
@@ -42,9 +42,16 @@ class ConnectionManager:
     """Registry, groups and fan-out, bounded by ``max_connections`` and ``max_groups_per_connection``."""
 
     def __init__(
-        self, *, max_connections: int = 10_000, max_groups_per_connection: int = 100
+        self,
+        *,
+        max_connections: int = 10_000,
+        max_groups_per_connection: int = 100,
+        on_fanout: Callable[[Prepared, FanoutResult], None] | None = None,
     ) -> None:
         self.max_connections = max_connections
+        #: Called after each fan-out with the shared message and the result (for notebooks and
+        #: metrics: ``prepared.encodes`` is 1 however many connections it reached).
+        self.on_fanout = on_fanout
         self.max_groups_per_connection = max_groups_per_connection
         self._connections: dict[str, Connection] = {}
         self._groups: dict[str, set[str]] = defaultdict(set)
@@ -180,7 +187,10 @@ class ConnectionManager:
                 delivered += 1
             else:
                 failed += 1
-        return FanoutResult(delivered, failed)
+        result = FanoutResult(delivered, failed)
+        if self.on_fanout is not None:
+            self.on_fanout(prepared, result)
+        return result
 
     @staticmethod
     def _offer(connection: Connection, prepared: Prepared) -> bool:

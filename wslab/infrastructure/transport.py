@@ -347,12 +347,13 @@ class WslabConnection(Connection):
         self.protocol.stats.messages_out += 1
         self._write_frame_bytes(data, len(prepared.data))
         if self.events is not None and self.events.enabled_for(EventKind.FRAME_OUT):
-            self._observe_frame("out", Frame(_opcode_of(prepared.data), b"", True), len(data))
+            frame = Frame(_opcode_of(prepared.data), b"", True)
+            self._observe_frame("out", frame, prepared.payload_length)
 
     @staticmethod
-    def _encode_unmasked(message: Message) -> bytes:
+    def _encode_unmasked(message: Message) -> tuple[bytes, int]:
         payload = message.encode() if isinstance(message, str) else message
-        return encode_frame(Frame(_opcode_of(message), payload))
+        return encode_frame(Frame(_opcode_of(message), payload)), len(payload)
 
     def _send_ping(self, payload: bytes) -> None:
         self._raw_write(self.protocol.send_ping(payload))

@@ -166,6 +166,7 @@ class _Outcome:
     code: int
     sent_code: int | None
     received_code: int | None
+    started_close: bool  # this end sent the first close frame
 
 
 def _replay(name: str) -> _Outcome:
@@ -179,6 +180,7 @@ def _replay(name: str) -> _Outcome:
         code=side.close_code,
         sent_code=sent[0] if sent else None,
         received_code=received[0] if received else None,
+        started_close=side.closed_locally,
     )
 
 
@@ -233,7 +235,7 @@ def _states_hint(name: str, given: tuple[ConnectionState, ...], want: _Outcome) 
             "connection never opens (RFC 6455 4.1: the client fails the connection)."
         )
     if _S.CLOSING in want.states and _S.CLOSING not in given:
-        what = "sent" if want.sent_code is not None else "received"
+        what = "sent" if want.started_close else "received"
         return (
             f"{name}: your {side} goes from OPEN straight to CLOSED, but it {what} a close "
             "frame before TCP ended. Which state does sending or receiving a close frame lead "
