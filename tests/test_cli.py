@@ -28,7 +28,7 @@ pytestmark = pytest.mark.timeout(90)
 
 #: Start-up of a fresh interpreter on a busy machine: generous, and only an upper bound.
 STARTUP = 30.0
-WAIT = 10.0
+WAIT = 20.0
 URL = re.compile(r"\b((?:http|ws)://127\.0\.0\.1:(\d+))")
 
 
