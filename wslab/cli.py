@@ -80,7 +80,11 @@ def _cmd_lab(args: argparse.Namespace) -> int:
         print('wslab lab needs JupyterLab: pip install -e ".[lab]"', file=sys.stderr)
         return 2
     folder = Path(args.dir) if args.dir else _notebooks_dir()
-    command = [sys.executable, "-m", "jupyterlab", f"--notebook-dir={folder}", *args.jupyter_args]
+    passed_on = [a for a in args.jupyter_args if a != "--"]
+    if hasattr(os, "geteuid") and os.geteuid() == 0 and "--allow-root" not in passed_on:
+        # Containers and CI machines often run as root, where JupyterLab refuses to start.
+        passed_on.append("--allow-root")
+    command = [sys.executable, "-m", "jupyterlab", f"--notebook-dir={folder}", *passed_on]
     print("wslab lab:", " ".join(command), flush=True)
     with contextlib.suppress(KeyboardInterrupt):
         return subprocess.call(command, env=os.environ.copy())
@@ -119,7 +123,13 @@ def _add_application_commands(commands: argparse._SubParsersAction) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``wslab`` command."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        # Only `wslab lab` passes options on (to JupyterLab: --no-browser, --ServerApp.port=...).
+        if args.command != "lab":
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.jupyter_args = [*extra, *args.jupyter_args]
     return int(args.run(args) or 0)
 
 
