@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import ssl
 import urllib.error
 import urllib.request
@@ -27,8 +28,11 @@ from wslab.foundation.errors import (
     ForbiddenOrigin,
     InvalidHandshakeResponse,
 )
+from wslab.foundation.frames import Frame, encode_frame
 from wslab.foundation.http import Request
+from wslab.foundation.protocol import Role
 from wslab.foundation.state import ConnectionState
+from wslab.infrastructure import transport
 from wslab.infrastructure.connection import Connection, ConnectionLimits
 from wslab.infrastructure.echo import echo_handler
 from wslab.infrastructure.engines import ENGINES, connect, serve
@@ -427,3 +431,33 @@ async def test_wss_echo(
     async with server:
         with pytest.raises((ssl.SSLError, OSError)):
             await connect(server.url, engine=client_engine, ssl=ssl.create_default_context())
+
+
+async def test_frames_right_behind_the_101_wait_for_the_connection() -> None:
+    """A server may send its first frame right after the 101, and it may arrive before
+    ``connect()`` has built the connection: the client wire holds it until then."""
+    loop = asyncio.get_running_loop()
+    ours, theirs = socket.socketpair()
+    theirs.setblocking(False)
+    limits = ConnectionLimits()
+    wire = transport._ClientWire(limits)
+    tcp, _ = await loop.create_connection(lambda: wire, sock=ours)
+    try:
+        key = handshake.generate_key()
+        accept = handshake.accept_key(key)
+        await loop.sock_sendall(
+            theirs,
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            + f"Sec-WebSocket-Accept: {accept}\r\n\r\n".encode(),
+        )
+        _, leftover = await asyncio.wait_for(wire.response, 5)
+        await loop.sock_sendall(theirs, encode_frame(Frame(Opcode.TEXT, b"hello")))
+        await asyncio.sleep(0.1)  # the frame has arrived; nobody has taken the socket over yet
+        assert not tcp.is_closing()
+        connection = transport.WslabConnection(tcp, Role.CLIENT, limits)
+        connection.protocol.open()
+        wire.attach(connection, leftover)
+        assert await asyncio.wait_for(connection.recv(), 5) == "hello"
+    finally:
+        tcp.abort()
+        theirs.close()

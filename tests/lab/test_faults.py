@@ -453,7 +453,8 @@ async def test_the_hub_closes_a_zombie_with_1011(hub: Hub) -> None:
 async def test_the_hub_closes_a_frozen_client_with_1011_and_it_learns_so_when_thawed(
     hub: Hub,
 ) -> None:
-    with FrozenProcess.chat_client(hub.ws_url, token=hub.token("fred")) as fred:
+    client = FrozenProcess.chat_client(hub.ws_url, token=hub.token("fred"))
+    with client as fred:
         ready = await fred.start()
         assert ready["event"] == "ready" and ready["user_id"] == "fred"
         cid = ready["connection_id"]

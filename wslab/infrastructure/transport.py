@@ -716,6 +716,8 @@ class _ClientWire(_ForwardsFlowControl):
             asyncio.get_running_loop().create_future()
         )
         self.connection: WslabConnection | None = None
+        #: Set if TCP closed after the 101 but before ``connect()`` took the connection over.
+        self.lost_early: tuple[Exception | None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -731,7 +733,21 @@ class _ClientWire(_ForwardsFlowControl):
                 self.response.set_exception(InvalidHandshakeResponse(error.message))
             return
         if response is not None and not self.response.done():
+            # The server may send frames right behind its 101, before connect() has built the
+            # connection (a few loop turns later): stop reading until then (see attach()).
+            assert self.transport is not None
+            self.transport.pause_reading()
             self.response.set_result((response, self.parser.leftover))
+
+    def attach(self, connection: WslabConnection, leftover: bytes) -> None:
+        """Hand the socket to ``connection``, with the bytes that followed the 101."""
+        self.connection = connection
+        if leftover:
+            connection.data_received(leftover)
+        if self.lost_early is not None:
+            connection.connection_lost(self.lost_early[0])
+        elif self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.connection is not None:
@@ -740,6 +756,8 @@ class _ClientWire(_ForwardsFlowControl):
             self.response.set_exception(
                 InvalidHandshakeResponse("connection closed during the handshake")
             )
+        else:
+            self.lost_early = (exc,)
 
 
 async def connect(
@@ -813,7 +831,5 @@ async def connect(
     )
     connection.stats.opened_at = started
     connection.protocol.open(cause="handshake accepted")
-    wire.connection = connection
-    if leftover:
-        connection.data_received(leftover)
+    wire.attach(connection, leftover)
     return connection

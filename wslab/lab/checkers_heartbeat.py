@@ -66,9 +66,10 @@ def simulate_heartbeat(
 ) -> HeartbeatRun:
     """Drive a :class:`HeartbeatTimer` on simulated time against one peer; return what happened.
 
-    The peer answers each ping ``rtt`` seconds after it was sent, as long as it is alive when
-    the ping is sent (before ``dies_at``). A pong arriving exactly at the deadline is too late,
-    as for the timer itself. The run ends at the verdict DEAD or after ``duration`` seconds.
+    The peer answers every ping that reaches it alive — half a round trip after it was sent,
+    before ``dies_at`` — and the pong arrives ``rtt`` seconds after the ping was sent. A pong
+    arriving exactly at the deadline is too late, as for the timer itself. The run ends at the
+    verdict DEAD or after ``duration`` seconds.
     """
     timer = HeartbeatTimer(ping_interval, pong_timeout, started_at=0.0)
     run = HeartbeatRun()
@@ -84,7 +85,7 @@ def simulate_heartbeat(
         if action is HeartbeatAction.PING:
             timer.ping_sent(now)
             run.pings.append(now)
-            pong_at = now + rtt if now < dies_at else None
+            pong_at = now + rtt if now + rtt / 2 < dies_at else None
         check_at = now + timer.next_check(now)
         if pong_at is not None and pong_at < check_at:
             now, pong_at = pong_at, None

@@ -51,7 +51,7 @@ from wslab.foundation import handshake
 from wslab.foundation.errors import ConfigError, InvalidHandshakeResponse, OperationTimeout
 from wslab.foundation.http import Response, ResponseParser
 
-__all__ = ["FrozenProcess", "TcpProxy", "ZombieClient"]
+__all__ = ["CHAT_CLIENT_SCRIPT", "FrozenProcess", "TcpProxy", "ZombieClient"]
 
 log = logging.getLogger("wslab.lab.faults")
 
@@ -506,8 +506,9 @@ class TcpProxy:
 
 # -- a client in a process that can be frozen ---------------------------------------------------------
 
-#: The client :meth:`FrozenProcess.chat_client` runs: connect with ``ChatClient`` (no reconnect),
-#: print a ``ready`` line, wait until the hub closes the connection, print a ``closed`` line.
+#: The client :meth:`FrozenProcess.chat_client` runs: connect with ``ChatClient`` (no reconnect)
+#: on the given engine, print a ``ready`` line, wait until the hub closes the connection, print a
+#: ``closed`` line. Arguments: URL, token ("" for none), engine, the parent's pid.
 CHAT_CLIENT_SCRIPT = r"""
 import asyncio, json, os, signal, sys
 
@@ -522,9 +523,9 @@ def die_with_parent(parent):
     if os.getppid() != parent:
         os._exit(1)
 
-async def main(url, token):
+async def main(url, token, engine):
     from wslab.client import ChatClient, Disconnected
-    client = ChatClient(url, token=token or None, reconnect=False)
+    client = ChatClient(url, token=token or None, engine=engine, reconnect=False)
     await client.connect()
     info = client.connection_info
     print(json.dumps({"event": "ready", "connection_id": info.connection_id,
@@ -533,8 +534,8 @@ async def main(url, token):
     print(json.dumps({"event": "closed", "code": gone.code, "reason": gone.reason}), flush=True)
     await client.close()
 
-die_with_parent(int(sys.argv[3]))
-asyncio.run(main(sys.argv[1], sys.argv[2]))
+die_with_parent(int(sys.argv[4]))
+asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3]))
 """
 
 
@@ -622,9 +623,19 @@ class FrozenProcess:
         self._reader: threading.Thread | None = None
 
     @classmethod
-    def chat_client(cls, url: str, *, token: str | None = None, **options: Any) -> FrozenProcess:
+    def chat_client(
+        cls, url: str, *, token: str | None = None, engine: str = "wslab", **options: Any
+    ) -> FrozenProcess:
         """A child running a ``ChatClient`` connected to ``url`` (see :data:`CHAT_CLIENT_SCRIPT`)."""
-        args = [sys.executable, "-c", CHAT_CLIENT_SCRIPT, url, token or "", str(os.getpid())]
+        args = [
+            sys.executable,
+            "-c",
+            CHAT_CLIENT_SCRIPT,
+            url,
+            token or "",
+            engine,
+            str(os.getpid()),
+        ]
         return cls(args, **options)
 
     # -- life --------------------------------------------------------------------------------------
@@ -660,6 +671,10 @@ class FrozenProcess:
         self._reader.start()
         try:
             return await self.read_json(timeout)
+        except OperationTimeout as error:
+            detail = self.stderr_tail()
+            self.kill()
+            raise OperationTimeout(f"{error.message}; its stderr: {detail or '(empty)'}") from None
         except BaseException:
             self.kill()
             raise
