@@ -237,14 +237,24 @@ class WslabConnection(Connection):
         for timer in (self._close_timer, self._fail_timer):
             if timer is not None:
                 timer.cancel()
-        cause = "transport lost" if exc is None else f"transport error: {exc}"
-        if self.protocol.close_expected:
-            cause = "closing handshake complete"
+        cause = self._why_closed(exc)
         self.protocol.connection_lost(cause=cause)
         self._queue.clear()
         self._queued_bytes = 0
         self._wake_writer()
         self._lost(cause)
+
+    def _why_closed(self, exc: Exception | None) -> str:
+        """The cause recorded with the transition to CLOSED."""
+        protocol = self.protocol
+        sent, received = protocol.close_sent, protocol.close_received
+        if sent is not None and received is not None:
+            return "closing handshake complete"
+        if protocol.failure is not None:
+            return f"protocol violation by the peer ({sent[0] if sent else '-'} sent)"
+        if sent is not None:
+            return f"closed by this end ({sent[0]}); the peer sent no close frame"
+        return "transport lost" if exc is None else f"transport error: {exc}"
 
     def _pause_reading(self) -> None:
         self.transport.pause_reading()
