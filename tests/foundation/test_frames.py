@@ -487,3 +487,12 @@ def test_encode_then_parse_round_trips_under_any_chunking(
 def test_rsv_bits_round_trip_when_allowed(frame: Frame, rsv: int, cuts: list[int]) -> None:
     frame.rsv1, frame.rsv2, frame.rsv3 = bool(rsv & 4), bool(rsv & 2), bool(rsv & 1)
     assert parse_in_chunks(encode_frame(frame), cuts, allowed_rsv=rsv) == [frame]
+
+
+@pytest.mark.parametrize("size", [4095, 4096, 4097, 65535, 65536, 1 << 20])
+def test_large_masked_frames_equal_header_plus_the_python_masking(size: int) -> None:
+    """Big frames take the one-copy path of the C extension: the bytes must not change."""
+    payload = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    key = b"\x9a\x01\xfe\x42"
+    expected = encode_header(Opcode.BINARY, size, mask_key=key) + apply_mask_python(payload, key)
+    assert encode_frame(Frame(Opcode.BINARY, payload), key) == expected

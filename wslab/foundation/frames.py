@@ -103,8 +103,10 @@ def apply_mask_python(data: bytes | bytearray | memoryview, mask: bytes) -> byte
 
 try:  # The optional C extension does the same XOR a machine word at a time.
     from ._speedups import apply_mask as _apply_mask_c
+    from ._speedups import mask_frame as _mask_frame_c
 except ImportError:  # pragma: no cover - depends on whether the extension was built
     _apply_mask_c = None
+    _mask_frame_c = None
 
 
 def apply_mask(data: bytes | bytearray | memoryview, mask: bytes) -> bytes:
@@ -165,6 +167,9 @@ def encode_frame(frame: Frame, mask_key: bytes | None = None) -> bytes:
         mask_key=mask_key,
     )
     if mask_key is not None:
+        if _mask_frame_c is not None and len(payload) > 4096:
+            # Header and masked payload built in one buffer: a big frame is copied once.
+            return _mask_frame_c(header, payload, mask_key)
         return header + apply_mask(payload, mask_key)
     return header + payload
 
