@@ -11,12 +11,13 @@ for the slow client (queued bytes plus the transport's write buffer), never with
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from typing import Any
 
 import pytest
 
-from wslab.foundation.codes import CloseCode
+from wslab.foundation.codes import CloseCode, Opcode
 from wslab.foundation.state import ConnectionState
 from wslab.infrastructure.connection import Connection, ConnectionLimits, SlowConsumerPolicy
 from wslab.infrastructure.engines import connect, serve
@@ -153,3 +154,39 @@ async def test_a_client_that_never_reads_is_bounded_and_others_keep_receiving(
 
         await normal.close()
         await consumer
+
+
+async def test_a_ping_flood_from_a_client_that_never_reads_is_cut_off(raw_client: Any) -> None:
+    """Pongs skip the slow-consumer policy but not the bound: a peer that floods pings and never
+    reads is aborted once the pongs queued for it would pass ``max_queue_bytes``."""
+    limits = ConnectionLimits(max_queue_bytes=64 << 10, write_high=16 << 10, write_low=4 << 10)
+    log = EventLog()
+    opened: list[Connection] = []
+
+    async def handler(connection: Connection) -> None:
+        opened.append(connection)
+        async for _ in connection:
+            pass
+
+    server = await serve(handler, engine="wslab", limits=limits, event_log=log)
+    async with server:
+        flooder = await raw_client(server.port, rcvbuf=4 << 10)
+        assert (await flooder.upgrade("/")).status == 101
+        while not opened:
+            await asyncio.sleep(0.01)
+        side = opened[0]
+        side.transport.get_extra_info("socket").setsockopt(
+            socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 10
+        )
+        peak = 0
+        payload = bytes(125)  # the largest ping: 127 bytes per pong
+        with contextlib.suppress(ConnectionError):
+            for _ in range(20_000):  # ~2.5 MiB of pongs asked for, never read
+                await flooder.send_frame(Opcode.PING, payload)
+                peak = max(peak, side.queued_bytes)
+                if side.closed:
+                    break
+        await asyncio.wait_for(side.wait_closed(), 10)
+        assert peak <= limits.max_queue_bytes
+        assert side.stats.dropped_out == 1
+        assert [e.get("policy") for e in log.events(EventKind.SLOW_CONSUMER, side.id)] == ["abort"]

@@ -297,14 +297,24 @@ class WslabConnection(Connection):
             await self._writable
 
     def _raw_write(self, data: bytes) -> None:
-        """Write bytes the protocol produced itself; they bypass the queue's policy."""
+        """Write bytes the protocol produced itself (pongs, close frames, our pings).
+
+        They skip the slow-consumer policy (a close frame must never be dropped), but not the
+        bound: a peer that floods pings and never reads would otherwise grow our queue of pongs
+        forever. Past ``max_queue_bytes`` it is cut off.
+        """
         if self.transport.is_closing():
             return
-        if self._paused or self._queue:
-            self._queue.append(data)
-            self._queued_bytes += len(data)
-        else:
+        if not (self._paused or self._queue):
             self.transport.write(data)
+            return
+        if self._queued_bytes + len(data) > self.limits.max_queue_bytes:
+            self.stats.dropped_out += 1
+            self._record(EventKind.SLOW_CONSUMER, policy="abort", queued=len(self._queue))
+            self.abort("control frames piled up: the peer sends but does not read")
+            return
+        self._queue.append(data)
+        self._queued_bytes += len(data)
 
     def _write_frame_bytes(self, data: bytes, size: int) -> None:
         self.stats.messages_out += 1
