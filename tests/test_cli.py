@@ -25,6 +25,7 @@ import jwt
 import pytest
 
 from wslab.infrastructure.transport import connect
+from wslab.testing import http_request
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -114,18 +115,6 @@ async def wslab(tmp_path: Path) -> AsyncIterator[Launch]:
                 await item.process.wait()
 
 
-async def get(url: str, path: str) -> tuple[int, bytes]:
-    parts = urllib.parse.urlsplit(url)
-    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
-    try:
-        writer.write(f"GET {path} HTTP/1.1\r\nHost: {parts.netloc}\r\n\r\n".encode())
-        data = await asyncio.wait_for(reader.read(), WAIT)
-    finally:
-        writer.close()
-    head, _, body = data.partition(b"\r\n\r\n")
-    return int(head.split()[1]), body
-
-
 # -- wslab serve -----------------------------------------------------------------------------------
 
 
@@ -133,7 +122,7 @@ async def test_serve_starts_answers_and_stops_on_sigint(wslab: Launch, tmp_path:
     db = tmp_path / "x.db"
     server = await wslab("serve", "--port", "0", "--db", f"sqlite:///{db}")
     url = (await server.read_until(URL)).group(1)
-    status, body = await get(url, "/healthz")
+    status, _, body = await http_request(url, "/healthz", timeout=WAIT)
     assert status == 200 and json.loads(body)["status"] == "ok"
 
     # The banner's development token is accepted by the running hub.
@@ -153,7 +142,7 @@ async def test_serve_without_db_uses_the_user_data_dir(wslab: Launch, tmp_path: 
     server = await wslab("serve", "--port", "0")
     url = (await server.read_until(URL)).group(1)
     store = (await server.read_until(re.compile(r"store sqlite:///(\S+),"))).group(1)
-    status, body = await get(url, "/healthz")
+    status, _, body = await http_request(url, "/healthz", timeout=WAIT)
     assert status == 200 and json.loads(body)["status"] == "ok"
     assert await server.interrupt() == 0
     created = list((tmp_path / "home").rglob("wslab.db"))

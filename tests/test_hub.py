@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import json
 import socket
-import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from wslab.foundation.errors import ConfigError, ConnectionClosed, DependencyErr
 from wslab.hub import Hub
 from wslab.infrastructure.connection import Connection
 from wslab.infrastructure.transport import connect
+from wslab.testing import http_request
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -26,25 +26,6 @@ WAIT = 5.0
 
 
 # -- helpers ---------------------------------------------------------------------------------------
-
-
-async def http(url: str, path: str, method: str = "GET") -> tuple[int, dict[str, str], bytes]:
-    """One plain HTTP request to the hub: status, headers (lower-case names), body."""
-    parts = urllib.parse.urlsplit(url)
-    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
-    try:
-        request = f"{method} {path} HTTP/1.1\r\nHost: {parts.netloc}\r\nConnection: close\r\n\r\n"
-        writer.write(request.encode())
-        data = await asyncio.wait_for(reader.read(), WAIT)
-    finally:
-        writer.close()
-    head, _, body = data.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    headers = {}
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
-    return int(lines[0].split()[1]), headers, body
 
 
 async def join(hub: Hub, user: str = "alice") -> Connection:
@@ -128,7 +109,7 @@ async def test_async_with(settings: dict[str, Any]) -> None:
     async with Hub(**settings) as hub:
         assert hub.running
         conn = await join(hub)
-        status, _, _ = await http(hub.url, "/healthz")
+        status, _, _ = await http_request(hub.url, "/healthz", timeout=WAIT)
         assert status == 200
     assert not hub.running
     assert await close_code(conn) == CloseCode.GOING_AWAY
@@ -179,7 +160,7 @@ async def test_an_unreachable_store_fails_the_start(settings: dict[str, Any]) ->
 
 async def test_healthz(started: Any) -> None:
     hub = await started(hub_id="hub-health")
-    status, headers, body = await http(hub.url, "/healthz")
+    status, headers, body = await http_request(hub.url, "/healthz", timeout=WAIT)
     assert status == 200 and headers["content-type"].startswith("application/json")
     health = json.loads(body)
     assert health["status"] == "ok"
@@ -194,7 +175,7 @@ async def test_metrics_are_prometheus_text(started: Any) -> None:
     await conn.send(json.dumps({"type": "chat:message", "content": "counted", "ref": "1"}))
     while json.loads(await asyncio.wait_for(conn.recv(), WAIT)).get("type") != "ack":
         pass
-    status, headers, body = await http(hub.url, "/metrics")
+    status, headers, body = await http_request(hub.url, "/metrics", timeout=WAIT)
     assert status == 200
     assert headers["content-type"].startswith("text/plain")
     samples = {
@@ -212,7 +193,7 @@ async def test_metrics_are_prometheus_text(started: Any) -> None:
 
 async def test_config_json(started: Any) -> None:
     hub = await started()
-    status, _, body = await http(hub.url, "/config.json")
+    status, _, body = await http_request(hub.url, "/config.json", timeout=WAIT)
     assert status == 200
     assert json.loads(body) == {"auth_required": True, "ws_path": "/ws", "protocol_version": "1.0"}
     assert hub.config.jwt_secret not in body.decode()
@@ -220,11 +201,11 @@ async def test_config_json(started: Any) -> None:
 
 async def test_page_and_static_files(started: Any) -> None:
     hub = await started()
-    status, headers, body = await http(hub.url, "/")
+    status, headers, body = await http_request(hub.url, "/", timeout=WAIT)
     assert status == 200 and headers["content-type"].startswith("text/html")
     assert b"<html" in body.lower()
     for name, kind in (("app.js", "text/javascript"), ("style.css", "text/css")):
-        status, headers, body = await http(hub.url, f"/static/{name}")
+        status, headers, body = await http_request(hub.url, f"/static/{name}", timeout=WAIT)
         assert status == 200, name
         assert headers["content-type"].startswith(kind) and body
 
@@ -234,13 +215,13 @@ async def test_page_and_static_files(started: Any) -> None:
 )
 async def test_unknown_paths_are_404(started: Any, path: str) -> None:
     hub = await started()
-    status, _, _ = await http(hub.url, path)
+    status, _, _ = await http_request(hub.url, path, timeout=WAIT)
     assert status == 404
 
 
 async def test_only_get_is_served(started: Any) -> None:
     hub = await started()
-    status, headers, _ = await http(hub.url, "/healthz", method="POST")
+    status, headers, _ = await http_request(hub.url, "/healthz", method="POST", timeout=WAIT)
     assert status == 405 and headers["allow"] == "GET"
 
 

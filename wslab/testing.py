@@ -6,17 +6,36 @@
   with no sockets: :meth:`ProtocolPair.client_to_server` carries bytes across and returns the
   events, so a whole conversation fits in a few lines.
 - :func:`fixed_mask` — a masking-key factory that returns the same key, for stable bytes.
+- :func:`wait_until` — wait for a condition a test cannot await directly ("the hub has
+  forgotten the connection"), failing after a generous bound instead of hanging.
+- :func:`http_request` — one plain HTTP/1.1 request to a running hub (``/healthz``,
+  ``/metrics``...) with nothing but the standard library.
+
+Every wait here is bounded by a ``timeout``: that bound only keeps a broken test from hanging, it
+is not a timing check, so keep it generous.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
+from wslab.foundation.errors import OperationTimeout, PayloadTooBig
 from wslab.foundation.protocol import Event, Protocol, Role
 
-__all__ = ["FakeClock", "ProtocolPair", "fixed_mask", "protocol_pair"]
+__all__ = [
+    "FakeClock",
+    "HttpReply",
+    "ProtocolPair",
+    "fixed_mask",
+    "http_request",
+    "protocol_pair",
+    "wait_until",
+]
 
 
 class FakeClock:
@@ -84,3 +103,90 @@ def protocol_pair(
     client.open()
     server.open()
     return ProtocolPair(client, server)
+
+
+# -- waiting for real sockets and tasks -----------------------------------------------------------
+
+
+async def wait_until(
+    predicate: Callable[[], object],
+    what: str = "",
+    *,
+    timeout: float = 10.0,
+    interval: float = 0.01,
+) -> None:
+    """Poll ``predicate()`` every ``interval`` seconds until it is true.
+
+    For conditions no future announces (a background task has run, a count has been reached).
+    Raises :class:`AssertionError` naming ``what`` if it is still false after ``timeout``
+    seconds, so a broken test fails with a reason instead of hanging.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what or predicate}")
+        await asyncio.sleep(interval)
+
+
+class HttpReply(NamedTuple):
+    """What :func:`http_request` got back."""
+
+    status: int
+    #: Header names in lower case; of a header sent several times, the last value.
+    headers: dict[str, str]
+    body: bytes
+
+
+async def http_request(
+    url: str,
+    path: str = "/",
+    *,
+    method: str = "GET",
+    timeout: float = 10.0,
+    max_size: int = 16 * 1024 * 1024,
+) -> HttpReply:
+    """Send one ``method path`` request to the server at ``url`` and read the whole reply.
+
+    ``url`` gives the host and port (``http://127.0.0.1:8765``; a ``ws://`` URL works too, its
+    path is ignored). The request asks for ``Connection: close`` and the reply is read to the end
+    of the stream, so no framing needs to be understood. Raises
+    :class:`~wslab.foundation.errors.OperationTimeout` after ``timeout`` seconds and
+    :class:`~wslab.foundation.errors.PayloadTooBig` for a reply over ``max_size`` bytes (the
+    bound on what is buffered).
+    """
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or "127.0.0.1"
+    port = parts.port or (443 if parts.scheme in ("https", "wss") else 80)
+    try:
+        data = await asyncio.wait_for(_exchange(host, port, method, path, max_size), timeout)
+    except asyncio.TimeoutError:
+        raise OperationTimeout(
+            f"no complete reply from {host}:{port} within {timeout:g}s"
+        ) from None
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return HttpReply(int(lines[0].split()[1]), headers, body)
+
+
+async def _exchange(host: str, port: int, method: str, path: str, max_size: int) -> bytes:
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        netloc = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        writer.write(
+            f"{method} {path} HTTP/1.1\r\nHost: {netloc}\r\nConnection: close\r\n\r\n".encode()
+        )
+        chunks: list[bytes] = []
+        size = 0
+        while chunk := await reader.read(64 * 1024):
+            size += len(chunk)
+            if size > max_size:
+                raise PayloadTooBig(f"the reply is over {max_size} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        writer.close()

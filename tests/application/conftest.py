@@ -23,6 +23,8 @@ import pytest
 from wslab.foundation.errors import ConnectionClosed
 from wslab.hub import Hub
 from wslab.infrastructure.transport import WslabConnection, connect
+from wslab.lab.faults import TcpProxy
+from wslab.testing import http_request
 
 #: Upper bound for anything to arrive. Generous: only a broken hub ever reaches it.
 WAIT = 5.0
@@ -187,83 +189,11 @@ async def open_client(
     return client
 
 
-async def http_get(url: str, path: str) -> tuple[int, bytes]:
-    """A plain ``GET`` of ``path`` on the hub at ``url`` (``http://host:port``): status and body."""
-    parts = urllib.parse.urlsplit(url)
-    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
-    try:
-        writer.write(
-            f"GET {path} HTTP/1.1\r\nHost: {parts.netloc}\r\nConnection: close\r\n\r\n".encode()
-        )
-        data = await asyncio.wait_for(reader.read(), WAIT)
-    finally:
-        writer.close()
-    head, _, body = data.partition(b"\r\n\r\n")
-    return int(head.split()[1]), body
-
-
 async def healthz(url: str) -> dict[str, Any]:
     """The hub's ``/healthz`` document (always HTTP 200)."""
-    status, body = await http_get(url, "/healthz")
+    status, _, body = await http_request(url, "/healthz", timeout=WAIT)
     assert status == 200
     return dict(json.loads(body))
-
-
-class TcpProxy:
-    """Forwards 127.0.0.1:<port> to a server; ``stop()`` is an outage, ``start()`` its end.
-
-    Lets a test take PostgreSQL away from one hub without touching the shared server. The port
-    stays the same across a restart, as a database coming back on its address would.
-    """
-
-    def __init__(self, upstream_host: str, upstream_port: int) -> None:
-        self.upstream = (upstream_host, upstream_port)
-        self.port = 0
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    @property
-    def running(self) -> bool:
-        return self._server is not None
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def stop(self) -> None:
-        """Refuse new connections and cut every open one, like a server going away."""
-        assert self._server is not None
-        self._server.close()
-        for writer in list(self._writers):
-            writer.transport.abort()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self._server.wait_closed()
-        self._server = None
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._writers.add(writer)
-        try:
-            up_reader, up_writer = await asyncio.open_connection(*self.upstream)
-        except OSError:
-            writer.transport.abort()
-            self._writers.discard(writer)
-            return
-        self._writers.add(up_writer)
-        for src, dst in ((reader, up_writer), (up_reader, writer)):
-            task = asyncio.ensure_future(self._pipe(src, dst))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-
-    async def _pipe(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(OSError):
-            while data := await src.read(65536):
-                dst.write(data)
-                await dst.drain()
-        dst.transport.abort()
-        self._writers.discard(dst)
 
 
 # -- fixtures ---------------------------------------------------------------------------------------
@@ -351,27 +281,23 @@ async def client_for() -> AsyncIterator[Connect]:
             await client.close()
 
 
-def postgres_url(dsn: str, schema: str, *, port: int | None = None) -> str:
-    """``dsn`` with its tables in ``schema`` (``?search_path=``), optionally on another port.
+def postgres_url(dsn: str, schema: str) -> str:
+    """``dsn`` with its tables in ``schema`` (``?search_path=``).
 
     asyncpg passes unknown DSN parameters on as server settings, so a hub configured with only
     a URL keeps to the test's own schema.
     """
     parts = urllib.parse.urlsplit(dsn)
-    netloc = parts.netloc
-    if port is not None:
-        user = f"{parts.username}@" if parts.username else ""
-        netloc = f"{user}127.0.0.1:{port}"
     query = urllib.parse.urlencode({"search_path": schema})
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc, query=query))
+    return urllib.parse.urlunsplit(parts._replace(query=query))
 
 
 @pytest.fixture
 async def pg_proxy(postgres_dsn: str) -> AsyncIterator[TcpProxy]:
-    """A running TCP proxy in front of the test PostgreSQL server."""
-    parts = urllib.parse.urlsplit(postgres_dsn)
-    proxy = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
-    await proxy.start()
-    yield proxy
-    if proxy.running:
-        await proxy.stop()
+    """A running TCP proxy in front of the test PostgreSQL server.
+
+    Connect through ``pg_proxy.url_for(dsn)``; ``stop()`` is an outage (it also cuts every open
+    connection), ``start()`` its end, on the same port as a database coming back on its address.
+    """
+    async with TcpProxy.for_url(postgres_dsn) as proxy:
+        yield proxy

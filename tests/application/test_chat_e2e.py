@@ -7,7 +7,6 @@ internal failures — each as a client sees it on the wire.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from typing import Any
 
@@ -16,19 +15,11 @@ import pytest
 from wslab.foundation.codes import CloseCode, ErrorCode
 from wslab.foundation.errors import ConnectionClosed, HandshakeError
 from wslab.hub import Hub
+from wslab.testing import wait_until
 
 from .conftest import WAIT, Connect, RawClient, StartHub, both_engines
 
 pytestmark = pytest.mark.timeout(60)
-
-
-async def wait_until(predicate: Any, what: str, timeout: float = WAIT) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 def error_code(reply: dict[str, Any]) -> int:
@@ -213,7 +204,9 @@ async def test_recovery_after_a_forced_disconnect(hub: Hub, client_for: Connect)
     # The network drops alice: the hub aborts her TCP connection without a closing handshake.
     hub.server.connections[alice.connection_id].abort("test: network gone")
     assert await alice.closed_with() == CloseCode.ABNORMAL_CLOSURE
-    await wait_until(lambda: alice.connection_id not in hub.chat.sessions, "alice's session to end")
+    await wait_until(
+        lambda: alice.connection_id not in hub.chat.sessions, "alice's session to end", timeout=WAIT
+    )
 
     missed = [await say(bob, f"while away {i}") for i in range(5)]
     alice_again = await client_for(hub, "alice")
@@ -370,7 +363,9 @@ async def test_a_full_hub_refuses_with_503(start_hub: StartHub, client_for: Conn
     assert sorted(s.user_id for s in hub.chat.sessions.values()) == ["alice", "bob"]
     # A place frees up when someone leaves.
     await alice.close()
-    await wait_until(lambda: len(hub.server.connections) < 2, "alice's connection to end")
+    await wait_until(
+        lambda: len(hub.server.connections) < 2, "alice's connection to end", timeout=WAIT
+    )
     carol = await client_for(hub, "carol")
     assert (await say(carol, "made it"))["type"] == "ack"
 

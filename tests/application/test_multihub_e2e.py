@@ -23,28 +23,20 @@ from typing import Any
 import pytest
 
 from wslab.foundation.codes import CloseCode, ErrorCode
+from wslab.lab.faults import TcpProxy
+from wslab.testing import wait_until
 
 from .conftest import (
     WAIT,
     Connect,
     RawClient,
     StartHub,
-    TcpProxy,
     both_engines,
     healthz,
     postgres_url,
 )
 
 pytestmark = pytest.mark.timeout(90)
-
-
-async def wait_until(predicate: Callable[[], bool], what: str, timeout: float = WAIT) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 def room_messages(client: RawClient, room: str) -> list[dict[str, Any]]:
@@ -101,7 +93,9 @@ async def test_every_client_gets_every_message_once(
     expected_ids = {a["message_id"] for a in acks}
     for client in clients:
         await wait_until(
-            lambda c=client: len(room_messages(c, room)) >= total, f"{client.name}'s messages"
+            lambda c=client: len(room_messages(c, room)) >= total,
+            f"{client.name}'s messages",
+            timeout=WAIT,
         )
     await asyncio.sleep(0.3)  # give any duplicate time to show up
     for client in clients:
@@ -184,14 +178,14 @@ def outage_kind(request: pytest.FixtureRequest) -> str:
 async def test_store_down_degrades_and_loses_nothing(
     outage_kind: str, request: pytest.FixtureRequest, start_hub: StartHub, client_for: Connect
 ) -> None:
-    take_down: Callable[[], Awaitable[None]]
-    bring_back: Callable[[], Awaitable[None]]
+    take_down: Callable[[], Awaitable[object]]
+    bring_back: Callable[[], Awaitable[object]]
     if outage_kind == "postgres":
         # PostgreSQL behind a proxy: stopping the proxy cuts the hub's connections.
         proxy: TcpProxy = request.getfixturevalue("pg_proxy")
         dsn = request.getfixturevalue("postgres_dsn")
         schema = request.getfixturevalue("pg_schema")
-        hub = await start_hub(database=postgres_url(dsn, schema, port=proxy.port))
+        hub = await start_hub(database=postgres_url(proxy.url_for(dsn), schema))
         take_down, bring_back = proxy.stop, proxy.start
     else:
         hub = await start_hub()
@@ -225,7 +219,7 @@ async def test_store_down_degrades_and_loses_nothing(
     page = await bob.request({"type": "chat:history"})
     assert [(m["seq"], m["content"]) for m in page["messages"]] == [(1, "before"), (2, "during")]
     assert page["messages"][1]["message_id"] == message_id
-    await wait_until(lambda: len(hub.chat.retry) == 0, "the retry queue to empty")
+    await wait_until(lambda: len(hub.chat.retry) == 0, "the retry queue to empty", timeout=WAIT)
     assert (await healthz(hub.url))["status"] == "ok"
     after = await alice.request({"type": "chat:message", "content": "after"})
     assert after["type"] == "ack" and after["seq"] == 3

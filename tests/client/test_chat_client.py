@@ -55,6 +55,7 @@ from wslab.foundation.errors import (
 from wslab.hub import Hub
 from wslab.infrastructure.connection import Connection
 from wslab.infrastructure.engines import serve
+from wslab.testing import wait_until
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -242,16 +243,6 @@ class UpperBound:
         return b
 
 
-async def until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Wait for a condition the test cannot await directly (never a timing assertion)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.005)
-
-
 async def chat_messages(client: ChatClient, count: int) -> list[ChatMessage]:
     return [await client.next_event(ChatMessage, timeout=5) for _ in range(count)]
 
@@ -338,9 +329,11 @@ async def test_auth_expiring_calls_the_token_provider(scripted: ScriptedHub) -> 
     async with ChatClient(scripted.url, token="old", rooms=(), token_provider=provider) as client:
         scripted.send_all({"type": "auth:expiring", "expires_in": 30})
         assert (await client.next_event(AuthExpiring)).expires_in == 30
-        await until(lambda: bool(scripted.of_type("auth:refresh")))
+        await wait_until(
+            lambda: bool(scripted.of_type("auth:refresh")), "auth:refresh", timeout=5.0
+        )
         assert scripted.of_type("auth:refresh")[0]["token"] == "fresh"
-        await until(lambda: client.token == "fresh")
+        await wait_until(lambda: client.token == "fresh", "the fresh token", timeout=5.0)
 
 
 # -- requests, acks and errors ----------------------------------------------------------------------
@@ -401,7 +394,9 @@ async def test_timeout_then_pending_bound_then_all_pending_fail_on_drop(
         client.request_timeout = 30
         first = asyncio.ensure_future(client.send_message("one"))
         second = asyncio.ensure_future(client.send_message("two"))
-        await until(lambda: len(scripted.of_type("chat:message")) == 3)
+        await wait_until(
+            lambda: len(scripted.of_type("chat:message")) == 3, "3 messages", timeout=5.0
+        )
         with pytest.raises(TooManyPending):
             await client.send_message("three")
         scripted.abort_all()
@@ -422,7 +417,7 @@ async def test_presence_typing_and_events(scripted: ScriptedHub) -> None:
         assert isinstance(await client.next_event(Connected), Connected)
         assert await client.presence("lobby") == [User("alice", "Alice"), User("bob", "Bob")]
         await client.typing("lobby", True)
-        await until(lambda: bool(scripted.of_type("chat:typing")))
+        await wait_until(lambda: bool(scripted.of_type("chat:typing")), "chat:typing", timeout=5.0)
         assert "ref" not in scripted.of_type("chat:typing")[0]  # fire and forget
         scripted.send_all(
             {

@@ -16,19 +16,7 @@ from wslab.infrastructure.events import (
     EventKind,
     EventLog,
 )
-
-
-class FakeClock:
-    """A clock that only moves when told to."""
-
-    def __init__(self, now: float = 100.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+from wslab.testing import FakeClock
 
 
 def frame(log: EventLog, cid: str = "c1", length: int = 5) -> bool:

@@ -6,10 +6,11 @@ is dead exactly ``pong_timeout`` after an unanswered ping, so the worst case is 
 The socket tests start a hub-like server whose handler puts every connection under a
 :class:`HeartbeatMonitor` and then echoes until the connection ends, and connect peers that stop
 answering in each way a real peer does: a *zombie* that never reads, a *half-open* connection
-whose network path silently drops everything (an in-test TCP proxy turned black hole), and a
-*frozen process* (a client in a subprocess, stopped with SIGSTOP). Each must be closed with 1011
-within ``ping_interval + pong_timeout`` (plus a generous scheduling tick) of its last pong, while
-healthy peers are never closed and keep being served.
+whose network path silently drops everything (a :class:`~wslab.lab.faults.TcpProxy` turned black
+hole), and a *frozen process* (a client in a subprocess, stopped with SIGSTOP by a
+:class:`~wslab.lab.faults.FrozenProcess`). Each must be closed with 1011 within
+``ping_interval + pong_timeout`` (plus a generous scheduling tick) of its last pong, while healthy
+peers are never closed and keep being served.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import asyncio
 import contextlib
 import logging
 import math
-import os
 import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -36,7 +36,8 @@ from wslab.infrastructure.engines import connect, serve
 from wslab.infrastructure.events import Event, EventKind, EventLog
 from wslab.infrastructure.heartbeat import HeartbeatAction, HeartbeatMonitor, HeartbeatTimer
 from wslab.infrastructure.transport import Server
-from wslab.testing import FakeClock
+from wslab.lab.faults import FrozenProcess, TcpProxy
+from wslab.testing import FakeClock, wait_until
 
 PING_INTERVAL = 0.2
 PONG_TIMEOUT = 0.3
@@ -165,11 +166,7 @@ class Hub:
 
     async def wait_for(self, predicate: Callable[[], bool], what: str) -> None:
         """Poll ``predicate`` until true; fail (rather than hang) after :data:`GUARD` seconds."""
-        for _ in range(int(GUARD / 0.01)):
-            if predicate():
-                return
-            await asyncio.sleep(0.01)
-        raise AssertionError(f"gave up waiting for {what}")
+        await wait_until(predicate, what, timeout=GUARD)
 
     async def next_connection(self, known: set[str]) -> Connection:
         """The first server-side connection (being watched) whose id is not in ``known``."""
@@ -257,52 +254,6 @@ async def running_hub(engine: str = "wslab") -> AsyncIterator[Hub]:
         await server.close()
 
 
-class BlackholeProxy:
-    """A TCP relay on 127.0.0.1 that can start dropping every byte, both ways, closing nothing.
-
-    That is what a peer behind a dead network path looks like: the sockets stay open, writes
-    succeed locally, and nothing ever arrives.
-    """
-
-    def __init__(self, upstream_port: int) -> None:
-        self.upstream_port = upstream_port
-        self.blackholed = False
-        self._server: asyncio.base_events.Server | None = None
-        self._pumps: set[asyncio.Task[None]] = set()
-        self._writers: list[asyncio.StreamWriter] = []
-
-    async def start(self) -> int:
-        self._server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
-        return self._server.sockets[0].getsockname()[1]
-
-    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
-        self._writers += [writer, up_writer]
-        for source, target in ((reader, up_writer), (up_reader, writer)):
-            task = asyncio.ensure_future(self._pump(source, target))
-            self._pumps.add(task)
-
-    async def _pump(self, source: asyncio.StreamReader, target: asyncio.StreamWriter) -> None:
-        while data := await source.read(1 << 16):
-            if not self.blackholed:  # once black-holed, read and drop: nothing gets through
-                target.write(data)
-                await target.drain()
-        # EOF from one side is not passed on either: the other side must not learn anything.
-
-    def blackhole(self) -> None:
-        self.blackholed = True
-
-    async def close(self) -> None:
-        for task in self._pumps:
-            task.cancel()
-        await asyncio.gather(*self._pumps, return_exceptions=True)
-        for writer in self._writers:
-            writer.transport.abort()
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-
-
 async def _echo_loop(client: Connection, served: list[int], stop: asyncio.Event) -> None:
     """A healthy client: one request/reply after another until told to stop."""
     n = 0
@@ -360,9 +311,8 @@ async def test_a_zombie_is_closed_with_1011_while_healthy_clients_are_served(
 
 async def test_a_half_open_connection_is_detected_and_closed(engine: str) -> None:
     async with running_hub(engine) as hub:
-        proxy = BlackholeProxy(hub.server.port)
-        port = await proxy.start()
-        client = await connect(f"ws://127.0.0.1:{port}/ws", engine=engine)
+        proxy = await TcpProxy("127.0.0.1", hub.server.port).start()
+        client = await connect(f"ws://127.0.0.1:{proxy.port}/ws", engine=engine)
         try:
             await client.send("through the proxy")
             assert await client.recv() == "through the proxy"
@@ -375,18 +325,18 @@ async def test_a_half_open_connection_is_detected_and_closed(engine: str) -> Non
             assert not client.closed
         finally:
             client.abort()
-            await proxy.close()
+            await proxy.stop()
 
 
 # -- (c) a frozen process ------------------------------------------------------------------------
 
 _CLIENT = """
-import asyncio, sys
+import asyncio, json, sys
 from wslab.infrastructure.transport import connect
 
 async def main() -> None:
     connection = await connect(sys.argv[1])
-    print("connected", flush=True)
+    print(json.dumps({"event": "connected"}), flush=True)
     await connection.wait_closed()  # pings are answered by the engine, without any reading
 
 asyncio.run(main())
@@ -396,30 +346,14 @@ asyncio.run(main())
 @pytest.mark.skipif(not hasattr(signal, "SIGSTOP"), reason="needs SIGSTOP (POSIX)")
 async def test_a_frozen_process_is_detected_and_closed() -> None:
     async with running_hub() as hub:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-c",
-            _CLIENT,
-            hub.server.url + "/ws",
-            stdout=asyncio.subprocess.PIPE,
-        )
-        stopped = False
-        try:
-            assert process.stdout is not None
-            line = await asyncio.wait_for(process.stdout.readline(), GUARD)
-            assert line.strip() == b"connected"
+        # Killed (frozen or not) when the block ends.
+        with FrozenProcess([sys.executable, "-c", _CLIENT, hub.server.url + "/ws"]) as process:
+            assert await process.start(GUARD) == {"event": "connected"}
             server_side = await hub.next_connection(set())
             await hub.wait_pongs(server_side.id, 1)  # alive and answering
-            os.kill(process.pid, signal.SIGSTOP)  # frozen: the kernel still ACKs, nobody pongs
-            stopped = True
+            process.freeze()  # SIGSTOP: the kernel still ACKs, nobody pongs
             await hub.wait_disconnected(server_side.id)
             hub.assert_detected_within_bound(server_side.id)
-        finally:
-            if process.returncode is None:
-                if stopped:
-                    os.kill(process.pid, signal.SIGCONT)
-                process.kill()
-            await process.wait()
 
 
 # -- (d) a healthy peer --------------------------------------------------------------------------

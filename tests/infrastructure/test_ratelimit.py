@@ -8,26 +8,17 @@ import pytest
 
 from wslab.foundation.errors import ConfigError
 from wslab.infrastructure.ratelimit import AddressLimiter, ConnectionLimiter, TokenBucket, Verdict
+from wslab.testing import FakeClock
 
-
-class FakeClock:
-    """A clock that only moves when told to."""
-
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+#: Where the tests' clocks start unless a test says otherwise (a monotonic clock is rarely at 0).
+START = 1000.0
 
 
 # -- TokenBucket ---------------------------------------------------------------------------------
 
 
 def test_bucket_starts_full_and_refills_at_rate() -> None:
-    clock = FakeClock()
+    clock = FakeClock(START)
     bucket = TokenBucket(rate=2.0, burst=5.0, clock=clock)
     assert bucket.tokens == 5.0
     assert all(bucket.try_consume() for _ in range(5))
@@ -41,7 +32,7 @@ def test_bucket_starts_full_and_refills_at_rate() -> None:
 
 
 def test_refill_never_exceeds_burst() -> None:
-    clock = FakeClock()
+    clock = FakeClock(START)
     bucket = TokenBucket(rate=10.0, burst=3.0, clock=clock)
     bucket.try_consume(3)
     clock.advance(3600)
@@ -50,7 +41,7 @@ def test_refill_never_exceeds_burst() -> None:
 
 
 def test_more_than_burst_never_succeeds() -> None:
-    clock = FakeClock()
+    clock = FakeClock(START)
     bucket = TokenBucket(rate=100.0, burst=4.0, clock=clock)
     clock.advance(1e6)
     assert not bucket.try_consume(4.5)
@@ -71,7 +62,7 @@ def test_fractional_costs_and_float_rounding() -> None:
 
 
 def test_time_until_matches_the_refill() -> None:
-    clock = FakeClock()
+    clock = FakeClock(START)
     bucket = TokenBucket(rate=4.0, burst=8.0, clock=clock)
     assert bucket.time_until(8) == 0.0
     bucket.try_consume(8)
@@ -90,7 +81,7 @@ def test_explicit_now_and_a_clock_that_steps_back() -> None:
 
 
 def test_can_consume_and_is_full_do_not_take_tokens() -> None:
-    clock = FakeClock()
+    clock = FakeClock(START)
     bucket = TokenBucket(rate=1.0, burst=2.0, clock=clock)
     assert bucket.is_full() and bucket.can_consume(2)
     assert bucket.tokens == 2.0
@@ -126,7 +117,7 @@ def limiter(clock: FakeClock, **overrides: float) -> ConnectionLimiter:
 
 
 def test_within_the_rate_everything_is_allowed() -> None:
-    clock = FakeClock()
+    clock = FakeClock(START)
     lim = limiter(clock)
     for _ in range(1000):
         assert lim.check(100) is Verdict.ALLOW
@@ -135,7 +126,7 @@ def test_within_the_rate_everything_is_allowed() -> None:
 
 
 def test_over_the_burst_is_rejected_but_the_connection_stays() -> None:
-    clock = FakeClock()
+    clock = FakeClock(START)
     lim = limiter(clock)
     verdicts = [lim.check() for _ in range(8)]
     assert verdicts == [Verdict.ALLOW] * 5 + [Verdict.REJECT] * 3
@@ -146,7 +137,7 @@ def test_over_the_burst_is_rejected_but_the_connection_stays() -> None:
 
 
 def test_sustained_flooding_closes() -> None:
-    clock = FakeClock()
+    clock = FakeClock(START)
     lim = limiter(clock)
     verdicts = [lim.check() for _ in range(5 + 10)]
     # Five allowed by the burst; the 10th rejection inside 10 s is the CLOSE.
@@ -159,7 +150,7 @@ def test_sustained_flooding_closes() -> None:
 
 
 def test_flooding_spread_over_the_window_still_closes() -> None:
-    clock = FakeClock()
+    clock = FakeClock(START)
     lim = limiter(clock, messages_per_second=1, burst=1)
     verdicts = []
     # Two messages per second against a rate of one: one rejection per second.
@@ -173,7 +164,7 @@ def test_flooding_spread_over_the_window_still_closes() -> None:
 
 
 def test_rejections_decay_so_a_client_that_backs_off_is_never_closed() -> None:
-    clock = FakeClock()
+    clock = FakeClock(START)
     lim = limiter(clock)
     # Every 10.5 s: a burst of 14 messages (5 allowed, 9 rejected), then silence. Nine
     # rejections never reach ten within one window, however long this goes on.
@@ -188,7 +179,7 @@ def test_rejections_decay_so_a_client_that_backs_off_is_never_closed() -> None:
 
 
 def test_the_window_boundary_is_exclusive() -> None:
-    clock = FakeClock()
+    clock = FakeClock(START)
     lim = limiter(clock, messages_per_second=1e-6, burst=1, flood_close_after=3, flood_window=2.0)
     assert lim.check() is Verdict.ALLOW
     assert lim.check() is Verdict.REJECT  # t = 0
@@ -202,7 +193,7 @@ def test_the_window_boundary_is_exclusive() -> None:
 
 
 def test_rejected_messages_cost_no_tokens() -> None:
-    clock = FakeClock()
+    clock = FakeClock(START)
     lim = limiter(clock, flood_close_after=1000)
     for _ in range(5):
         lim.check()
@@ -213,7 +204,7 @@ def test_rejected_messages_cost_no_tokens() -> None:
 
 
 def test_byte_limit() -> None:
-    clock = FakeClock()
+    clock = FakeClock(START)
     lim = limiter(clock, bytes_per_second=1000, byte_burst=1500, flood_close_after=100)
     assert lim.check(1000) is Verdict.ALLOW
     assert lim.check(600) is Verdict.REJECT  # only 500 bytes of budget left
@@ -229,9 +220,9 @@ def test_byte_limit() -> None:
 
 
 def test_byte_burst_defaults_to_one_second_of_rate() -> None:
-    lim = ConnectionLimiter(10, 5, bytes_per_second=4096, clock=FakeClock())
+    lim = ConnectionLimiter(10, 5, bytes_per_second=4096, clock=FakeClock(START))
     assert lim.bytes is not None and lim.bytes.burst == 4096
-    assert ConnectionLimiter(10, 5, clock=FakeClock()).bytes is None
+    assert ConnectionLimiter(10, 5, clock=FakeClock(START)).bytes is None
 
 
 def test_connection_limiter_parameters_are_validated() -> None:
@@ -247,7 +238,7 @@ def test_connection_limiter_parameters_are_validated() -> None:
 
 
 def test_address_attempts_per_minute() -> None:
-    clock = FakeClock()
+    clock = FakeClock(START)
     lim = AddressLimiter(attempts_per_minute=6, clock=clock)
     assert [lim.allow("10.0.0.1") for _ in range(7)] == [True] * 6 + [False]
     assert lim.allow("10.0.0.2")  # other addresses have their own bucket
@@ -259,12 +250,12 @@ def test_address_attempts_per_minute() -> None:
 
 
 def test_explicit_burst() -> None:
-    lim = AddressLimiter(attempts_per_minute=60, burst=2, clock=FakeClock())
+    lim = AddressLimiter(attempts_per_minute=60, burst=2, clock=FakeClock(START))
     assert [lim.allow("a") for _ in range(3)] == [True, True, False]
 
 
 def test_lru_bound_is_never_exceeded_under_many_addresses() -> None:
-    clock = FakeClock()
+    clock = FakeClock(START)
     lim = AddressLimiter(attempts_per_minute=5, max_addresses=1000, clock=clock)
     for i in range(100_000):
         lim.allow(f"10.{i >> 16}.{(i >> 8) & 255}.{i & 255}")
@@ -275,7 +266,7 @@ def test_lru_bound_is_never_exceeded_under_many_addresses() -> None:
 
 
 def test_refilled_buckets_are_dropped_before_anything_is_evicted() -> None:
-    clock = FakeClock()
+    clock = FakeClock(START)
     lim = AddressLimiter(attempts_per_minute=60, burst=1, max_addresses=3, clock=clock)
     for address in ("a", "b", "c"):
         lim.allow(address)
@@ -285,7 +276,7 @@ def test_refilled_buckets_are_dropped_before_anything_is_evicted() -> None:
 
 
 def test_eviction_only_makes_the_limiter_more_lenient() -> None:
-    clock = FakeClock()
+    clock = FakeClock(START)
     lim = AddressLimiter(attempts_per_minute=2, max_addresses=2, clock=clock)
     assert lim.allow("a") and lim.allow("a") and not lim.allow("a")
     lim.allow("b")
@@ -296,7 +287,7 @@ def test_eviction_only_makes_the_limiter_more_lenient() -> None:
 
 
 def test_recently_used_addresses_are_kept() -> None:
-    clock = FakeClock()
+    clock = FakeClock(START)
     lim = AddressLimiter(attempts_per_minute=1, max_addresses=2, clock=clock)
     lim.allow("a")
     lim.allow("b")

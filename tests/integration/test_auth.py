@@ -37,22 +37,10 @@ from wslab.integration.auth import (
     token_from_message,
     token_from_upgrade,
 )
+from wslab.testing import FakeClock
 
 SECRET = "k" * 40  # 40 bytes: enough for HS256, not for HS384/HS512
 NOW = 1_700_000_000.0
-
-
-class FakeClock:
-    """A clock the test moves by hand."""
-
-    def __init__(self, now: float = NOW) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 # -- helpers -------------------------------------------------------------------------------------
@@ -118,7 +106,7 @@ def ec_key() -> ec.EllipticCurvePrivateKey:
 
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(NOW)
 
 
 @pytest.fixture
@@ -168,7 +156,7 @@ def test_config_refuses_hmac_secret_shorter_than_hash(alg: str, length: int, ok:
     if ok:
         cfg = AuthConfig(secret="s" * length, algorithms=(alg,))
         token = issue_token(cfg, "alice", now=NOW)
-        assert TokenVerifier(cfg, clock=FakeClock()).verify(token).user_id == "alice"
+        assert TokenVerifier(cfg, clock=FakeClock(NOW)).verify(token).user_id == "alice"
     else:
         with pytest.raises(ConfigError, match=r"auth\.secret"):
             AuthConfig(secret="s" * length, algorithms=(alg,))
@@ -179,7 +167,7 @@ def test_valid_config_never_warns_at_run_time(config: AuthConfig) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         token = issue_token(config, "alice", now=NOW)
-        TokenVerifier(config, clock=FakeClock()).verify(token)
+        TokenVerifier(config, clock=FakeClock(NOW)).verify(token)
 
 
 @pytest.mark.parametrize(
@@ -251,7 +239,7 @@ def test_generate_secret_is_long_enough_for_every_hmac_algorithm() -> None:
     assert secret != generate_secret()
     cfg = AuthConfig(secret=secret, algorithms=("HS512",))
     token = issue_token(cfg, "bob", now=NOW)
-    assert TokenVerifier(cfg, clock=FakeClock()).verify(token).user_id == "bob"
+    assert TokenVerifier(cfg, clock=FakeClock(NOW)).verify(token).user_id == "bob"
     assert len(generate_secret(1).encode()) >= 32
 
 
@@ -512,7 +500,7 @@ def test_non_object_payload(verifier: TokenVerifier) -> None:
 @settings(max_examples=200, deadline=None)
 @given(st.text(max_size=300))
 def test_any_text_is_refused_with_authentication_error(text: str) -> None:
-    verifier = TokenVerifier(AuthConfig(secret=SECRET), clock=FakeClock())
+    verifier = TokenVerifier(AuthConfig(secret=SECRET), clock=FakeClock(NOW))
     with pytest.raises(AuthenticationError):
         verifier.verify(text)
 
@@ -523,7 +511,7 @@ _SEGMENT = st.binary(max_size=80).map(b64url)
 @settings(max_examples=200, deadline=None)
 @given(_SEGMENT, _SEGMENT, _SEGMENT, st.sampled_from(["HS256", "none", "RS256", "HS512", ""]))
 def test_any_three_segments_are_refused(h: str, p: str, s: str, alg: str) -> None:
-    verifier = TokenVerifier(AuthConfig(secret=SECRET), clock=FakeClock())
+    verifier = TokenVerifier(AuthConfig(secret=SECRET), clock=FakeClock(NOW))
     for header in (h, b64url_json({"alg": alg})):
         with pytest.raises(AuthenticationError):
             verifier.verify(f"{header}.{p}.{s}")

@@ -20,20 +20,11 @@ from wslab.integration.broker import (
     MemoryBus,
     open_broker,
 )
+from wslab.testing import wait_until
 
 WAIT = 10.0  # generous upper bound for anything to arrive; never a timing assertion
 
 MakeBroker = Callable[..., Awaitable[Broker]]
-
-
-async def wait_until(predicate: Callable[[], bool], timeout: float = WAIT, what: str = "") -> None:
-    """Poll ``predicate`` until it holds; fail the test after ``timeout`` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            pytest.fail(f"timed out waiting for {what or predicate}")
-        await asyncio.sleep(0.01)
 
 
 class Inbox:

@@ -7,15 +7,14 @@ small TCP proxy run by the test on 127.0.0.1, and the test stops and restarts th
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
 from wslab.foundation.errors import DependencyError
 from wslab.integration.postgres_store import MIGRATIONS, PostgresStore
 from wslab.integration.store import MessageDraft
+from wslab.lab.faults import TcpProxy
 
 asyncpg = pytest.importorskip("asyncpg")
 
@@ -126,76 +125,17 @@ async def test_a_newer_schema_is_refused(postgres_dsn: str, pg_schema: str) -> N
 # -- outages --------------------------------------------------------------------------------------
 
 
-class TcpProxy:
-    """Forwards 127.0.0.1:<port> to the PostgreSQL server; stop() is an outage, start() the end."""
-
-    def __init__(self, upstream_host: str, upstream_port: int) -> None:
-        self.upstream = (upstream_host, upstream_port)
-        self.port = 0
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def stop(self) -> None:
-        """Refuse new connections and cut every open one, like a server going away."""
-        assert self._server is not None
-        self._server.close()
-        for writer in list(self._writers):
-            writer.transport.abort()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self._server.wait_closed()
-        self._server = None
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._writers.add(writer)
-        try:
-            up_reader, up_writer = await asyncio.open_connection(*self.upstream)
-        except OSError:
-            writer.transport.abort()
-            self._writers.discard(writer)
-            return
-        self._writers.add(up_writer)
-        for src, dst in ((reader, up_writer), (up_reader, writer)):
-            task = asyncio.create_task(self._pipe(src, dst))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-
-    async def _pipe(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(OSError):
-            while data := await src.read(65536):
-                dst.write(data)
-                await dst.drain()
-        dst.transport.abort()
-        self._writers.discard(dst)
-
-
 @pytest.fixture
 async def proxy(postgres_dsn: str) -> AsyncIterator[TcpProxy]:
-    parts = urlsplit(postgres_dsn)
-    proxy = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
-    await proxy.start()
-    yield proxy
-    if proxy._server is not None:
-        await proxy.stop()
-
-
-def via(postgres_dsn: str, proxy: TcpProxy) -> str:
-    parts = urlsplit(postgres_dsn)
-    user = f"{parts.username}@" if parts.username else ""
-    return urlunsplit(parts._replace(netloc=f"{user}127.0.0.1:{proxy.port}"))
+    async with TcpProxy.for_url(postgres_dsn) as proxy:
+        yield proxy
 
 
 @pytest.mark.timeout(60)
 async def test_outage_is_a_dependency_error_and_the_store_recovers(
     postgres_dsn: str, pg_schema: str, proxy: TcpProxy
 ) -> None:
-    dsn = via(postgres_dsn, proxy)
+    dsn = proxy.url_for(postgres_dsn)
     store = PostgresStore(dsn, schema=pg_schema, connect_timeout=2, command_timeout=5)
     await store.open()
     try:
@@ -225,7 +165,7 @@ async def test_outage_is_a_dependency_error_and_the_store_recovers(
 async def test_unreachable_server_at_open_is_a_dependency_error(
     postgres_dsn: str, proxy: TcpProxy
 ) -> None:
-    dsn = via(postgres_dsn, proxy)
+    dsn = proxy.url_for(postgres_dsn)
     await proxy.stop()  # nothing listens on the proxy's port now
     store = PostgresStore(dsn, connect_timeout=2)
     with pytest.raises(DependencyError):

@@ -2,7 +2,8 @@
 
 Connections are cut in two ways that leave the shared server running for everyone else:
 ``CLIENT KILL ID`` on exactly this broker's connection, and a TCP proxy on 127.0.0.1 between the
-broker and Redis that the test stops, restarts or freezes.
+broker and Redis (:class:`wslab.lab.faults.TcpProxy`) that the test stops, restarts or turns
+into a black hole.
 """
 
 from __future__ import annotations
@@ -10,14 +11,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 
 from wslab.foundation.errors import ConfigError, DependencyError
 from wslab.integration.broker import BrokerMessage, open_broker
+from wslab.lab.faults import TcpProxy
+from wslab.testing import wait_until
 
 redis_asyncio = pytest.importorskip("redis.asyncio")
 
@@ -33,16 +35,6 @@ WAIT = 10.0  # generous bound for recoveries; never a timing assertion
 FAST = {"op_timeout": 0.5, "ping_interval": 0.3, "backoff_min": 0.05, "backoff_max": 0.3}
 
 
-async def wait_until(predicate: Callable[[], bool], timeout: float = WAIT, what: str = "") -> None:
-    """Poll ``predicate`` until it holds; fail the test after ``timeout`` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            pytest.fail(f"timed out waiting for {what or predicate}")
-        await asyncio.sleep(0.01)
-
-
 class Inbox:
     """A handler that records what it receives."""
 
@@ -54,77 +46,6 @@ class Inbox:
 
     def has(self, **payload: Any) -> bool:
         return any(m.payload == payload for m in self.messages)
-
-
-class TcpProxy:
-    """Forwards 127.0.0.1:<port> to a target; ``stop`` cuts every connection, ``pause`` freezes.
-
-    ``stop`` then ``start`` reopens on the same port, like a server that went away and came back.
-    ``pause`` keeps the connections open but forwards nothing: a dead network path with no EOF.
-    """
-
-    def __init__(self, host: str, port: int) -> None:
-        self.target = (host, port)
-        self.port = 0
-        self._server: asyncio.AbstractServer | None = None
-        self._handlers: set[asyncio.Task[Any]] = set()
-        self._flowing = asyncio.Event()
-        self._flowing.set()
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(
-            self._handle, "127.0.0.1", self.port, reuse_address=True
-        )
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
-        handlers = list(self._handlers)
-        for task in handlers:
-            task.cancel()
-        await asyncio.gather(*handlers, return_exceptions=True)
-
-    def pause(self) -> None:
-        self._flowing.clear()
-
-    def resume(self) -> None:
-        self._flowing.set()
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._handlers.add(task)
-        upstream: asyncio.StreamWriter | None = None
-        try:
-            up_reader, upstream = await asyncio.open_connection(*self.target)
-            await asyncio.gather(
-                self._pump(reader, upstream, writer), self._pump(up_reader, writer, upstream)
-            )
-        except (OSError, asyncio.CancelledError):
-            pass
-        finally:
-            # abort(): a hard cut, as when a server or a network path dies.
-            writer.transport.abort()
-            if upstream is not None:
-                upstream.transport.abort()
-            self._handlers.discard(task)
-
-    async def _pump(
-        self, src: asyncio.StreamReader, dst: asyncio.StreamWriter, other: asyncio.StreamWriter
-    ) -> None:
-        try:
-            while data := await src.read(65536):
-                await self._flowing.wait()
-                dst.write(data)
-                await dst.drain()
-        except OSError:
-            pass
-        finally:
-            dst.transport.abort()
-            other.transport.abort()
 
 
 @pytest.fixture
@@ -142,12 +63,14 @@ async def admin(redis_url: str) -> AsyncIterator[Any]:
 
 @pytest.fixture
 async def proxy(redis_url: str) -> AsyncIterator[TcpProxy]:
-    parts = urlsplit(redis_url)
-    p = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 6379)
-    await p.start()
-    yield p
-    p.resume()
-    await p.stop()
+    """A TCP proxy in front of Redis.
+
+    ``stop`` cuts every connection and ``start`` reopens on the same port, like a server that
+    went away and came back; ``blackhole`` keeps the connections open but forwards nothing: a
+    dead network path with no EOF.
+    """
+    async with TcpProxy.for_url(redis_url) as proxy:
+        yield proxy
 
 
 @pytest.fixture
@@ -157,11 +80,6 @@ async def brokers() -> AsyncIterator[list[RedisBroker]]:
     yield made
     for broker in made:
         await broker.close()
-
-
-def proxied(redis_url: str, proxy: TcpProxy) -> str:
-    parts = urlsplit(redis_url)
-    return parts._replace(netloc=f"127.0.0.1:{proxy.port}").geturl()
 
 
 async def start(
@@ -259,7 +177,7 @@ async def test_kill_publisher_connection_does_not_break_the_broker(
 async def test_redis_going_away_degrades_then_recovers(
     redis_url: str, prefix: str, proxy: TcpProxy, brokers: list[RedisBroker]
 ) -> None:
-    a = await start(brokers, proxied(redis_url, proxy), "a", prefix)
+    a = await start(brokers, proxy.url_for(redis_url), "a", prefix)
     b = await start(brokers, redis_url, "b", prefix)  # direct: it keeps working throughout
     states = record_states(a)
     inbox_a, inbox_b = Inbox(), Inbox()
@@ -295,20 +213,20 @@ async def test_redis_going_away_degrades_then_recovers(
 async def test_silent_network_is_detected_by_ping(
     redis_url: str, prefix: str, proxy: TcpProxy, brokers: list[RedisBroker]
 ) -> None:
-    a = await start(brokers, proxied(redis_url, proxy), "a", prefix)
+    a = await start(brokers, proxy.url_for(redis_url), "a", prefix)
     b = await start(brokers, redis_url, "b", prefix)
     states = record_states(a)
     inbox = Inbox()
     await a.subscribe("room", inbox)
 
-    proxy.pause()  # no EOF, no reset: only silence
+    proxy.blackhole()  # no EOF, no reset: only silence
     # A publish into the silence is bounded by op_timeout, not stuck forever.
     with pytest.raises(DependencyError):
         await asyncio.wait_for(a.publish("room", {"x": 1}), WAIT)
     await wait_until(lambda: not a.healthy, what="ping timeout")
     assert states == [False]
 
-    proxy.resume()
+    proxy.restore()
     await wait_until(lambda: a.healthy, what="recovery")
     assert states == [False, True]
     await publish_marker(b, "room", inbox, 1)
@@ -330,7 +248,7 @@ async def test_start_fails_fast_when_redis_is_unreachable(unique_name: str) -> N
 async def test_close_while_down_is_clean(
     redis_url: str, prefix: str, proxy: TcpProxy, brokers: list[RedisBroker]
 ) -> None:
-    a = await start(brokers, proxied(redis_url, proxy), "a", prefix)
+    a = await start(brokers, proxy.url_for(redis_url), "a", prefix)
     await a.subscribe("room", Inbox())
     await proxy.stop()
     await wait_until(lambda: not a.healthy, what="outage")
@@ -344,7 +262,7 @@ async def test_close_while_down_is_clean(
 async def test_subscribe_while_down_takes_effect_on_reconnect(
     redis_url: str, prefix: str, proxy: TcpProxy, brokers: list[RedisBroker]
 ) -> None:
-    a = await start(brokers, proxied(redis_url, proxy), "a", prefix)
+    a = await start(brokers, proxy.url_for(redis_url), "a", prefix)
     b = await start(brokers, redis_url, "b", prefix)
     await proxy.stop()
     await wait_until(lambda: not a.healthy, what="outage")

@@ -15,7 +15,7 @@ import gc
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -35,6 +35,7 @@ from wslab.infrastructure.events import EventKind
 from wslab.infrastructure.heartbeat import HeartbeatMonitor
 from wslab.infrastructure.transport import Server, connect, serve
 from wslab.lab.faults import FrozenProcess, TcpProxy, ZombieClient
+from wslab.testing import wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -43,16 +44,6 @@ GUARD = 10.0
 #: A wait after which something that should not happen is taken not to happen.
 QUIET = 0.3
 needs_sigstop = pytest.mark.skipif(not hasattr(signal, "SIGSTOP"), reason="needs SIGSTOP (POSIX)")
-
-
-async def eventually(predicate: Callable[[], bool], what: str) -> None:
-    """Wait (bounded by GUARD) until ``predicate()`` is true."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + GUARD
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 class EchoServer:
@@ -102,7 +93,7 @@ needs_proc = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="ne
 
 
 async def wait_state(pid: int, state: str) -> None:
-    await eventually(lambda: proc_state(pid) == state, f"process {pid} in state {state}")
+    await wait_until(lambda: proc_state(pid) == state, f"process {pid} in state {state}")
 
 
 # -- ZombieClient ----------------------------------------------------------------------------------
@@ -114,7 +105,7 @@ async def test_a_zombie_completes_the_handshake_and_then_answers_nothing(
     zombie = await ZombieClient.connect(echo.url, token="t0ken", headers={"X-Test": "1"})
     try:
         assert zombie.response.status == 101
-        await eventually(lambda: len(echo.connections) == 1, "the server's connection")
+        await wait_until(lambda: len(echo.connections) == 1, "the server's connection")
         (conn,) = echo.connections
         assert conn.headers.get("Authorization") == "Bearer t0ken"
         assert conn.headers.get("X-Test") == "1"
@@ -139,7 +130,7 @@ async def test_a_zombie_completes_the_handshake_and_then_answers_nothing(
 async def test_a_heartbeat_closes_a_zombie_with_1011(echo: EchoServer) -> None:
     monitor = HeartbeatMonitor(0.1, 0.1)
     async with await ZombieClient.connect(echo.url) as zombie:
-        await eventually(lambda: len(echo.connections) == 1, "the server's connection")
+        await wait_until(lambda: len(echo.connections) == 1, "the server's connection")
         (conn,) = echo.connections
         monitor.watch(conn)
         await asyncio.wait_for(conn.wait_closed(), GUARD)
@@ -194,7 +185,7 @@ async def test_the_proxy_relays_both_ways_and_counts(echo: EchoServer, proxy: Tc
         assert echo.connections[0].query == {"x": ["1"]}
     finally:
         await client.close()
-    await eventually(lambda: proxy.connections == 0, "the relay to be released")
+    await wait_until(lambda: proxy.connections == 0, "the relay to be released")
 
 
 async def test_a_blackhole_delivers_nothing_closes_nothing_and_restore_delivers_it_all(
@@ -232,10 +223,10 @@ async def test_a_heartbeat_detects_a_blackholed_client(echo: EchoServer, proxy: 
     monitor = HeartbeatMonitor(0.1, 0.1)
     client = await connect(proxy.url_for(echo.url))
     try:
-        await eventually(lambda: len(echo.connections) == 1, "the server's connection")
+        await wait_until(lambda: len(echo.connections) == 1, "the server's connection")
         (conn,) = echo.connections
         monitor.watch(conn)
-        await eventually(lambda: conn.stats.pongs_received >= 2, "healthy pongs")
+        await wait_until(lambda: conn.stats.pongs_received >= 2, "healthy pongs")
         proxy.blackhole()
         await asyncio.wait_for(conn.wait_closed(), GUARD)
         assert monitor.dead_peers == 1
@@ -252,7 +243,7 @@ async def test_a_cut_resets_both_ends_without_a_close_frame(
     echo: EchoServer, proxy: TcpProxy
 ) -> None:
     client = await connect(proxy.url_for(echo.url))
-    await eventually(lambda: len(echo.connections) == 1, "the server's connection")
+    await wait_until(lambda: len(echo.connections) == 1, "the server's connection")
     (server_side,) = echo.connections
     proxy.cut()
     await asyncio.wait_for(client.wait_closed(), GUARD)
@@ -260,7 +251,7 @@ async def test_a_cut_resets_both_ends_without_a_close_frame(
     assert client.close_code == server_side.close_code == CloseCode.ABNORMAL_CLOSURE
     with pytest.raises(ConnectionClosed):
         await client.send("too late")
-    await eventually(lambda: proxy.connections == 0, "the relay to be released")
+    await wait_until(lambda: proxy.connections == 0, "the relay to be released")
 
 
 async def test_stop_refuses_new_connections_and_start_listens_on_the_same_port(
@@ -299,13 +290,74 @@ async def test_an_unreachable_target_closes_the_client_side() -> None:
         with pytest.raises((InvalidHandshakeResponse, OSError)):
             await connect(f"ws://127.0.0.1:{proxy.port}/")
         assert proxy.failed_connects == 1
-        await eventually(lambda: proxy.connections == 0, "the relay to be released")
+        await wait_until(lambda: proxy.connections == 0, "the relay to be released")
         assert not proxy.errors
 
 
 def test_url_for_needs_a_started_proxy() -> None:
     with pytest.raises(ConfigError):
         TcpProxy("127.0.0.1", 1).url_for("ws://example.org:1/ws")
+
+
+@pytest.mark.parametrize(
+    ("url", "target"),
+    [
+        ("ws://example.org/ws", ("example.org", 80)),
+        ("wss://example.org/ws", ("example.org", 443)),
+        ("postgresql://postgres@db.example/test", ("db.example", 5432)),
+        ("postgres://db.example:6543/test", ("db.example", 6543)),
+        ("redis://cache.example/0", ("cache.example", 6379)),
+        ("rediss://:secret@cache.example/0", ("cache.example", 6379)),
+    ],
+)
+def test_for_url_knows_the_usual_port_of_each_scheme(url: str, target: tuple[str, int]) -> None:
+    proxy = TcpProxy.for_url(url)
+    assert (proxy.target_host, proxy.target_port) == target
+
+
+async def test_url_for_keeps_the_credentials_of_a_database_url() -> None:
+    async with TcpProxy("127.0.0.1", 1) as proxy:
+        where = f"127.0.0.1:{proxy.port}"
+        dsn = "postgresql://postgres:s3cret@db.example:5432/test?sslmode=disable"
+        assert proxy.url_for(dsn) == f"postgresql://postgres:s3cret@{where}/test?sslmode=disable"
+        assert proxy.url_for("redis://cache.example:6379/0") == f"redis://{where}/0"
+
+
+async def test_the_proxy_relays_a_protocol_that_is_not_websocket() -> None:
+    """A line protocol (as PostgreSQL's or Redis's would be): bytes through, outage, recovery."""
+
+    async def shout(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionResetError):  # what stop() does to this end
+            while line := await reader.readline():
+                writer.write(line.upper())
+                await writer.drain()
+        writer.close()
+
+    service = await asyncio.start_server(shout, "127.0.0.1", 0)
+    url = f"tcp://127.0.0.1:{service.sockets[0].getsockname()[1]}"
+    try:
+        async with TcpProxy.for_url(url) as proxy:
+            port = proxy.port
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"ping\n")
+            assert await asyncio.wait_for(reader.readline(), GUARD) == b"PING\n"
+
+            await proxy.stop()  # the service "goes away": the open connection is reset
+            with pytest.raises(ConnectionResetError):
+                await asyncio.wait_for(reader.read(), GUARD)
+            writer.close()
+            with pytest.raises(OSError):
+                await asyncio.open_connection("127.0.0.1", port)
+
+            await proxy.start()  # and comes back on the same address
+            assert proxy.port == port
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"back\n")
+            assert await asyncio.wait_for(reader.readline(), GUARD) == b"BACK\n"
+            writer.close()
+    finally:
+        service.close()
+        await service.wait_closed()
 
 
 # -- FrozenProcess ---------------------------------------------------------------------------------
@@ -429,7 +481,7 @@ def closed_with(hub: Hub, connection_id: str) -> list[object]:
 
 
 async def wait_timeout_event(hub: Hub, connection_id: str) -> None:
-    await eventually(
+    await wait_until(
         lambda: hub.events.last(EventKind.HEARTBEAT_TIMEOUT, connection_id) is not None,
         f"the heartbeat's verdict on {connection_id}",
     )
@@ -438,7 +490,7 @@ async def wait_timeout_event(hub: Hub, connection_id: str) -> None:
 async def test_the_hub_closes_a_zombie_with_1011(hub: Hub) -> None:
     zombie = await ZombieClient.connect(hub.ws_url, token=hub.token("zed"))
     try:
-        await eventually(
+        await wait_until(
             lambda: any(c.remote == zombie.local_address for c in hub.connections),
             "the zombie to be admitted",
         )
@@ -458,7 +510,7 @@ async def test_the_hub_closes_a_frozen_client_with_1011_and_it_learns_so_when_th
         ready = await fred.start()
         assert ready["event"] == "ready" and ready["user_id"] == "fred"
         cid = ready["connection_id"]
-        await eventually(
+        await wait_until(
             lambda: hub.events.last(EventKind.PONG, cid) is not None, "a pong from the child"
         )
         fred.freeze()
@@ -508,4 +560,4 @@ async def test_the_bundled_client_dies_with_its_parent(tmp_path: Path) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
         pytest.skip("the parent-death signal is Linux only")
-    await eventually(gone, "the orphaned child to be killed")
+    await wait_until(gone, "the orphaned child to be killed")

@@ -51,7 +51,7 @@ from wslab.foundation import handshake
 from wslab.foundation.errors import ConfigError, InvalidHandshakeResponse, OperationTimeout
 from wslab.foundation.http import Response, ResponseParser
 
-__all__ = ["CHAT_CLIENT_SCRIPT", "FrozenProcess", "TcpProxy", "ZombieClient"]
+__all__ = ["CHAT_CLIENT_SCRIPT", "DEFAULT_PORTS", "FrozenProcess", "TcpProxy", "ZombieClient"]
 
 log = logging.getLogger("wslab.lab.faults")
 
@@ -335,6 +335,19 @@ class _Pair:
             side.transport.abort()
 
 
+#: The port a URL without one means, by scheme, for :meth:`TcpProxy.for_url`.
+DEFAULT_PORTS: Mapping[str, int] = {
+    "ws": 80,
+    "http": 80,
+    "wss": 443,
+    "https": 443,
+    "postgres": 5432,
+    "postgresql": 5432,
+    "redis": 6379,
+    "rediss": 6379,
+}
+
+
 class TcpProxy:
     """A TCP relay on ``127.0.0.1`` in front of ``target_host:target_port`` that can fail on cue.
 
@@ -346,6 +359,10 @@ class TcpProxy:
         proxy.restore()            # it is back: the delayed bytes arrive
         proxy.cut()                # every relayed connection is reset
         await proxy.stop()         # stop listening too (start() listens again, same port)
+
+    It relays bytes and knows no protocol, so the same proxy stands in front of PostgreSQL or
+    Redis too (``TcpProxy.for_url(dsn)``, then connect to ``proxy.url_for(dsn)``): :meth:`stop`
+    is then the database going away, :meth:`start` it coming back on the same address.
 
     Attributes ``bytes_up`` (client to target) and ``bytes_down`` count what was relayed,
     ``accepted``/``refused``/``failed_connects`` count connections.
@@ -383,12 +400,16 @@ class TcpProxy:
 
     @classmethod
     def for_url(cls, url: str, **options: Any) -> TcpProxy:
-        """A proxy in front of the host and port of ``url`` (``ws://host:port/...``)."""
+        """A proxy in front of the host and port of ``url``.
+
+        Any TCP service will do: ``ws://host:port/...``, but also the store's
+        ``postgresql://user@host:port/db`` or the broker's ``redis://host:port/0``. A URL without
+        a port means its scheme's usual one (:data:`DEFAULT_PORTS`; 80 for a scheme not listed).
+        """
         parts = urllib.parse.urlsplit(url)
         if not parts.hostname:
             raise ConfigError(f"no host in {url!r}")
-        default = 443 if parts.scheme in ("wss", "https") else 80
-        return cls(parts.hostname, parts.port or default, **options)
+        return cls(parts.hostname, parts.port or DEFAULT_PORTS.get(parts.scheme, 80), **options)
 
     # -- listening ---------------------------------------------------------------------------------
 
@@ -436,9 +457,15 @@ class TcpProxy:
         return len(self._pairs)
 
     def url_for(self, url: str) -> str:
-        """``url`` with its host and port replaced by the proxy's (path and query kept)."""
+        """``url`` with its host and port replaced by the proxy's.
+
+        Everything else is kept: path, query, and the ``user:password@`` of a database URL.
+        """
         parts = urllib.parse.urlsplit(url)
-        return urllib.parse.urlunsplit(parts._replace(netloc=f"{self.host}:{self.port}"))
+        userinfo, _, _ = parts.netloc.rpartition("@")
+        host = f"[{self.host}]" if ":" in self.host else self.host  # an IPv6 literal
+        netloc = f"{userinfo}@{host}:{self.port}" if userinfo else f"{host}:{self.port}"
+        return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
     # -- faults ------------------------------------------------------------------------------------
 
