@@ -148,11 +148,6 @@ class PostgresStore(BaseStore):
         # Never show the DSN: it may carry a password.
         return f"PostgresStore(schema={self.schema!r})"
 
-    @property
-    def schema_version(self) -> int:
-        """The version this code brings the schema to."""
-        return len(self.migrations)
-
     # -- lifecycle
 
     async def open(self) -> None:

@@ -130,11 +130,6 @@ class SQLiteStore(BaseStore):
     def __repr__(self) -> str:
         return f"SQLiteStore({self.path!r})"
 
-    @property
-    def schema_version(self) -> int:
-        """The version this code brings the schema to."""
-        return len(self.migrations)
-
     # -- lifecycle
 
     async def open(self) -> None:

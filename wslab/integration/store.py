@@ -51,7 +51,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from types import TracebackType
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from wslab.foundation.errors import ConfigError, ConflictError, DependencyError, ValidationError
 
@@ -402,6 +402,14 @@ class BaseStore(abc.ABC):
         await self.close()
 
     # -- shared behaviour
+
+    #: The schema migrations of a backend, in order (each backend lists its own).
+    migrations: ClassVar[tuple[str, ...]] = ()
+
+    @property
+    def schema_version(self) -> int:
+        """The version this code brings the schema to: one per migration."""
+        return len(self.migrations)
 
     def retention_for(self, room: str) -> int:
         """How many of ``room``'s newest messages are kept."""
