@@ -59,8 +59,7 @@ from wslab.integration.auth import (
     generate_secret,
     issue_token,
 )
-from wslab.integration.broker import open_broker
-from wslab.integration.store import store_from_url
+from wslab.integration.backends import broker_from_url, store_from_url
 
 __all__ = ["ConnectionsView", "Hub", "ThreadedHub"]
 
@@ -154,7 +153,7 @@ class Hub:
         self.errors: deque[dict[str, Any]] = deque(maxlen=MAX_ERRORS)
         self.manager = ConnectionManager(max_connections=config.max_connections)
         self.store = store_from_url(config.database, retention=config.history_retention)
-        self.broker = open_broker(config.broker, self.hub_id, prefix=config.broker_prefix)
+        self.broker = broker_from_url(config.broker, self.hub_id, prefix=config.broker_prefix)
         self.auth_config: AuthConfig | None = None
         verifier = None
         if config.auth_required:

@@ -1,4 +1,4 @@
-"""Tests of ``wslab.client.backoff``: the full-jitter reconnect schedule.
+"""Tests of the chat client's reconnect delays (``ChatClient.backoff_delay``).
 
 The schedule is checked with an injected ``rng``, never with clocks.
 """
@@ -8,25 +8,6 @@ from __future__ import annotations
 import random
 
 from wslab.client import ChatClient
-from wslab.client.backoff import full_jitter
-
-
-class UpperBound:
-    """An ``rng`` whose ``uniform(a, b)`` returns ``b``, recording the bounds asked for."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[float, float]] = []
-
-    def uniform(self, a: float, b: float) -> float:
-        self.calls.append((a, b))
-        return b
-
-
-def test_full_jitter_draws_from_zero_to_the_capped_exponential() -> None:
-    rng = UpperBound()
-    delays = [full_jitter(attempt, 0.1, 1.0, rng) for attempt in range(6)]
-    assert rng.calls == [(0, 0.1), (0, 0.2), (0, 0.4), (0, 0.8), (0, 1.0), (0, 1.0)]
-    assert delays == [0.1, 0.2, 0.4, 0.8, 1.0, 1.0]
 
 
 def test_backoff_delay_is_full_jitter_within_capped_bounds() -> None:

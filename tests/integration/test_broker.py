@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 
 from wslab.foundation.errors import ConfigError, DependencyError, ValidationError
+from wslab.integration.backends import broker_from_url, open_broker
 from wslab.integration.broker import (
     Broker,
     BrokerMessage,
     MemoryBroker,
     MemoryBus,
-    open_broker,
 )
 from wslab.testing import wait_until
 
@@ -430,10 +430,10 @@ async def test_state_callback_errors_are_counted_and_async_callbacks_awaited() -
     await a.close()
 
 
-async def test_open_broker_memory_urls() -> None:
-    d1 = open_broker("memory://", "d1")
-    d2 = open_broker("memory://", "d2")
-    x = open_broker("memory://x", "x")
+async def test_broker_from_url_memory_urls() -> None:
+    d1 = broker_from_url("memory://", "d1")
+    d2 = broker_from_url("memory://", "d2")
+    x = broker_from_url("memory://x", "x")
     assert isinstance(d1, MemoryBroker) and isinstance(x, MemoryBroker)
     assert d1.bus is d2.bus
     assert x.bus is not d1.bus
@@ -453,24 +453,36 @@ async def test_open_broker_memory_urls() -> None:
 @pytest.mark.parametrize(
     "url", ["http://localhost", "memory://a/b", "", "postgres://x", "redis+unix://x"]
 )
-def test_open_broker_rejects_other_urls(url: str) -> None:
+def test_broker_from_url_rejects_other_urls(url: str) -> None:
     with pytest.raises(ConfigError):
-        open_broker(url)
+        broker_from_url(url)
 
 
-def test_open_broker_error_does_not_echo_secrets() -> None:
+def test_broker_from_url_error_does_not_echo_secrets() -> None:
     with pytest.raises(ConfigError) as info:
-        open_broker("amqp://user:s3cret@host/")
+        broker_from_url("amqp://user:s3cret@host/")
     assert "s3cret" not in str(info.value)
 
 
-async def test_open_broker_passes_options_and_default_hub_id() -> None:
-    broker = open_broker("memory://opts", queue_size=7, prefix="p:")
+async def test_broker_from_url_passes_options_and_default_hub_id() -> None:
+    broker = broker_from_url("memory://opts", queue_size=7, prefix="p:")
     assert isinstance(broker, MemoryBroker)
     assert broker.queue_size == 7
     assert broker.prefix == "p:"
     assert broker.hub_id  # generated when not given
-    assert open_broker("memory://opts").hub_id != broker.hub_id
+    assert broker_from_url("memory://opts").hub_id != broker.hub_id
+
+
+async def test_open_broker_builds_and_starts() -> None:
+    a = await open_broker("memory://started", "a")
+    b = await open_broker("memory://started", "b")
+    inbox = Inbox()
+    await b.subscribe("room", inbox)
+    await a.publish("room", {"n": 1})  # publishing needs a started broker
+    await inbox.wait_count(1)
+    assert inbox.messages[0].origin_hub == "a"
+    await a.close()
+    await b.close()
 
 
 async def test_prefix_separates_applications_on_one_bus() -> None:

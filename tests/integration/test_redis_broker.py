@@ -17,17 +17,15 @@ from typing import Any
 import pytest
 
 from wslab.foundation.errors import ConfigError, DependencyError
-from wslab.integration.broker import BrokerMessage, open_broker
+from wslab.integration.backends import broker_from_url
+from wslab.integration.broker import BrokerMessage
 from wslab.lab.faults import TcpProxy
 from wslab.testing import wait_until
 
 redis_asyncio = pytest.importorskip("redis.asyncio")
 
-from wslab.integration.redis_broker import (  # noqa: E402
-    FullJitterBackoff,
-    RedisBroker,
-    redact_url,
-)
+from wslab.infrastructure.urls import redact_url  # noqa: E402
+from wslab.integration.redis_broker import RedisBroker  # noqa: E402
 
 WAIT = 10.0  # generous bound for recoveries; never a timing assertion
 
@@ -285,10 +283,10 @@ async def test_malformed_message_on_our_channel_is_counted(
     assert a.healthy
 
 
-async def test_open_broker_builds_a_redis_broker(
+async def test_broker_from_url_builds_a_redis_broker(
     redis_url: str, prefix: str, brokers: list[RedisBroker]
 ) -> None:
-    broker = open_broker(redis_url, "hub-x", prefix=prefix)
+    broker = broker_from_url(redis_url, "hub-x", prefix=prefix)
     assert isinstance(broker, RedisBroker)
     brokers.append(broker)
     assert not broker.healthy  # built, not started
@@ -299,24 +297,10 @@ async def test_open_broker_builds_a_redis_broker(
     assert inbox.messages[0].origin_hub == "hub-x"
 
 
-def test_open_broker_accepts_a_unix_socket_url() -> None:
-    broker = open_broker("unix:///run/redis/redis.sock?db=2", "a")
+def test_broker_from_url_accepts_a_unix_socket_url() -> None:
+    broker = broker_from_url("unix:///run/redis/redis.sock?db=2", "a")
     assert isinstance(broker, RedisBroker)
     assert not broker.healthy
-
-
-def test_backoff_is_capped_exponential_with_full_jitter() -> None:
-    backoff = FullJitterBackoff(0.1, 5.0)
-    assert [backoff.ceiling(n) for n in (1, 2, 3, 4)] == pytest.approx([0.1, 0.2, 0.4, 0.8])
-    assert backoff.ceiling(10) == 5.0
-    assert backoff.ceiling(10_000) == 5.0
-    delays = [backoff.delay(20) for _ in range(200)]
-    assert all(0 <= d <= 5.0 for d in delays)
-    assert len(set(delays)) > 100  # jittered, not a fixed schedule
-    with pytest.raises(ConfigError):
-        FullJitterBackoff(0, 1)
-    with pytest.raises(ConfigError):
-        FullJitterBackoff(2, 1)
 
 
 def test_urls_never_leak_passwords() -> None:

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from wslab.foundation.errors import ConfigError, ConflictError, DependencyError, ValidationError
+from wslab.integration.backends import open_store, store_from_url
 from wslab.integration.postgres_store import PostgresStore
 from wslab.integration.sqlite_store import SQLiteStore
 from wslab.integration.store import (
@@ -26,9 +27,7 @@ from wslab.integration.store import (
     StoredMessage,
     dm_room,
     format_timestamp,
-    open_store,
     parse_timestamp,
-    store_from_url,
 )
 
 MakeStore = Callable[..., Awaitable[BaseStore]]

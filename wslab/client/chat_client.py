@@ -40,10 +40,10 @@ from wslab.foundation.errors import (
     PermissionDeniedError,
     WslabError,
 )
+from wslab.infrastructure.backoff import full_jitter
 from wslab.infrastructure.connection import Connection
 from wslab.infrastructure.engines import connect as engine_connect
 
-from .backoff import full_jitter
 from .bounds import MAX_BACKOFFS, MAX_LATENCIES
 from .events import Connected, Disconnected, Event, Reconnected
 from .inbox import InboxMixin

@@ -46,11 +46,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import platformdirs
 
 from wslab.foundation.errors import ConfigError
+from wslab.infrastructure.urls import redact_url
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -543,7 +544,7 @@ class HubConfig:
                 if spec.redact == "secret":
                     value = _SECRET_MASK
                 elif spec.redact == "url":
-                    value = _redact_url(value)
+                    value = redact_url(value)
             result[name] = value
         return result
 
@@ -731,14 +732,6 @@ def _read_toml(path: Path) -> dict[str, Any]:
     if "hub" not in data:
         raise ConfigError(f"config file {path}: no [hub] table")
     return data["hub"]
-
-
-def _redact_url(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:{_SECRET_MASK}@{host}"))
 
 
 # -- command line --------------------------------------------------------------------------------

@@ -1,4 +1,6 @@
-"""Publish/subscribe between hubs: the ``Broker`` protocol, ``MemoryBroker`` and ``open_broker``.
+"""Publish/subscribe between hubs: the ``Broker`` protocol and ``MemoryBroker``.
+
+Brokers are built from a URL by :func:`wslab.integration.backends.open_broker`.
 
 When several hubs share the work (processes, machines, or just three hubs in one notebook
 kernel), a chat message that arrives at one hub must reach the clients of every hub. Each hub
@@ -62,7 +64,6 @@ from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
-from urllib.parse import urlsplit
 
 from wslab.foundation.errors import ConfigError, DependencyError, ValidationError
 
@@ -76,7 +77,6 @@ __all__ = [
     "MemoryBroker",
     "MemoryBus",
     "StateCallback",
-    "open_broker",
 ]
 
 logger = logging.getLogger(__name__)
@@ -663,32 +663,3 @@ class MemoryBroker(BrokerBase):
 
     def __repr__(self) -> str:
         return f"MemoryBroker(hub_id={self.hub_id!r}, bus={self.bus.name!r})"
-
-
-def open_broker(url: str, hub_id: str | None = None, **options: Any) -> Broker:
-    """Build (not start) the broker a URL names.
-
-    - ``memory://`` — the process-wide default :class:`MemoryBus`;
-      ``memory://NAME`` — the bus called NAME (separate from every other name);
-    - ``redis://host:port/db``, ``rediss://...`` (TLS) or ``unix:///path/redis.sock?db=0`` — a
-      :class:`~wslab.integration.redis_broker.RedisBroker` (needs the ``scale`` extra).
-
-    ``options`` go to the broker's constructor (``prefix``, ``queue_size``, ...).
-    Anything else raises :class:`ConfigError`.
-    """
-    if not isinstance(url, str):
-        raise ConfigError("broker URL must be a string")
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    if scheme == "memory":
-        if parts.path not in ("", "/") or parts.query or parts.fragment:
-            raise ConfigError("broker URL memory://NAME takes only a name")
-        return MemoryBroker(MemoryBus.named(parts.netloc), hub_id, **options)
-    if scheme in ("redis", "rediss", "unix"):
-        from .redis_broker import RedisBroker
-
-        return RedisBroker(url, hub_id, **options)
-    # Only the scheme is echoed: the rest of a URL may hold a password.
-    raise ConfigError(
-        f"unsupported broker URL scheme {scheme!r}: use memory://, redis://, rediss:// or unix://"
-    )

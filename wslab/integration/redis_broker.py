@@ -33,11 +33,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from wslab.foundation.errors import ConfigError, DependencyError
+from wslab.infrastructure.backoff import FullJitterBackoff
+from wslab.infrastructure.urls import redact_url
 
 from .broker import (
     DEFAULT_MAX_CHANNELS,
@@ -52,7 +53,7 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
     from redis.asyncio.connection import AbstractConnection
 
-__all__ = ["FullJitterBackoff", "RedisBroker", "redact_url"]
+__all__ = ["RedisBroker"]
 
 logger = logging.getLogger(__name__)
 
@@ -69,42 +70,6 @@ def _redis_errors() -> tuple[type[BaseException], ...]:
     from redis.exceptions import RedisError
 
     return (RedisError, OSError, asyncio.TimeoutError, _ConnectionLost)
-
-
-def redact_url(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (for logs and ``status()``)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
-
-
-class FullJitterBackoff:
-    """Reconnect delays: exponential growth, capped, with full jitter.
-
-    The n-th delay (n = 1, 2, ...) is uniform in ``[0, min(cap, base * 2**(n-1))]``. Full jitter
-    spreads the reconnects of many hubs after a Redis restart, so they do not arrive in one wave.
-    """
-
-    def __init__(
-        self, base: float = 0.1, cap: float = 5.0, rng: random.Random | None = None
-    ) -> None:
-        if base <= 0 or cap < base:
-            raise ConfigError("backoff needs 0 < backoff_min <= backoff_max")
-        self.base = base
-        self.cap = cap
-        self._rng = rng or random.Random()
-
-    def ceiling(self, attempt: int) -> float:
-        """The upper bound of the ``attempt``-th delay."""
-        # min() on the exponent first, so a long outage does not build a huge float.
-        return min(self.cap, self.base * 2 ** min(max(attempt - 1, 0), 60))
-
-    def delay(self, attempt: int) -> float:
-        """A random delay for the ``attempt``-th reconnect (1-based)."""
-        return self._rng.uniform(0, self.ceiling(attempt))
 
 
 class RedisBroker(BrokerBase):

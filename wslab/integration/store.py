@@ -1,4 +1,6 @@
-"""The durable message store: the message model, the ``Store`` contract and ``open_store(url)``.
+"""The durable message store: the message model and the ``Store`` contract.
+
+The backends are built from a URL by :func:`wslab.integration.backends.open_store`.
 
 Every chat message the hub acknowledges has been written here first. The store gives each message
 a ``seq`` that is per room, starts at 1 and has no gaps — also when several hubs (processes or
@@ -68,9 +70,7 @@ __all__ = [
     "StoredMessage",
     "dm_room",
     "format_timestamp",
-    "open_store",
     "parse_timestamp",
-    "store_from_url",
 ]
 
 DEFAULT_HISTORY_LIMIT = 50
@@ -517,79 +517,3 @@ class BaseStore(abc.ABC):
             f"message store ({self.backend_name}) unavailable: {action} failed "
             f"({type(exc).__name__})"
         )
-
-
-# -- the factory ---------------------------------------------------------------------------------
-
-
-def store_from_url(
-    url: str,
-    *,
-    retention: int = DEFAULT_RETENTION,
-    retention_overrides: Mapping[str, int] | None = None,
-    retention_batch: int | None = None,
-    **options: Any,
-) -> BaseStore:
-    """Build (but do not open) the store a URL names.
-
-    - ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db`` (the usual SQLAlchemy
-      spelling: the path is everything after ``sqlite:///``), ``sqlite:///:memory:`` or
-      ``sqlite://`` for a private in-memory database;
-    - ``postgresql://user@host:port/db`` or ``postgres://...`` (passed to asyncpg as is).
-
-    ``options`` go to the backend's constructor (e.g. ``busy_timeout`` for SQLite, ``schema``
-    and ``pool_size`` for PostgreSQL). An unknown scheme or option is a :class:`ConfigError`.
-    """
-    if not isinstance(url, str) or not url:
-        raise ConfigError("store url must be a non-empty string")
-    common: dict[str, Any] = {
-        "retention": retention,
-        "retention_overrides": retention_overrides,
-        "retention_batch": retention_batch,
-    }
-    scheme = url.split(":", 1)[0].lower() if ":" in url else ""
-    try:
-        if scheme == "sqlite":
-            from wslab.integration.sqlite_store import SQLiteStore
-
-            if url in ("sqlite://", "sqlite:///:memory:"):
-                path = ":memory:"
-            elif url.startswith("sqlite:///") and len(url) > len("sqlite:///"):
-                path = url[len("sqlite:///") :]
-            else:
-                raise ConfigError("store url: write sqlite:///path/to.db or sqlite:///:memory:")
-            return SQLiteStore(path, **common, **options)
-        if scheme in ("postgresql", "postgres"):
-            from wslab.integration.postgres_store import PostgresStore
-
-            return PostgresStore(url, **common, **options)
-    except TypeError as exc:
-        # An unknown keyword option: a configuration mistake, not a bug.
-        raise ConfigError(f"store option not understood: {exc}") from None
-    raise ConfigError(
-        "store url scheme must be sqlite:// or postgresql:// (got "
-        f"{scheme + '://' if scheme else 'no scheme'})"
-    )
-
-
-async def open_store(
-    url: str,
-    *,
-    retention: int = DEFAULT_RETENTION,
-    retention_overrides: Mapping[str, int] | None = None,
-    retention_batch: int | None = None,
-    **options: Any,
-) -> BaseStore:
-    """Build the store a URL names (see :func:`store_from_url`) and open it.
-
-    Close it with ``await store.close()``, or use it as ``async with await open_store(...)``.
-    """
-    store = store_from_url(
-        url,
-        retention=retention,
-        retention_overrides=retention_overrides,
-        retention_batch=retention_batch,
-        **options,
-    )
-    await store.open()
-    return store
