@@ -25,6 +25,9 @@ from typing import Any
 
 from wslab.foundation.errors import ValidationError
 
+# History page sizes are the store's contract; the protocol's validation enforces the same ones.
+from wslab.integration.store import DEFAULT_HISTORY_LIMIT, MAX_HISTORY_LIMIT
+
 __all__ = [
     "DEFAULT_HISTORY_LIMIT",
     "DEFAULT_ROOM",
@@ -38,8 +41,6 @@ __all__ = [
 
 DEFAULT_ROOM = "lobby"
 MAX_CONTENT_LENGTH = 5000
-MAX_HISTORY_LIMIT = 100
-DEFAULT_HISTORY_LIMIT = 50
 MAX_ROOM_LENGTH = 64
 MAX_USER_ID_LENGTH = 128
 MAX_TOKEN_LENGTH = 8192
