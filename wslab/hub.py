@@ -89,13 +89,6 @@ def _ref_of(raw: str | bytes) -> str | int | None:
     return ref if isinstance(ref, (str, int)) and not isinstance(ref, bool) else None
 
 
-def _same_origin(origin: str | None, host: str) -> bool:
-    """True if the page that opened the socket came from this hub (scheme aside)."""
-    if not origin or "://" not in origin:
-        return False
-    return origin.split("://", 1)[1].rstrip("/").lower() == host.lower()
-
-
 class ConnectionsView:
     """The hub's live connections: iterate, count, or look at them as a DataFrame."""
 
@@ -380,8 +373,7 @@ class Hub:
             raise HandshakeError(
                 f"no WebSocket endpoint at {upgrade.path}; use {self.config.path}", status=404
             )
-        if not _same_origin(upgrade.origin, upgrade.host):
-            self.origins.check(upgrade.origin)  # the hub's own page is always welcome
+        self.origins.check(upgrade.origin, host=upgrade.host)  # the hub's own page is welcome
         # Counted at the server, so connections still authenticating take their place too.
         if self.server is not None and len(self.server.connections) >= self.config.max_connections:
             raise HandshakeError(

@@ -781,6 +781,17 @@ def test_null_origin_needs_explicit_allowance() -> None:
     assert not OriginPolicy(["null"]).allows("https://chat.example.com")
 
 
+def test_the_hubs_own_page_is_admitted_whatever_the_list() -> None:
+    policy = OriginPolicy(["https://chat.example.com"])
+    assert policy.allows("http://127.0.0.1:8765", host="127.0.0.1:8765")
+    policy.check("http://127.0.0.1:8765", host="127.0.0.1:8765")
+    # Another port on the same machine is another origin.
+    assert not policy.allows("http://127.0.0.1:9999", host="127.0.0.1:8765")
+    with pytest.raises(ForbiddenOrigin):
+        policy.check("http://evil.example", host="127.0.0.1:8765")
+    assert not policy.allows("null", host="127.0.0.1:8765")
+
+
 def test_star_allows_every_real_origin() -> None:
     policy = OriginPolicy(["*"])
     assert policy.allows("https://anything.example:1234")

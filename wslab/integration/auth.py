@@ -694,6 +694,13 @@ def normalize_origin(value: str) -> str:
     return f"{scheme}://{host}:{port}"
 
 
+def _same_host(origin: str, host: str | None) -> bool:
+    """True if ``origin`` (``scheme://host[:port]``) names the ``Host`` the request was sent to."""
+    if not host or "://" not in origin:
+        return False
+    return origin.split("://", 1)[1].rstrip("/").lower() == host.strip().lower()
+
+
 class OriginPolicy:
     """The ``Origin`` allow-list checked during the opening handshake.
 
@@ -740,9 +747,13 @@ class OriginPolicy:
         """True if no allow-list was configured (every origin, including ``null``, is admitted)."""
         return self._open
 
-    def allows(self, origin: str | None) -> bool:
-        """True if a handshake with this ``Origin`` value (``None``: no header) is admitted."""
-        if origin is None or self._open:
+    def allows(self, origin: str | None, *, host: str | None = None) -> bool:
+        """True if a handshake with this ``Origin`` value (``None``: no header) is admitted.
+
+        ``host`` is the request's ``Host`` header: a page served by the hub itself (its origin
+        names that same host and port) is always admitted, whatever the list says.
+        """
+        if origin is None or self._open or _same_host(origin, host):
             return True
         text = origin.strip()
         if text.lower() == "null":
@@ -753,9 +764,9 @@ class OriginPolicy:
             return False
         return self._any or normalized in self._origins
 
-    def check(self, origin: str | None) -> None:
+    def check(self, origin: str | None, *, host: str | None = None) -> None:
         """Raise :class:`ForbiddenOrigin` (HTTP 403) unless :meth:`allows` admits ``origin``."""
-        if not self.allows(origin):
+        if not self.allows(origin, host=host):
             raise ForbiddenOrigin("origin not allowed")
 
     def __repr__(self) -> str:
