@@ -8,15 +8,15 @@
 - the ``check_...`` functions — each chapter's exercise checkers (a hint, never the answer).
 """
 
-from .checkers import check_frame_exercise as check_frame_exercise
-from .checkers import check_header_size_exercise as check_header_size_exercise
-from .checkers_heartbeat import check_heartbeat_exercise as check_heartbeat_exercise
-from .checkers_messaging import check_delivery_exercise as check_delivery_exercise
-from .checkers_messaging import check_gap_request_exercise as check_gap_request_exercise
-from .checkers_scaling import check_broker_targets_exercise as check_broker_targets_exercise
-from .checkers_scaling import check_hub_count_exercise as check_hub_count_exercise
-from .checkers_security import check_rate_limit_exercise as check_rate_limit_exercise
-from .checkers_state import check_state_exercise as check_state_exercise
+from .checkers.frames import check_frame_exercise as check_frame_exercise
+from .checkers.frames import check_header_size_exercise as check_header_size_exercise
+from .checkers.heartbeat import check_heartbeat_exercise as check_heartbeat_exercise
+from .checkers.messaging import check_delivery_exercise as check_delivery_exercise
+from .checkers.messaging import check_gap_request_exercise as check_gap_request_exercise
+from .checkers.scaling import check_broker_targets_exercise as check_broker_targets_exercise
+from .checkers.scaling import check_hub_count_exercise as check_hub_count_exercise
+from .checkers.security import check_rate_limit_exercise as check_rate_limit_exercise
+from .checkers.state import check_state_exercise as check_state_exercise
 from .inspect import describe_frame as describe_frame
 from .inspect import frame_diagram as frame_diagram
 from .inspect import frame_html as frame_html

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]  # tests/foundation/<this file>
+REPO_ROOT = Path(__file__).resolve().parents[1]  # tests/<this file>
 FOUNDATION = REPO_ROOT / "wslab" / "foundation"
 PACKAGE = "wslab.foundation"
 

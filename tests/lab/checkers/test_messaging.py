@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from wslab.lab.checkers_messaging import (
+from wslab.lab.checkers.messaging import (
     GAP_EXERCISE_LATEST,
     GAP_EXERCISE_RECEIVED,
     check_delivery_exercise,

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from wslab.foundation.errors import ConfigError
 from wslab.infrastructure.heartbeat import HeartbeatAction, HeartbeatTimer
 
+from .verdicts import hint, success
+
 __all__ = [
     "DETECT_WITHIN",
     "MAX_PINGS_PER_MINUTE",
@@ -96,19 +98,11 @@ def simulate_heartbeat(
     return run
 
 
-def _hint(message: str) -> AssertionError:
-    return AssertionError(f"Not yet: {message}")
-
-
-def _success(message: str) -> None:
-    print(f"✔ Correct! {message}")
-
-
 def _seconds(value: object, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise _hint(f"{name} must be a number of seconds, got {value!r}.")
+        raise hint(f"{name} must be a number of seconds, got {value!r}.")
     if not math.isfinite(value) or value <= 0:
-        raise _hint(f"{name} must be a positive, finite number of seconds, got {value!r}.")
+        raise hint(f"{name} must be a positive, finite number of seconds, got {value!r}.")
     return float(value)
 
 
@@ -123,12 +117,12 @@ def check_heartbeat_exercise(ping_interval: object, pong_timeout: object) -> Non
     try:
         HeartbeatTimer(interval, timeout)
     except ConfigError as error:  # pragma: no cover - _seconds already refuses these
-        raise _hint(error.message) from error
+        raise hint(error.message) from error
 
     # 1. A healthy peer on a slow link must never be declared dead.
     slow = simulate_heartbeat(interval, timeout, rtt=SLOWEST_RTT)
     if slow.dead_at is not None:
-        raise _hint(
+        raise hint(
             f"a healthy peer whose pongs take {SLOWEST_RTT:g} s was declared dead after "
             f"{slow.dead_at:g} s. After a ping, how long does the hub wait for the pong, and "
             "is that enough for the slowest healthy round trip?"
@@ -140,7 +134,7 @@ def check_heartbeat_exercise(ping_interval: object, pong_timeout: object) -> Non
     spacing = min((b - a for a, b in itertools.pairwise(fast.pings)), default=_SIMULATED)
     per_minute = 60.0 / spacing
     if per_minute > MAX_PINGS_PER_MINUTE + 1e-9:
-        raise _hint(
+        raise hint(
             f"a healthy peer gets {per_minute:.4g} pings per minute; at most "
             f"{MAX_PINGS_PER_MINUTE} are allowed. Which setting decides how often pings go out?"
         )
@@ -153,15 +147,15 @@ def check_heartbeat_exercise(ping_interval: object, pong_timeout: object) -> Non
         dies_at = first_pong + fraction * interval
         run = simulate_heartbeat(interval, timeout, rtt=0.0, dies_at=dies_at)
         if run.dead_at is None:  # pragma: no cover - a dead peer is always found eventually
-            raise _hint("a peer that died was never declared dead.")
+            raise hint("a peer that died was never declared dead.")
         worst = max(worst, run.dead_at - run.last_pong)
     if worst > DETECT_WITHIN + 1e-9:
-        raise _hint(
+        raise hint(
             f"a peer that died just after answering a pong went unnoticed for {worst:g} s "
             f"after that pong; the limit is {DETECT_WITHIN:g} s. Count what must pass before "
             "the hub can be sure: the wait for the next ping, then the wait for its pong."
         )
-    _success(
+    success(
         f"a dead peer is found at most {worst:g} s after its last pong (limit "
         f"{DETECT_WITHIN:g} s), a healthy one gets {per_minute:.3g} pings a minute (limit "
         f"{MAX_PINGS_PER_MINUTE}), and a {SLOWEST_RTT:g} s round trip is never mistaken for "

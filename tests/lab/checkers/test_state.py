@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from wslab.foundation.state import ConnectionState
-from wslab.lab.checkers_state import STATE_SCENARIOS, check_state_exercise
+from wslab.lab.checkers.state import STATE_SCENARIOS, check_state_exercise
 
 FULL = ["CONNECTING", "OPEN", "CLOSING", "CLOSED"]
 

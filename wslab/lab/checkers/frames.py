@@ -24,6 +24,8 @@ from wslab.foundation import (
     encode_header,
 )
 
+from .verdicts import hint, success
+
 __all__ = [
     "FRAME_EXERCISE_KEY",
     "FRAME_EXERCISE_TEXT",
@@ -33,14 +35,6 @@ __all__ = [
 
 FRAME_EXERCISE_TEXT = "wslab"
 FRAME_EXERCISE_KEY = bytes([1, 2, 3, 4])
-
-
-def _hint(message: str) -> AssertionError:
-    return AssertionError(f"Not yet: {message}")
-
-
-def _success(message: str) -> None:
-    print(f"✔ Correct! {message}")
 
 
 # -- exercise 1: a frame by hand -------------------------------------------------------------------
@@ -56,60 +50,60 @@ def check_frame_exercise(student_bytes: object) -> None:
     text = FRAME_EXERCISE_TEXT.encode("utf-8")
     key = FRAME_EXERCISE_KEY
     if len(data) < 2:
-        raise _hint(f"got {len(data)} byte(s); every frame starts with two header bytes (5.2).")
+        raise hint(f"got {len(data)} byte(s); every frame starts with two header bytes (5.2).")
     first, second = data[0], data[1]
     if not first & 0x80:
-        raise _hint(
+        raise hint(
             f"the first byte is {first:#04x}: its top bit, FIN, is 0, which says more fragments "
             "follow. This message is a single frame (RFC 6455 5.2)."
         )
     if first & 0x70:
-        raise _hint(
+        raise hint(
             f"the first byte is {first:#04x}: one of RSV1-3 (bits 1-3) is set. No extension was "
             "negotiated, so they must be 0; a server would close with 1002."
         )
     if first & 0x0F != Opcode.TEXT:
-        raise _hint(
+        raise hint(
             f"the opcode (low 4 bits of the first byte) is {first & 0x0F:#x}; which opcode "
             "marks a text frame? (RFC 6455 5.2, 11.8)"
         )
     if not second & 0x80:
-        raise _hint(
+        raise hint(
             f"the second byte is {second:#04x}: the MASK bit (its top bit) is 0. A client MUST "
             "mask every frame it sends (RFC 6455 5.1, 5.3)."
         )
     len7 = second & 0x7F
     if len7 in (126, 127):
-        raise _hint(
+        raise hint(
             f"payload len is {len7}, an escape for an extended length, but {len(text)} bytes fit "
             "in the 7 bits: the minimal encoding MUST be used (5.2)."
         )
     if len7 != len(text):
-        raise _hint(
+        raise hint(
             f"payload len (low 7 bits of the second byte) says {len7}; how many bytes does the "
             f"UTF-8 encoding of {FRAME_EXERCISE_TEXT!r} have?"
         )
     if len(data) < 6:
-        raise _hint("after the two header bytes of a masked frame comes the 4-byte masking key.")
+        raise hint("after the two header bytes of a masked frame comes the 4-byte masking key.")
     if data[2:6] != key:
-        raise _hint(
+        raise hint(
             f"the masking key (bytes 2-5) is {data[2:6].hex(' ')}; the exercise asks for "
             f"{key.hex(' ')}."
         )
     payload = data[6:]
     if len(payload) != len(text):
-        raise _hint(
+        raise hint(
             f"after the 6 header bytes there are {len(payload)} payload bytes, but the header "
             f"announces {len7}."
         )
     if payload == text:
-        raise _hint(
+        raise hint(
             "the payload is the plain text: a masked frame carries each byte XOR-ed with the "
             "masking key (RFC 6455 5.3)."
         )
     for i, (wire, want) in enumerate(zip(payload, text, strict=True)):
         if wire ^ key[i % 4] != want:
-            raise _hint(
+            raise hint(
                 f"payload byte {i} is {wire:#04x}; XOR-ed with the key byte that applies to "
                 f"position {i} it should give {chr(want)!r}. Which key byte is that? "
                 "(j = i MOD 4, RFC 6455 5.3)"
@@ -121,8 +115,8 @@ def check_frame_exercise(student_bytes: object) -> None:
     if events != [TextReceived(FRAME_EXERCISE_TEXT)]:  # pragma: no cover - checks above catch it
         failure = next((e for e in events if isinstance(e, ProtocolFailure)), None)
         detail = failure.error.message if failure else repr(events)
-        raise _hint(f"wslab's server does not read it as the message: {detail}")
-    _success(
+        raise hint(f"wslab's server does not read it as the message: {detail}")
+    success(
         f"{len(data)} bytes: a FIN text frame, masked with {key.hex(' ')}; wslab's server "
         f"engine decodes it as {events[0]!r}."
     )
@@ -130,14 +124,14 @@ def check_frame_exercise(student_bytes: object) -> None:
 
 def _as_bytes(value: object) -> bytes:
     if isinstance(value, str):
-        raise _hint(
+        raise hint(
             "that is a str (text). A frame is bytes: build it with bytes([...]), b'...' "
             "literals or struct.pack()."
         )
     if isinstance(value, (list, tuple)):
-        raise _hint("that is a list of numbers; turn it into a frame with bytes(...).")
+        raise hint("that is a list of numbers; turn it into a frame with bytes(...).")
     if not isinstance(value, (bytes, bytearray, memoryview)):
-        raise _hint(f"expected bytes, got {type(value).__name__}.")
+        raise hint(f"expected bytes, got {type(value).__name__}.")
     return bytes(value)
 
 
@@ -159,7 +153,7 @@ def check_header_size_exercise(header_size: Callable[[int, bool], int]) -> None:
     three length encodings, the masking key when masked) — checked at every boundary.
     """
     if not callable(header_size):
-        raise _hint(
+        raise hint(
             f"expected a function header_size(payload_length, masked), got {header_size!r}."
         )
     for masked in (False, True):
@@ -167,17 +161,17 @@ def check_header_size_exercise(header_size: Callable[[int, bool], int]) -> None:
             try:
                 got = header_size(n, masked)
             except Exception as exc:  # the student's code may fail in any way; report it
-                raise _hint(
+                raise hint(
                     f"header_size({n}, {masked}) raised {type(exc).__name__}: {exc}"
                 ) from exc
             want = _expected_header_size(n, masked)
             if got == want:
                 continue
-            raise _hint(
+            raise hint(
                 f"header_size({n}, masked={masked}) returned {got!r}. {_size_hint(n, masked, got)}"
             )
     sizes = {n: _expected_header_size(n, False) for n in (125, 126, 65536)}
-    _success(
+    success(
         "your function agrees with the engine at every boundary "
         f"(unmasked: 125 -> {sizes[125]}, 126 -> {sizes[126]}, 65536 -> {sizes[65536]} bytes; "
         "a client adds 4 for the key)."

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from wslab.lab.checkers_heartbeat import (
+from wslab.lab.checkers.heartbeat import (
     DETECT_WITHIN,
     MAX_PINGS_PER_MINUTE,
     SLOWEST_RTT,

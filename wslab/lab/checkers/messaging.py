@@ -23,7 +23,7 @@ from typing import Any
 from wslab.application.validation import DEFAULT_ROOM, validate
 from wslab.foundation.errors import ValidationError
 
-from .checkers import _hint, _success
+from .verdicts import hint, success
 
 __all__ = [
     "GAP_EXERCISE_LATEST",
@@ -74,12 +74,12 @@ def _as_request(request: object) -> dict[str, Any]:
         try:
             request = json.loads(request)
         except ValueError:
-            raise _hint(
+            raise hint(
                 "that is text but not JSON; write the request as a dict, "
                 '{"type": "chat:history", ...}.'
             ) from None
     if not isinstance(request, Mapping):
-        raise _hint(f"expected a dict (one JSON object), got {type(request).__name__}.")
+        raise hint(f"expected a dict (one JSON object), got {type(request).__name__}.")
     return dict(request)
 
 
@@ -94,7 +94,7 @@ def check_gap_request_exercise(request: object) -> None:
     """
     body = _as_request(request)
     if body.get("type") != "chat:history":
-        raise _hint(
+        raise hint(
             f"the type is {body.get('type')!r}; which request type of the protocol asks the hub "
             "for stored messages?"
         )
@@ -102,29 +102,29 @@ def check_gap_request_exercise(request: object) -> None:
     try:
         clean = validate("chat:history", fields)
     except ValidationError as error:
-        raise _hint(f"the hub would refuse it with INVALID_INPUT: {error.message}") from None
+        raise hint(f"the hub would refuse it with INVALID_INPUT: {error.message}") from None
     if clean["with_user"] is not None:
-        raise _hint("with_user asks for a direct conversation; the gap is in a room.")
+        raise hint("with_user asks for a direct conversation; the gap is in a room.")
     if clean["room"] != GAP_EXERCISE_ROOM:
-        raise _hint(f"that asks for room {clean['room']!r}; the gap is in {GAP_EXERCISE_ROOM!r}.")
+        raise hint(f"that asks for room {clean['room']!r}; the gap is in {GAP_EXERCISE_ROOM!r}.")
     got = _page(clean, GAP_EXERCISE_LATEST)
     missing = _missing(GAP_EXERCISE_RECEIVED, GAP_EXERCISE_LATEST)
     have_before_gap = _contiguous_until(GAP_EXERCISE_RECEIVED)
     not_fetched = [seq for seq in missing if seq not in got]
     if not_fetched:
-        raise _hint(
+        raise hint(
             f"the hub would return seq {got or 'nothing'}, so {not_fetched} stay missing. "
             + _cursor_hint(clean)
         )
     again = [seq for seq in got if seq <= have_before_gap]
     if again:
-        raise _hint(
+        raise hint(
             f"the hub would return seq {got}: the missing ones, but also {again}, which the "
             "client already has. Start right after the last seq it has without a gap."
         )
     extra = [seq for seq in got if seq not in missing]
     note = f", plus {extra} again, which the client drops as duplicates" if extra else ""
-    _success(f"the hub would return seq {got}: the missing {missing}{note}.")
+    success(f"the hub would return seq {got}: the missing {missing}{note}.")
 
 
 def _cursor_hint(fields: Mapping[str, Any]) -> str:
@@ -184,13 +184,13 @@ def check_delivery_exercise(deliver: Deliver) -> None:
     missing ``seq`` (those wait until the gap is fetched).
     """
     if not callable(deliver):
-        raise _hint(f"expected a function deliver(last_seq, incoming), got {deliver!r}.")
+        raise hint(f"expected a function deliver(last_seq, incoming), got {deliver!r}.")
     for what, last_seq, arriving, expected in _DELIVERY_CASES:
         incoming = [_message(seq) for seq in arriving]  # fresh dicts: equal, never the same object
         try:
             result = deliver(last_seq, list(incoming))
         except Exception as exc:  # the student's code may fail in any way; report it
-            raise _hint(
+            raise hint(
                 f"with {what} (last_seq={last_seq}, seqs arriving {list(arriving)}), deliver "
                 f"raised {type(exc).__name__}: {exc}"
             ) from exc
@@ -198,8 +198,8 @@ def check_delivery_exercise(deliver: Deliver) -> None:
         if got == list(expected):
             continue
         case = f"with {what} (last_seq={last_seq}, seqs arriving {list(arriving)}) "
-        raise _hint(case + _delivery_hint(last_seq, arriving, got, expected))
-    _success(
+        raise hint(case + _delivery_hint(last_seq, arriving, got, expected))
+    success(
         f"deliver handled all {len(_DELIVERY_CASES)} cases: duplicates dropped, seq order kept, "
         "and nothing shown past a gap."
     )
@@ -207,14 +207,14 @@ def check_delivery_exercise(deliver: Deliver) -> None:
 
 def _seqs_of(result: object, what: str) -> list[Any]:
     if not isinstance(result, (list, tuple)):
-        raise _hint(
+        raise hint(
             f"with {what}, deliver returned {type(result).__name__}; return a list of the "
             "message dicts to show."
         )
     seqs = []
     for item in result:
         if not isinstance(item, Mapping) or "seq" not in item:
-            raise _hint(
+            raise hint(
                 f"with {what}, deliver returned {item!r} in its list; return the message dicts "
                 "themselves (with their seq and message_id)."
             )

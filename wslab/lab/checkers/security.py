@@ -33,6 +33,8 @@ from wslab.foundation.errors import ConfigError
 from wslab.infrastructure.config import HubConfig
 from wslab.infrastructure.ratelimit import ConnectionLimiter, Verdict
 
+from .verdicts import hint, success
+
 __all__ = [
     "CLOSE_WITHIN",
     "MAX_ABUSER_ACCEPTED",
@@ -53,14 +55,6 @@ CLOSE_WITHIN = 2.0
 MAX_ABUSER_ACCEPTED = 30
 #: The three settings the exercise asks for (the names of :class:`HubConfig` fields).
 RATE_SETTINGS = ("rate_messages_per_second", "rate_burst", "rate_flood_close_after")
-
-
-def _hint(message: str) -> AssertionError:
-    return AssertionError(f"Not yet: {message}")
-
-
-def _success(message: str) -> None:
-    print(f"✔ Correct! {message}")
 
 
 # -- traffic profiles ------------------------------------------------------------------------------
@@ -164,15 +158,15 @@ def rate_settings(settings: object) -> RateSettings:
     elif isinstance(settings, Mapping):
         missing = [name for name in RATE_SETTINGS if name not in settings]
         if missing:
-            raise _hint(f"the settings have no {', '.join(repr(m) for m in missing)}.")
+            raise hint(f"the settings have no {', '.join(repr(m) for m in missing)}.")
         extra = [str(name) for name in settings if name not in RATE_SETTINGS]
         if extra:
-            raise _hint(
+            raise hint(
                 f"only the three rate settings are asked for; remove {', '.join(map(repr, extra))}."
             )
         values = dict(settings)
     else:
-        raise _hint(
+        raise hint(
             f"expected a dict with the keys {', '.join(RATE_SETTINGS)}, "
             f"got {type(settings).__name__}."
         )
@@ -180,7 +174,7 @@ def rate_settings(settings: object) -> RateSettings:
         # The hub's own validation: the same rules, the same messages as Hub.start(...).
         config = HubConfig.load(env={}, **values)
     except ConfigError as error:
-        raise _hint(f"the hub would refuse these settings: {error.message}") from None
+        raise hint(f"the hub would refuse these settings: {error.message}") from None
     return RateSettings(*(getattr(config, name) for name in RATE_SETTINGS))
 
 
@@ -359,13 +353,13 @@ def check_rate_limit_exercise(settings: object) -> None:
     for outcome in outcomes:
         problem = outcome.problem
         if problem is not None:
-            raise _hint(problem)
+            raise hint(problem)
     abusers = [
         f"{o.profile.name} closed after {o.seconds_to_close:.2f} s with {o.accepted} messages through"
         for o in outcomes
         if o.profile.kind == "abuser"
     ]
-    _success(
+    success(
         f"{rates.rate_messages_per_second:g} messages/s, bursts of {rates.rate_burst}, closed "
         f"after {rates.rate_flood_close_after} refusals: no person was ever refused; "
         + "; ".join(abusers)

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from wslab.lab.checkers_scaling import (
+from wslab.lab.checkers.scaling import (
     BROKER_TARGET_CASES,
     HUB_COUNT_CASES,
     Presence,

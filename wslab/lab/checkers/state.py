@@ -21,6 +21,8 @@ from wslab.foundation.protocol import Protocol, Role
 from wslab.foundation.state import TRANSITIONS, ConnectionState
 from wslab.testing import FakeClock, fixed_mask
 
+from .verdicts import hint, success
+
 __all__ = ["STATE_SCENARIOS", "Scenario", "check_state_exercise"]
 
 
@@ -68,14 +70,6 @@ STATE_SCENARIOS: dict[str, Scenario] = {
 }
 
 _S = ConnectionState
-
-
-def _hint(message: str) -> AssertionError:
-    return AssertionError(f"Not yet: {message}")
-
-
-def _success(message: str) -> None:
-    print(f"✔ Correct! {message}")
 
 
 # -- the scenarios, replayed on the engine ----------------------------------------------------------
@@ -193,17 +187,17 @@ def _state_of(value: object, where: str) -> ConnectionState:
     if isinstance(value, str) and value.strip().upper() in ConnectionState.__members__:
         return ConnectionState[value.strip().upper()]
     names = ", ".join(ConnectionState.__members__)
-    raise _hint(f"{where}: {value!r} is not a state; use the four names {names}.")
+    raise hint(f"{where}: {value!r} is not a state; use the four names {names}.")
 
 
 def _parse(name: str, answer: object) -> tuple[tuple[ConnectionState, ...], object]:
     if not isinstance(answer, (tuple, list)) or len(answer) != 2:
-        raise _hint(
+        raise hint(
             f"{name}: give a pair (states, close_code), e.g. ([...], 1000); got {answer!r}."
         )
     states, code = answer
     if isinstance(states, (str, bytes)) or not isinstance(states, Sequence):
-        raise _hint(f"{name}: the states must be a list of state names, got {states!r}.")
+        raise hint(f"{name}: the states must be a list of state names, got {states!r}.")
     return tuple(_state_of(s, name) for s in states), code
 
 
@@ -283,21 +277,21 @@ def check_state_exercise(answers: Mapping[str, object]) -> None:
     match wslab's engine; raises :class:`AssertionError` with a hint at the first that does not.
     """
     if not isinstance(answers, Mapping):
-        raise _hint(f"expected a dict of scenario name -> (states, code), got {answers!r}.")
+        raise hint(f"expected a dict of scenario name -> (states, code), got {answers!r}.")
     unknown = sorted(set(map(str, answers)) - set(STATE_SCENARIOS))
     if unknown:
-        raise _hint(f"unknown scenario(s) {unknown}; the names are {list(STATE_SCENARIOS)}.")
+        raise hint(f"unknown scenario(s) {unknown}; the names are {list(STATE_SCENARIOS)}.")
     missing = [name for name in STATE_SCENARIOS if name not in answers]
     if missing:
-        raise _hint(f"no answer yet for {missing}.")
+        raise hint(f"no answer yet for {missing}.")
     for name in STATE_SCENARIOS:
         states, code = _parse(name, answers[name])
         want = _replay(name)
         if states != want.states:
-            raise _hint(_states_hint(name, states, want) or f"{name}: check the states again.")
+            raise hint(_states_hint(name, states, want) or f"{name}: check the states again.")
         if code != want.code or isinstance(code, bool):
-            raise _hint(_code_hint(name, code, want))
-    _success(
+            raise hint(_code_hint(name, code, want))
+    success(
         f"all {len(STATE_SCENARIOS)} scenarios match what wslab's engine does, state by state "
         "and code by code."
     )

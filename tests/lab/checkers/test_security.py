@@ -6,7 +6,7 @@ import pytest
 
 from wslab.infrastructure.config import HubConfig
 from wslab.infrastructure.ratelimit import Verdict
-from wslab.lab.checkers_security import (
+from wslab.lab.checkers.security import (
     CLOSE_WITHIN,
     MAX_ABUSER_ACCEPTED,
     RATE_SETTINGS,

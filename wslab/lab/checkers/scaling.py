@@ -18,6 +18,8 @@ import math
 from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any
 
+from .verdicts import hint, success
+
 __all__ = [
     "BROKER_TARGET_CASES",
     "HUB_COUNT_CASES",
@@ -98,20 +100,12 @@ BROKER_TARGET_CASES: tuple[tuple[str, str, Presence], ...] = (
 )
 
 
-def _hint(message: str) -> AssertionError:
-    return AssertionError(f"Not yet: {message}")
-
-
-def _success(message: str) -> None:
-    print(f"✔ Correct! {message}")
-
-
 def _call(function: Callable[..., Any], case: str, *args: Any) -> Any:
     """Call the student's function; an exception becomes a hint naming the case."""
     try:
         return function(*args)
     except Exception as error:
-        raise _hint(f"{case}: it raised {type(error).__name__}: {error}") from error
+        raise hint(f"{case}: it raised {type(error).__name__}: {error}") from error
 
 
 # -- exercise 1: how many hubs ----------------------------------------------------------------------
@@ -130,7 +124,7 @@ def check_hub_count_exercise(hubs_needed: Callable[[int, int], int]) -> None:
     (its users reconnect to the others)? The checker tries :data:`HUB_COUNT_CASES`.
     """
     if not callable(hubs_needed):
-        raise _hint(
+        raise hint(
             f"pass the function itself (hubs_needed, no parentheses), not "
             f"{type(hubs_needed).__name__}."
         )
@@ -139,11 +133,11 @@ def check_hub_count_exercise(hubs_needed: Callable[[int, int], int]) -> None:
         answer = _call(hubs_needed, f"hubs_needed({users}, {capacity})", users, capacity)
         if isinstance(answer, bool) or not isinstance(answer, int):
             if isinstance(answer, float):
-                raise _hint(
+                raise hint(
                     f"{case}: it returned {answer!r}, a float. "
                     "A hub runs or it doesn't: return a whole number (math.ceil rounds up)."
                 )
-            raise _hint(
+            raise hint(
                 f"{case}: it returned {type(answer).__name__} {answer!r}; return an int, "
                 "the number of hubs."
             )
@@ -151,28 +145,28 @@ def check_hub_count_exercise(hubs_needed: Callable[[int, int], int]) -> None:
         if answer == right:
             continue
         if answer < 2:
-            raise _hint(
+            raise hint(
                 f"{case}: {answer} hub(s). With a single hub, stopping it disconnects everyone; "
                 "surviving the loss of a hub needs another one to take its users."
             )
         if answer * capacity < users:
-            raise _hint(
+            raise hint(
                 f"{case}: {answer} hubs hold {answer * capacity:,} connections in all, fewer "
                 "than the users, even while every hub is up."
             )
         remaining = answer - 1
         if remaining * capacity < users:
-            raise _hint(
+            raise hint(
                 f"{case}: {answer} hubs hold everyone while all are up, but when one stops its "
                 f"users reconnect to the other {remaining}: {users:,} users on {remaining} hubs "
                 f"is {users / remaining:,.0f} per hub, more than {capacity:,}."
             )
-        raise _hint(
+        raise hint(
             f"{case}: {answer} hubs is more than needed; with one hub fewer the service still "
             f"survives losing any hub ({users:,} users on {answer - 2} hubs fit). Check how "
             "you round, especially when the users are an exact multiple of the capacity."
         )
-    _success(
+    success(
         "N users at C per hub need ceil(N / C) hubs to hold everyone, plus one so that losing "
         "any hub leaves enough room for its users to reconnect elsewhere (N + 1 redundancy)."
     )
@@ -195,18 +189,18 @@ def hubs_with_members(origin: str, room: str, presence: Presence) -> set[str]:
 
 def _as_hub_set(answer: object, case: str) -> set[str]:
     if isinstance(answer, (str, bytes)):
-        raise _hint(
+        raise hint(
             f"{case}: it returned the string {answer!r}; return a set of hub ids "
             "(a message may have to reach several hubs, or none)."
         )
     if answer is None:
-        raise _hint(f"{case}: it returned None; did you forget the return statement?")
+        raise hint(f"{case}: it returned None; did you forget the return statement?")
     if isinstance(answer, Mapping) or not isinstance(answer, Iterable):
-        raise _hint(f"{case}: it returned {type(answer).__name__}; return a set of hub ids.")
+        raise hint(f"{case}: it returned {type(answer).__name__}; return a set of hub ids.")
     hubs = set(answer)
     strange = sorted(repr(h) for h in hubs if not isinstance(h, str))
     if strange:
-        raise _hint(
+        raise hint(
             f"{case}: the answer holds {', '.join(strange)}; return hub ids (the keys of "
             "presence), not rooms' contents or counts."
         )
@@ -229,7 +223,7 @@ def check_broker_targets_exercise(
     :data:`BROKER_TARGET_CASES`.
     """
     if not callable(must_receive):
-        raise _hint(
+        raise hint(
             f"pass the function itself (must_receive, no parentheses), not "
             f"{type(must_receive).__name__}."
         )
@@ -240,12 +234,12 @@ def check_broker_targets_exercise(
         right = hubs_with_members(origin, room, presence)
         unknown = sorted(answer - set(presence))
         if unknown:
-            raise _hint(
+            raise hint(
                 f"{case}: {', '.join(unknown)} is not a hub of this case; the hubs are the "
                 "keys of presence."
             )
         if origin in answer:
-            raise _hint(
+            raise hint(
                 f"{case}: the answer includes {origin} itself. The origin hub delivered the "
                 "message to its own clients before publishing it; bringing it back would be the "
                 "duplicate each hub skips (origin_hub == its own hub_id)."
@@ -254,7 +248,7 @@ def check_broker_targets_exercise(
         if missing:
             hub = missing[0]
             verb = "is" if len(presence[hub].get(room, ())) == 1 else "are"
-            raise _hint(
+            raise hint(
                 f"{case}: {hub} is missing, and {_members(presence, hub, room)} {verb} in "
                 f"{room!r} there. Without the broker those users never see the message live."
             )
@@ -263,7 +257,7 @@ def check_broker_targets_exercise(
             hub = extra[0]
             elsewhere = sorted(r for r, users in presence[hub].items() if len(users) > 0)
             where = f"its users are in {', '.join(elsewhere)}" if elsewhere else "no users there"
-            raise _hint(
+            raise hint(
                 f"{case}: {hub} has nobody in {room!r} ({where}). Sending it the message is "
                 "wasted broker and hub work: it would deliver to no one."
             )
@@ -271,7 +265,7 @@ def check_broker_targets_exercise(
         # the publisher included (it skips its own).
         everywhere += len(presence)
         targeted += len(right)
-    _success(
+    success(
         f"over the {len(BROKER_TARGET_CASES)} cases your routing makes {targeted} broker "
         f"deliveries where one channel for all rooms makes {everywhere}: per-room channels, "
         "subscribed only by hubs with members in the room, save the rest."
