@@ -38,7 +38,6 @@ from wslab.foundation.errors import (
     PermissionDeniedError,
     ProtocolError,
     RateLimitedError,
-    SlowConsumerError,
     UnsupportedVersion,
     ValidationError,
     WslabError,
@@ -71,7 +70,6 @@ TREE: dict[type[WslabError], tuple[type[Exception], ErrorCode, int | None]] = {
     OperationTimeout: (WslabError, E.TIMEOUT, None),
     RateLimitedError: (WslabError, E.RATE_LIMITED, 1008),
     DegradedError: (WslabError, E.DEGRADED, None),
-    SlowConsumerError: (WslabError, E.INTERNAL_ERROR, 1013),
     ConfigError: (WslabError, E.INVALID_INPUT, None),
 }
 

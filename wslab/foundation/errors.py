@@ -27,7 +27,6 @@ the chat protocol reports in ``error.code``) and, where the error ends a connect
     ├── OperationTimeout            TIMEOUT              -
     ├── RateLimitedError            RATE_LIMITED         1008 (when sustained)
     ├── DegradedError               DEGRADED             -     served, but a dependency is down
-    ├── SlowConsumerError           INTERNAL_ERROR       1013  outgoing queue overflowed
     └── ConfigError                 INVALID_INPUT        -     a configuration value is wrong
 
 Messages must be safe to show to a peer: no stack traces or file paths.
@@ -61,7 +60,6 @@ __all__ = [
     "PermissionDeniedError",
     "ProtocolError",
     "RateLimitedError",
-    "SlowConsumerError",
     "UnsupportedVersion",
     "ValidationError",
     "WslabError",
@@ -257,12 +255,6 @@ class DegradedError(WslabError):
     """The hub served the request but a dependency is down (e.g. the message is not stored yet)."""
 
     code = ErrorCode.DEGRADED
-
-
-class SlowConsumerError(WslabError):
-    """The connection's outgoing queue overflowed: the peer reads slower than we write."""
-
-    close_code = CloseCode.TRY_AGAIN_LATER
 
 
 class ConfigError(WslabError):

@@ -201,11 +201,6 @@ class AuthConfig:
         if not isinstance(self.cache_size, int) or self.cache_size < 0:
             raise ConfigError("auth.cache_size must be an integer >= 0")
 
-    @classmethod
-    def with_random_secret(cls, **kwargs: Any) -> AuthConfig:
-        """An HS256 config with a fresh random secret: handy for tests and notebooks."""
-        return cls(secret=generate_secret(), **kwargs)
-
     @property
     def can_issue(self) -> bool:
         """True if this config holds a key that can sign tokens."""
