@@ -152,7 +152,10 @@ class Hub:
         self.events = EventLog(maxlen=config.event_log_size, level=config.event_log_level)  # type: ignore[arg-type]
         self.metrics = Metrics()
         self.errors: deque[dict[str, Any]] = deque(maxlen=MAX_ERRORS)
-        self.manager = ConnectionManager(max_connections=config.max_connections)
+        self.manager = ConnectionManager(
+            max_connections=config.max_connections,
+            max_groups_per_connection=config.max_rooms_per_connection,
+        )
         self.store = store_from_url(config.database, retention=config.history_retention)
         self.broker = open_broker(config.broker, self.hub_id, prefix=config.broker_prefix)
         self.auth_config: AuthConfig | None = None
@@ -184,6 +187,8 @@ class Hub:
             metrics=self.metrics,
             retry_queue_size=config.retry_queue_size,
             presence_interval=config.presence_interval,
+            max_rooms=config.max_rooms,
+            max_rooms_per_user=config.max_rooms_per_user,
             on_error=self._report_error,
         )
         self.chat.register(self.router)

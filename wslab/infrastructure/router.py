@@ -50,6 +50,10 @@ class RoutedMessage:
     context: dict[str, Any] = field(default_factory=dict)
 
 
+#: Longest ``ref`` a client may send (it comes back in the reply).
+MAX_REF_LENGTH = 128
+
+
 def error_envelope(error: WslabError, ref: str | int | None = None) -> dict[str, Any]:
     """The protocol's ``error`` message for ``error``."""
     envelope: dict[str, Any] = {"type": "error", "error": error.to_dict()}
@@ -122,6 +126,14 @@ class MessageRouter:
         ref = body.get("ref")
         if ref is not None and (not isinstance(ref, (str, int)) or isinstance(ref, bool)):
             raise ValidationError("'ref' must be a string or an integer")
+        # Every reply echoes the ref: bounded, so a client cannot make the hub send back (and
+        # log) kilobytes of its own choosing. Refused without the ref, which is the bad field.
+        if (isinstance(ref, str) and len(ref) > MAX_REF_LENGTH) or (
+            isinstance(ref, int) and not -(2**63) <= ref < 2**63
+        ):
+            raise ValidationError(
+                f"'ref' must be at most {MAX_REF_LENGTH} characters or a 64-bit integer"
+            )
         type_ = body.get("type")
         if type_ is None:
             raise _with_ref(ValidationError("message has no 'type'"), ref)
@@ -131,7 +143,7 @@ class MessageRouter:
         if not isinstance(version, str):
             raise _with_ref(ValidationError("'version' must be a string"), ref)
         if version not in self.versions:
-            raise _with_ref(ValidationError(f"unknown protocol version {version!r}"), ref)
+            raise _with_ref(ValidationError(f"unknown protocol version {version[:32]!r}"), ref)
         if (type_, version) not in self._routes:
             raise _with_ref(NotFoundError(f"unknown message type {type_[:64]!r}"), ref)
         return RoutedMessage(connection, type_, body, version, ref, len(raw))
