@@ -394,6 +394,16 @@ class Hub:
                 f"the hub is full ({self.config.max_connections} connections); try again later",
                 status=503,
             )
+        if remote is not None and self.server is not None:
+            # Counts connections the server holds (open or still authenticating): one address
+            # cannot take more than its share of the hub, whatever its connection rate.
+            ip = remote[0]
+            mine = sum(1 for c in self.server.connections.values() if c.remote and c.remote[0] == ip)
+            if mine >= self.config.max_connections_per_ip:
+                raise HandshakeError(
+                    f"too many connections from {ip} ({self.config.max_connections_per_ip})",
+                    status=429,
+                )
         return None
 
     async def _handle(self, connection: Connection) -> None:

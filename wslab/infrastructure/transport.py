@@ -480,14 +480,26 @@ class _Wire(_ForwardsFlowControl):
         self.transport = transport  # type: ignore[assignment]
         peer = transport.get_extra_info("peername")
         self.remote = (peer[0], peer[1]) if peer else None
-        server = self.server
-        if server.admission is not None and self.remote and not server.admission(self.remote[0]):
-            server.record(EventKind.RATE_LIMIT, None, scope="address", address=self.remote[0])
-            transport.write(HttpResponse(429, b"too many connection attempts\n").encode())  # type: ignore[attr-defined]
-            transport.close()
-            return
         loop = asyncio.get_running_loop()
-        self._deadline = loop.call_later(server.limits.handshake_timeout, self._handshake_timeout)
+        self._deadline = loop.call_later(
+            self.server.limits.handshake_timeout, self._handshake_timeout
+        )
+
+    def _admit(self) -> bool:
+        """Ask the admission hook about an upgrade; answer 429 and close if it says no.
+
+        Asked once the head shows an upgrade, not on TCP accept: plain HTTP (``/healthz``,
+        ``/metrics``) is outside the WebSocket admission budget, so monitoring behind the same
+        NAT as a crowd of clients still gets its answer.
+        """
+        server = self.server
+        if server.admission is None or not self.remote or server.admission(self.remote[0]):
+            return True
+        assert self.transport is not None
+        server.record(EventKind.RATE_LIMIT, None, scope="address", address=self.remote[0])
+        self.transport.write(HttpResponse(429, b"too many connection attempts\n").encode())
+        self.transport.close()
+        return False
 
     def _handshake_timeout(self) -> None:
         if self.connection is None and self.transport is not None:
@@ -507,6 +519,8 @@ class _Wire(_ForwardsFlowControl):
         if request is None:
             return
         if handshake.is_upgrade_request(request):
+            if not self._admit():
+                return
             self._http_task = asyncio.ensure_future(self._upgrade(request, self.parser.leftover))
         else:
             self._http_task = asyncio.ensure_future(self._answer_http(request))
