@@ -133,6 +133,12 @@ class ConnectionsView:
         return f"<{len(self)} connections>"
 
 
+#: The methods RFC 9110 (section 9) and RFC 5789 (PATCH) define; any other is 501.
+_KNOWN_METHODS = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}
+)
+
+
 class Hub:
     """One chat hub. Use :meth:`start` (or ``async with Hub(...)``) inside a running loop."""
 
@@ -473,7 +479,11 @@ class Hub:
 
     async def _http(self, request: Request) -> HttpResponse:
         if request.method not in ("GET", "HEAD"):
-            return HttpResponse(405, b"method not allowed\n", headers=(("Allow", "GET"),))
+            # RFC 9110 15.5.6 / 15.6.2: a method we know but do not allow here is 405 with
+            # Allow; one we do not know at all is 501.
+            if request.method not in _KNOWN_METHODS:
+                return HttpResponse(501, b"method not implemented\n")
+            return HttpResponse(405, b"method not allowed\n", headers=(("Allow", "GET, HEAD"),))
         path = request.path
         if path in ("/", "/index.html"):
             return self._static("index.html")

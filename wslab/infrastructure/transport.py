@@ -35,7 +35,14 @@ from wslab.foundation.errors import (
     WslabError,
 )
 from wslab.foundation.frames import Frame, encode_frame
-from wslab.foundation.http import Headers, Request, RequestParser, ResponseParser, build_response
+from wslab.foundation.http import (
+    Headers,
+    Request,
+    RequestParser,
+    ResponseParser,
+    build_response,
+    require_host,
+)
 from wslab.foundation.protocol import (
     BinaryReceived,
     CloseReceived,
@@ -73,11 +80,16 @@ class HttpResponse:
     content_type: str | None = "text/plain; charset=utf-8"
     headers: tuple[tuple[str, str], ...] = ()
 
-    def encode(self) -> bytes:
-        """The response bytes (always with Content-Length; the connection closes after it)."""
-        return build_response(
+    def encode(self, *, head: bool = False) -> bytes:
+        """The response bytes (always with Content-Length; the connection closes after it).
+
+        ``head``: the answer to a HEAD request (RFC 9110 9.3.2), the same head as for GET,
+        Content-Length included, without the body.
+        """
+        data = build_response(
             self.status, (*self.headers, ("Connection", "close")), self.body, self.content_type
         )
+        return data[: len(data) - len(self.body)] if head and self.body else data
 
 
 Handler = Callable[[Connection], Awaitable[None]]
@@ -518,6 +530,11 @@ class _Wire(_ForwardsFlowControl):
             return
         if request is None:
             return
+        try:
+            require_host(request)
+        except HandshakeError as error:
+            self._refuse(error)
+            return
         if handshake.is_upgrade_request(request):
             if not self._admit():
                 return
@@ -546,7 +563,7 @@ class _Wire(_ForwardsFlowControl):
             log.exception("HTTP handler failed for %s", request.path)
             response = HttpResponse(500, b"internal error\n")
         if not self.transport.is_closing():
-            self.transport.write(response.encode())
+            self.transport.write(response.encode(head=request.method == "HEAD"))
             self.transport.close()
 
     async def _upgrade(self, request: Request, leftover: bytes) -> None:
