@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,6 +51,9 @@ class RoutedMessage:
     context: dict[str, Any] = field(default_factory=dict)
 
 
+#: Seconds between two logged tracebacks of the same failing message type.
+LOG_INTERVAL = 60.0
+
 #: Longest ``ref`` a client may send (it comes back in the reply).
 MAX_REF_LENGTH = 128
 
@@ -76,6 +80,8 @@ class MessageRouter:
         self.deprecated_versions = dict(deprecated_versions or {})
         self._routes: dict[tuple[str, str], RouteHandler] = {}
         self._middleware: list[Middleware] = []
+        #: message type -> (when its traceback was last logged, failures not logged since)
+        self._failures: dict[str, tuple[float, int]] = {}
 
     @property
     def versions(self) -> set[str]:
@@ -167,7 +173,7 @@ class MessageRouter:
         except WslabError as error:
             return error_envelope(error, request.ref)
         except Exception:
-            log.exception("handler for %r failed", request.type)
+            self._log_failure(request.type)
             internal = WslabError("internal error", code=ErrorCode.INTERNAL_ERROR)
             return error_envelope(internal, request.ref)
         if reply is None:
@@ -181,6 +187,20 @@ class MessageRouter:
         if warning:
             reply.setdefault("warning", warning)
         return reply
+
+
+    def _log_failure(self, type_: str) -> None:
+        """Log a handler's unexpected failure: the traceback at most once per
+        ``LOG_INTERVAL`` seconds per message type, then one counted line, so that a client
+        repeating a request that trips a bug cannot fill the log (keys are routed types only,
+        a bounded set)."""
+        now = time.monotonic()
+        last, suppressed = self._failures.get(type_, (-LOG_INTERVAL, 0))
+        if now - last >= LOG_INTERVAL:
+            self._failures[type_] = (now, 0)
+            log.exception("handler for %r failed (%d similar failures not logged)", type_, suppressed)
+        else:
+            self._failures[type_] = (last, suppressed + 1)
 
 
 def _bind(middleware: Middleware, call_next: RouteHandler) -> RouteHandler:
