@@ -90,3 +90,26 @@ async def test_echoed_client_fields_are_length_bounded(hub: Hub, client_for: Con
     await alice.send({"type": "x" * 4000, "version": "v" * 4000, "ref": 1})
     reply = await alice.expect("error")
     assert len(reply["error"]["message"]) <= 200
+
+
+async def test_a_hundred_connections_of_one_user_stay_within_the_user_limit(
+    start_hub: StartHub, client_for: Connect
+) -> None:
+    # Default per-connection and per-user limits; a table small enough that 100 connections
+    # joining 2 rooms each would fill it without the per-user limit.
+    hub = await start_hub(
+        max_rooms=150, connections_per_ip_per_minute=1000, max_connections_per_ip=200
+    )
+    alice = await client_for(hub, "alice")
+    mallory = [await client_for(hub, "mallory") for _ in range(100)]
+    codes = []
+    for i, connection in enumerate(mallory):
+        for j in range(2):
+            reply = await join(connection, f"m-{i}-{j}")
+            codes.append(reply["error"]["code"] if reply["type"] == "error" else 0)
+    assert codes.count(0) == hub.config.max_rooms_per_user
+    assert set(codes) == {0, ErrorCode.RATE_LIMITED}
+    assert (await join(alice, "general"))["type"] == "ack"
+    newcomer = await client_for(hub, "newcomer")
+    reply = await newcomer.request({"type": "chat:message", "content": "hello lobby"})
+    assert reply["type"] == "ack"
