@@ -222,7 +222,7 @@ async def test_unknown_paths_are_404(started: Any, path: str) -> None:
 async def test_only_get_is_served(started: Any) -> None:
     hub = await started()
     status, headers, _ = await http_request(hub.url, "/healthz", method="POST", timeout=WAIT)
-    assert status == 405 and headers["allow"] == "GET"
+    assert status == 405 and headers["allow"] == "GET, HEAD"
 
 
 # -- shutdown --------------------------------------------------------------------------------------

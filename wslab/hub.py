@@ -125,6 +125,12 @@ class ConnectionsView:
         return f"<{len(self)} connections>"
 
 
+#: The methods RFC 9110 (section 9) and RFC 5789 (PATCH) define; any other is 501.
+_KNOWN_METHODS = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}
+)
+
+
 class Hub:
     """One chat hub. Use :meth:`start` (or ``async with Hub(...)``) inside a running loop."""
 
@@ -144,7 +150,10 @@ class Hub:
         self.events = EventLog(maxlen=config.event_log_size, level=config.event_log_level)  # type: ignore[arg-type]
         self.metrics = Metrics()
         self.errors: deque[dict[str, Any]] = deque(maxlen=MAX_ERRORS)
-        self.manager = ConnectionManager(max_connections=config.max_connections)
+        self.manager = ConnectionManager(
+            max_connections=config.max_connections,
+            max_groups_per_connection=config.max_rooms_per_connection,
+        )
         self.store = store_from_url(config.database, retention=config.history_retention)
         self.broker = broker_from_url(config.broker, self.hub_id, prefix=config.broker_prefix)
         self.auth_config: AuthConfig | None = None
@@ -176,6 +185,8 @@ class Hub:
             metrics=self.metrics,
             retry_queue_size=config.retry_queue_size,
             presence_interval=config.presence_interval,
+            max_rooms=config.max_rooms,
+            max_rooms_per_user=config.max_rooms_per_user,
             on_error=self._report_error,
         )
         self.chat.register(self.router)
@@ -380,6 +391,16 @@ class Hub:
                 f"the hub is full ({self.config.max_connections} connections); try again later",
                 status=503,
             )
+        if remote is not None and self.server is not None:
+            # Counts connections the server holds (open or still authenticating): one address
+            # cannot take more than its share of the hub, whatever its connection rate.
+            ip = remote[0]
+            mine = sum(1 for c in self.server.connections.values() if c.remote and c.remote[0] == ip)
+            if mine >= self.config.max_connections_per_ip:
+                raise HandshakeError(
+                    f"too many connections from {ip} ({self.config.max_connections_per_ip})",
+                    status=429,
+                )
         return None
 
     async def _handle(self, connection: Connection) -> None:
@@ -449,7 +470,11 @@ class Hub:
 
     async def _http(self, request: Request) -> HttpResponse:
         if request.method not in ("GET", "HEAD"):
-            return HttpResponse(405, b"method not allowed\n", headers=(("Allow", "GET"),))
+            # RFC 9110 15.5.6 / 15.6.2: a method we know but do not allow here is 405 with
+            # Allow; one we do not know at all is 501.
+            if request.method not in _KNOWN_METHODS:
+                return HttpResponse(501, b"method not implemented\n")
+            return HttpResponse(405, b"method not allowed\n", headers=(("Allow", "GET, HEAD"),))
         path = request.path
         if path in ("/", "/index.html"):
             return self._static("index.html")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 
 from wslab.application.presence import PresenceChange, PresenceTracker
+from wslab.foundation.errors import ConflictError
 
 
 def joined(room: str, user: str, name: str | None = None) -> PresenceChange:
@@ -72,10 +73,19 @@ def test_room_count_is_bounded() -> None:
     tracker.join("r1", "u1", "Ada", "c1")
     tracker.join("r2", "u1", "Ada", "c1")
     tracker.join("r2", "u2", "Bob", "c2")  # an existing room is always fine
-    with pytest.raises(OverflowError):
+    with pytest.raises(ConflictError):
         tracker.join("r3", "u1", "Ada", "c1")
+    assert "r3" not in tracker.local_snapshot()  # refused without a trace
     tracker.leave("r1", "u1", "c1")  # an emptied room frees its place
     assert tracker.join("r3", "u1", "Ada", "c1") is not None
+
+
+def test_reserved_rooms_are_always_admitted() -> None:
+    tracker = PresenceTracker("hub-a", max_rooms=1, reserved_rooms=frozenset({"lobby"}))
+    tracker.join("r1", "u1", "Ada", "c1")
+    assert tracker.join("lobby", "u2", "Bob", "c2") is not None  # a full table, yet the lobby
+    with pytest.raises(ConflictError):
+        tracker.join("r2", "u2", "Bob", "c2")
 
 
 # -- several hubs -------------------------------------------------------------------------------

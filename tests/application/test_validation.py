@@ -136,8 +136,15 @@ def test_history_limit_bounds() -> None:
 
 def test_sequence_numbers_are_not_negative() -> None:
     assert validate("chat:history", {"since_seq": 0})["since_seq"] == 0
-    invalid("chat:history", {"since_seq": -1}, "at least 0")
-    invalid("chat:history", {"before_seq": -1}, "at least 0")
+    invalid("chat:history", {"since_seq": -1}, "between 0 and")
+    invalid("chat:history", {"before_seq": -1}, "between 0 and")
+
+
+@pytest.mark.parametrize("field", ["since_seq", "before_seq"])
+def test_sequence_numbers_fit_in_64_bits(field: str) -> None:
+    assert validate("chat:history", {field: 2**63 - 1})[field] == 2**63 - 1
+    error = invalid("chat:history", {field: 2**70}, "between 0 and")
+    assert len(error.message) < 120  # the huge value is not echoed whole
 
 
 @pytest.mark.parametrize("room", ["lobby", "a", "dev-ops", "team_1", "v1.2", "A" * 64])

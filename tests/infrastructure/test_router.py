@@ -417,3 +417,18 @@ async def test_bad_messages_get_errors_and_the_connection_stays_open(engine: str
         assert replies[-1] == {"type": "echo", "text": "still here", "ref": "ok"}
         assert not client.closed
         await client.close()
+
+
+async def test_a_repeated_crash_logs_its_traceback_once(
+    connection: Connection, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def crash(request: RoutedMessage) -> Reply:
+        raise KeyError("boom")
+
+    router = MessageRouter()
+    router.add_route("chat:message", crash)
+    with caplog.at_level(logging.ERROR, logger="wslab.router"):
+        for _ in range(50):
+            reply = await router.dispatch(connection, '{"type": "chat:message"}')
+            assert error_of(reply)["code"] == ErrorCode.INTERNAL_ERROR
+    assert len([r for r in caplog.records if r.exc_info]) == 1

@@ -37,6 +37,7 @@ from wslab.foundation.errors import (
     DegradedError,
     DependencyError,
     PermissionDeniedError,
+    RateLimitedError,
     ValidationError,
     WslabError,
 )
@@ -91,6 +92,8 @@ class ChatService:
         metrics: Metrics | None = None,
         retry_queue_size: int = 1000,
         presence_interval: float = 5.0,
+        max_rooms: int = 10_000,
+        max_rooms_per_user: int = 50,
         on_error: Callable[[BaseException], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -103,7 +106,16 @@ class ChatService:
         self.metrics = metrics or Metrics()
         self.clock = clock
         self.on_error = on_error
-        self.presence = PresenceTracker(hub_id, snapshot_interval=presence_interval)
+        self.presence = PresenceTracker(
+            hub_id,
+            snapshot_interval=presence_interval,
+            max_rooms=max_rooms,
+            reserved_rooms=frozenset({DEFAULT_ROOM}),
+        )
+        #: Distinct rooms one user's connections on this hub may be in together (the lobby not
+        #: counted): with it below ``max_rooms``, one user cannot fill the hub-wide table from
+        #: many connections.
+        self.max_rooms_per_user = max_rooms_per_user
         self.retry = RetryQueue(store, self._late_ack, max_size=retry_queue_size, on_error=on_error)
         self.sessions: dict[str, Session] = {}
         self.store_healthy = True
@@ -251,11 +263,40 @@ class ChatService:
         return {"type": "ack", "status": "success", "room": room, "latest_seq": latest}
 
     async def _join(self, session: Session, room: str) -> None:
-        if not self.manager.join(session.connection, room):
+        if room in session.rooms:
             return
+        # Every limit is checked before anything changes: a refused join leaves no trace (no
+        # membership, no presence), so a message to that room is refused too.
+        self._check_user_rooms(session, room)
+        self.presence.check_capacity(room)
+        if not self.manager.join(session.connection, room):  # raises at the per-connection limit
+            return
+        try:
+            change = self.presence.join(
+                room, session.user_id, session.username, session.connection.id
+            )
+        except BaseException:
+            self.manager.leave(session.connection, room)
+            raise
         session.rooms.add(room)
-        change = self.presence.join(room, session.user_id, session.username, session.connection.id)
         self._presence_changed(change, publish=True)
+
+    def _check_user_rooms(self, session: Session, room: str) -> None:
+        """RateLimitedError if joining ``room`` would put the user in too many rooms."""
+        if room == DEFAULT_ROOM:
+            return
+        rooms: set[str] = set()
+        for connection in self.manager.by_key(session.user_id):
+            other = self.sessions.get(connection.id)
+            if other is not None:
+                rooms |= other.rooms
+        if room in rooms:
+            return
+        rooms.discard(DEFAULT_ROOM)
+        if len(rooms) >= self.max_rooms_per_user:
+            raise RateLimitedError(
+                f"a user may be in at most {self.max_rooms_per_user} rooms at once; leave one first"
+            )
 
     async def _on_leave(
         self, session: Session, fields: dict[str, Any], request: RoutedMessage

@@ -19,6 +19,8 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+from wslab.foundation.errors import ConflictError
+
 __all__ = ["PresenceChange", "PresenceTracker"]
 
 RoomUsers = dict[str, dict[str, str]]  # room -> user_id -> username
@@ -44,11 +46,19 @@ class PresenceTracker:
     """Local presence (exact) merged with what the broker told us about other hubs."""
 
     def __init__(
-        self, hub_id: str, *, snapshot_interval: float = 5.0, max_rooms: int = 10_000
+        self,
+        hub_id: str,
+        *,
+        snapshot_interval: float = 5.0,
+        max_rooms: int = 10_000,
+        reserved_rooms: frozenset[str] = frozenset(),
     ) -> None:
         self.hub_id = hub_id
         self.snapshot_interval = snapshot_interval
         self.max_rooms = max_rooms
+        #: Rooms that never count against ``max_rooms`` (the lobby): a full table must not stop
+        #: newcomers from entering the room every session starts in.
+        self.reserved_rooms = reserved_rooms
         # room -> user_id -> connection ids on this hub
         self._local: dict[str, dict[str, set[str]]] = defaultdict(dict)
         self._names: dict[str, str] = {}
@@ -88,12 +98,18 @@ class PresenceTracker:
         self, room: str, user_id: str, username: str, connection_id: str
     ) -> PresenceChange | None:
         """A local connection entered ``room``; the change if the user was absent everywhere."""
+        self.check_capacity(room)
         was = self.is_present(room, user_id)
-        if room not in self._local and len(self._local) >= self.max_rooms:
-            raise OverflowError("too many rooms")
         self._names[user_id] = username
         self._local[room].setdefault(user_id, set()).add(connection_id)
         return None if was else PresenceChange(room, user_id, username, True)
+
+    def check_capacity(self, room: str) -> None:
+        """ConflictError if ``room`` would be a new room in a full table (nothing is changed)."""
+        if room in self._local or room in self.reserved_rooms:
+            return
+        if len(self._local) - len(self.reserved_rooms & self._local.keys()) >= self.max_rooms:
+            raise ConflictError(f"the hub's room table is full ({self.max_rooms} rooms); try later")
 
     def leave(self, room: str, user_id: str, connection_id: str) -> PresenceChange | None:
         """A local connection left ``room``; the change if the user is now absent everywhere."""

@@ -74,7 +74,8 @@ def _int_range(low: int, high: int | None = None) -> Callable[[str, Any], None]:
     def check(name: str, value: Any) -> None:
         if value < low or (high is not None and value > high):
             bound = f"between {low} and {high}" if high is not None else f"at least {low}"
-            raise ValidationError(f"'{name}' must be {bound} (got {value})")
+            # The value is echoed shortened: a 10,000-digit integer must not come back whole.
+            raise ValidationError(f"'{name}' must be {bound} (got {str(value)[:24]})")
 
     return check
 
@@ -90,7 +91,10 @@ def validate_room(name: str, value: Any) -> None:
 _ROOM = Field(str, default=DEFAULT_ROOM, check=validate_room)
 _ROOM_REQUIRED = Field(str, required=True, check=validate_room)
 _USER = Field(str, check=_length(1, MAX_USER_ID_LENGTH))
-_SEQ = Field(int, check=_int_range(0))
+#: Sequence numbers are stored as signed 64-bit integers (SQLite INTEGER, PostgreSQL BIGINT):
+#: a larger one is the client's mistake, refused here instead of failing in the store.
+MAX_SEQ = 2**63 - 1
+_SEQ = Field(int, check=_int_range(0, MAX_SEQ))
 
 #: Layers 1 and 2 for every client request type.
 SCHEMAS: dict[str, dict[str, Field]] = {

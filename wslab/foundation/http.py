@@ -15,7 +15,7 @@ and return the parsed head once the empty line has been seen; the bytes after it
 ``max_head_size`` or with more than ``max_headers`` fields is refused with 431 instead of being
 buffered forever.
 
-The parsers are deliberately strict (bare CR or LF, obsolete line folding, whitespace before the
+The parsers are deliberately strict (bare CR or LF (refused as soon as seen), obsolete line folding, whitespace before the
 colon and non-ASCII bytes are all refused): lenient HTTP parsing is how request smuggling happens,
 and a WebSocket client has no reason to send any of these.
 
@@ -47,6 +47,7 @@ __all__ = [
     "build_response",
     "is_token",
     "reason_phrase",
+    "require_host",
     "serialize_head",
 ]
 
@@ -61,6 +62,7 @@ _FIELD_VALUE = re.compile(r"[\t\x20-\x7e]*")
 _REQUEST_LINE = re.compile(r"(" + _TOKEN.pattern + r") ([\x21-\x7e]+) HTTP/(\d)\.(\d)")
 _STATUS_LINE = re.compile(r"HTTP/1\.\d (\d{3})(?: ([\t\x20-\x7e]*))?")
 _END_OF_HEAD = b"\r\n\r\n"
+_BARE_LF = re.compile(rb"(?<!\r)\n")
 
 
 def is_token(text: str) -> bool:
@@ -231,6 +233,13 @@ class _HeadParser:
         # Only search the first max_head_size bytes: a marker found there ends a head within
         # the limit. The buffer holds at most that plus one feed, as we stop right after.
         end = self._buffer.find(_END_OF_HEAD, start, self.max_head_size)
+        # RFC 9112 2.2 lets a recipient accept a bare LF as a line end; we reject it, always
+        # and at once (400), rather than wait for a CRLF CRLF that a LF-only peer never sends.
+        # Only the head is looked at (a body or frames after it may hold any byte); the
+        # lookbehind sees the byte before ``start``, so a CR LF split across feeds is fine.
+        if _BARE_LF.search(self._buffer, start, end if end >= 0 else self.max_head_size):
+            self._done = True
+            raise self.error("bare LF line ending; lines end with CRLF")
         if end < 0:
             if len(self._buffer) >= self.max_head_size:
                 self._done = True
@@ -291,9 +300,36 @@ class RequestParser(_HeadParser):
         method, target, major, minor = match.groups()
         if major != "1":
             raise InvalidUpgrade(f"HTTP/{major}.{minor} is not supported", status=505)
+        _check_framing(headers)
         path, query = _split_target(target)
         self.request = Request(method, target, path, query, f"HTTP/{major}.{minor}", headers)
         return self.request
+
+
+def _check_framing(headers: Headers) -> None:
+    """Refuse the heads that make request smuggling possible (RFC 9112 6.1, 6.3)."""
+    lengths = headers.get_all("Content-Length")
+    codings = headers.get_all("Transfer-Encoding")
+    if len(lengths) > 1:
+        raise InvalidUpgrade("more than one Content-Length")
+    if lengths and not lengths[0].isdigit():
+        raise InvalidUpgrade("invalid Content-Length")
+    if codings and lengths:
+        raise InvalidUpgrade("both Transfer-Encoding and Content-Length")
+    if len(codings) > 1:
+        raise InvalidUpgrade("more than one Transfer-Encoding")
+    if codings:  # no request of ours has a body; we do not decode one (RFC 9112 6.1: 501)
+        raise InvalidUpgrade("Transfer-Encoding is not supported", status=501)
+
+
+def require_host(request: Request) -> None:
+    """InvalidUpgrade (400) if an HTTP/1.1 ``request`` lacks Host or repeats it (RFC 9112 3.2).
+
+    Apart from the parser, which reads heads of any origin (tests, the notebooks' wire views):
+    a server calls it before answering.
+    """
+    if request.version != "HTTP/1.0" and len(request.headers.get_all("Host")) != 1:
+        raise InvalidUpgrade("an HTTP/1.1 request needs exactly one Host header")
 
 
 def _split_target(target: str) -> tuple[str, dict[str, list[str]]]:

@@ -318,6 +318,23 @@ class HubConfig:
     max_connections: int = _setting(
         10_000, "Open connections at once; more are refused with 503.", _RATE, "int", ge=1
     )
+    max_connections_per_ip: int = _setting(
+        100, "Open WebSocket connections at once per client IP; more are refused with 429.",
+        _RATE, "int", ge=1,
+    )  # fmt: skip
+    # Shared tables: the per-user limit sits far below the hub-wide one, so no single user (however
+    # many connections) can fill the room table for everyone else.
+    max_rooms: int = _setting(
+        10_000, "Rooms with members on this hub at once; new rooms past it get CONFLICT.", _RATE,
+        "int", ge=1,
+    )  # fmt: skip
+    max_rooms_per_connection: int = _setting(
+        100, "Rooms one connection may be in at once; more get CONFLICT.", _RATE, "int", ge=1
+    )
+    max_rooms_per_user: int = _setting(
+        50, "Distinct rooms one user's connections may be in together; more get RATE_LIMITED.",
+        _RATE, "int", ge=1,
+    )  # fmt: skip
 
     # -- authentication: JWT on the upgrade, the first message or the URL --
     auth_required: bool = _setting(

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,6 +51,13 @@ class RoutedMessage:
     context: dict[str, Any] = field(default_factory=dict)
 
 
+#: Seconds between two logged tracebacks of the same failing message type.
+LOG_INTERVAL = 60.0
+
+#: Longest ``ref`` a client may send (it comes back in the reply).
+MAX_REF_LENGTH = 128
+
+
 def error_envelope(error: WslabError, ref: str | int | None = None) -> dict[str, Any]:
     """The protocol's ``error`` message for ``error``."""
     envelope: dict[str, Any] = {"type": "error", "error": error.to_dict()}
@@ -72,6 +80,8 @@ class MessageRouter:
         self.deprecated_versions = dict(deprecated_versions or {})
         self._routes: dict[tuple[str, str], RouteHandler] = {}
         self._middleware: list[Middleware] = []
+        #: message type -> (when its traceback was last logged, failures not logged since)
+        self._failures: dict[str, tuple[float, int]] = {}
 
     @property
     def versions(self) -> set[str]:
@@ -122,6 +132,14 @@ class MessageRouter:
         ref = body.get("ref")
         if ref is not None and (not isinstance(ref, (str, int)) or isinstance(ref, bool)):
             raise ValidationError("'ref' must be a string or an integer")
+        # Every reply echoes the ref: bounded, so a client cannot make the hub send back (and
+        # log) kilobytes of its own choosing. Refused without the ref, which is the bad field.
+        if (isinstance(ref, str) and len(ref) > MAX_REF_LENGTH) or (
+            isinstance(ref, int) and not -(2**63) <= ref < 2**63
+        ):
+            raise ValidationError(
+                f"'ref' must be at most {MAX_REF_LENGTH} characters or a 64-bit integer"
+            )
         type_ = body.get("type")
         if type_ is None:
             raise _with_ref(ValidationError("message has no 'type'"), ref)
@@ -131,7 +149,7 @@ class MessageRouter:
         if not isinstance(version, str):
             raise _with_ref(ValidationError("'version' must be a string"), ref)
         if version not in self.versions:
-            raise _with_ref(ValidationError(f"unknown protocol version {version!r}"), ref)
+            raise _with_ref(ValidationError(f"unknown protocol version {version[:32]!r}"), ref)
         if (type_, version) not in self._routes:
             raise _with_ref(NotFoundError(f"unknown message type {type_[:64]!r}"), ref)
         return RoutedMessage(connection, type_, body, version, ref, len(raw))
@@ -155,7 +173,7 @@ class MessageRouter:
         except WslabError as error:
             return error_envelope(error, request.ref)
         except Exception:
-            log.exception("handler for %r failed", request.type)
+            self._log_failure(request.type)
             internal = WslabError("internal error", code=ErrorCode.INTERNAL_ERROR)
             return error_envelope(internal, request.ref)
         if reply is None:
@@ -169,6 +187,20 @@ class MessageRouter:
         if warning:
             reply.setdefault("warning", warning)
         return reply
+
+
+    def _log_failure(self, type_: str) -> None:
+        """Log a handler's unexpected failure: the traceback at most once per
+        ``LOG_INTERVAL`` seconds per message type, then one counted line, so that a client
+        repeating a request that trips a bug cannot fill the log (keys are routed types only,
+        a bounded set)."""
+        now = time.monotonic()
+        last, suppressed = self._failures.get(type_, (-LOG_INTERVAL, 0))
+        if now - last >= LOG_INTERVAL:
+            self._failures[type_] = (now, 0)
+            log.exception("handler for %r failed (%d similar failures not logged)", type_, suppressed)
+        else:
+            self._failures[type_] = (last, suppressed + 1)
 
 
 def _bind(middleware: Middleware, call_next: RouteHandler) -> RouteHandler:

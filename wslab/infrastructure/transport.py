@@ -35,7 +35,14 @@ from wslab.foundation.errors import (
     WslabError,
 )
 from wslab.foundation.frames import Frame, encode_frame
-from wslab.foundation.http import Headers, Request, RequestParser, ResponseParser, build_response
+from wslab.foundation.http import (
+    Headers,
+    Request,
+    RequestParser,
+    ResponseParser,
+    build_response,
+    require_host,
+)
 from wslab.foundation.protocol import (
     BinaryReceived,
     CloseReceived,
@@ -73,11 +80,16 @@ class HttpResponse:
     content_type: str | None = "text/plain; charset=utf-8"
     headers: tuple[tuple[str, str], ...] = ()
 
-    def encode(self) -> bytes:
-        """The response bytes (always with Content-Length; the connection closes after it)."""
-        return build_response(
+    def encode(self, *, head: bool = False) -> bytes:
+        """The response bytes (always with Content-Length; the connection closes after it).
+
+        ``head``: the answer to a HEAD request (RFC 9110 9.3.2), the same head as for GET,
+        Content-Length included, without the body.
+        """
+        data = build_response(
             self.status, (*self.headers, ("Connection", "close")), self.body, self.content_type
         )
+        return data[: len(data) - len(self.body)] if head and self.body else data
 
 
 Handler = Callable[[Connection], Awaitable[None]]
@@ -480,14 +492,26 @@ class _Wire(_ForwardsFlowControl):
         self.transport = transport  # type: ignore[assignment]
         peer = transport.get_extra_info("peername")
         self.remote = (peer[0], peer[1]) if peer else None
-        server = self.server
-        if server.admission is not None and self.remote and not server.admission(self.remote[0]):
-            server.record(EventKind.RATE_LIMIT, None, scope="address", address=self.remote[0])
-            transport.write(HttpResponse(429, b"too many connection attempts\n").encode())  # type: ignore[attr-defined]
-            transport.close()
-            return
         loop = asyncio.get_running_loop()
-        self._deadline = loop.call_later(server.limits.handshake_timeout, self._handshake_timeout)
+        self._deadline = loop.call_later(
+            self.server.limits.handshake_timeout, self._handshake_timeout
+        )
+
+    def _admit(self) -> bool:
+        """Ask the admission hook about an upgrade; answer 429 and close if it says no.
+
+        Asked once the head shows an upgrade, not on TCP accept: plain HTTP (``/healthz``,
+        ``/metrics``) is outside the WebSocket admission budget, so monitoring behind the same
+        NAT as a crowd of clients still gets its answer.
+        """
+        server = self.server
+        if server.admission is None or not self.remote or server.admission(self.remote[0]):
+            return True
+        assert self.transport is not None
+        server.record(EventKind.RATE_LIMIT, None, scope="address", address=self.remote[0])
+        self.transport.write(HttpResponse(429, b"too many connection attempts\n").encode())
+        self.transport.close()
+        return False
 
     def _handshake_timeout(self) -> None:
         if self.connection is None and self.transport is not None:
@@ -506,7 +530,14 @@ class _Wire(_ForwardsFlowControl):
             return
         if request is None:
             return
+        try:
+            require_host(request)
+        except HandshakeError as error:
+            self._refuse(error)
+            return
         if handshake.is_upgrade_request(request):
+            if not self._admit():
+                return
             self._http_task = asyncio.ensure_future(self._upgrade(request, self.parser.leftover))
         else:
             self._http_task = asyncio.ensure_future(self._answer_http(request))
@@ -532,7 +563,7 @@ class _Wire(_ForwardsFlowControl):
             log.exception("HTTP handler failed for %s", request.path)
             response = HttpResponse(500, b"internal error\n")
         if not self.transport.is_closing():
-            self.transport.write(response.encode())
+            self.transport.write(response.encode(head=request.method == "HEAD"))
             self.transport.close()
 
     async def _upgrade(self, request: Request, leftover: bytes) -> None:

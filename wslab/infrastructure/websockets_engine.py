@@ -638,14 +638,17 @@ class WebsocketsServer(Server):
     ) -> WsResponse | None:
         """websockets' request hook: admission, plain HTTP routes, handshake checks, hooks."""
         remote = _address(ws.remote_address)
-        if self.admission is not None and remote and not self.admission(remote[0]):
-            self.record(EventKind.RATE_LIMIT, None, scope="address", address=remote[0])
-            return _http_response(HttpResponse(429, b"too many connection attempts\n"))
         try:
             request = _to_request(ws_request)
         except HandshakeError as error:
             return self._refuse(error)
-        if not handshake.is_upgrade_request(request):
+        # Plain HTTP (/healthz, /metrics) is outside the WebSocket admission budget: monitoring
+        # behind the same NAT as a busy crowd of clients must still get its answer.
+        upgrading = handshake.is_upgrade_request(request)
+        if upgrading and self.admission is not None and remote and not self.admission(remote[0]):
+            self.record(EventKind.RATE_LIMIT, None, scope="address", address=remote[0])
+            return _http_response(HttpResponse(429, b"too many connection attempts\n"))
+        if not upgrading:
             try:
                 response = await self.http_handler(request)
             except Exception:
