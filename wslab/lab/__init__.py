@@ -17,6 +17,12 @@ from .checkers_scaling import check_broker_targets_exercise as check_broker_targ
 from .checkers_scaling import check_hub_count_exercise as check_hub_count_exercise
 from .checkers_security import check_rate_limit_exercise as check_rate_limit_exercise
 from .checkers_state import check_state_exercise as check_state_exercise
+from .faults import LinkShape as LinkShape
+from .faults import Tap as Tap
+from .faults import TcpProxy as TcpProxy
+from .history import HistoryRecorder as HistoryRecorder
+from .history import HistoryVerdict as HistoryVerdict
+from .history import check_history as check_history
 from .inspect import describe_frame as describe_frame
 from .inspect import frame_diagram as frame_diagram
 from .inspect import frame_html as frame_html

@@ -362,7 +362,8 @@ def check_history(
                     f"sees {list(view)}" + (f", expected {list(target)}" if target else ""),
                 )
 
-    anomalies = pd.DataFrame(found, columns=_ANOMALY_COLUMNS)
+    # object dtype keeps None as None (not NaN) where a counterexample has no client or seq.
+    anomalies = pd.DataFrame(found, columns=_ANOMALY_COLUMNS, dtype=object)
     stats = {
         "sends": len(sent),
         "acks": len(acked),
