@@ -4,23 +4,27 @@ Latency must move the measured round trip by what was added; a bandwidth cap mus
 reply take at least as long as the cap allows; a partition must hold messages back without
 closing anything and deliver them on heal; a stall must hold back one direction only; a reset
 must look like a dead network (1006) to the client; the tap must show the bearer token of a
-``ws://`` upgrade and the frames that followed, decoded.
+``ws://`` upgrade and the frames that followed, decoded, and nothing readable of ``wss://``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 import statistics
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import trustme
 
 from wslab.client import ChatClient, Disconnected
 from wslab.client.events import ChatMessage
 from wslab.foundation.errors import ConfigError
 from wslab.hub import Hub
+from wslab.infrastructure.transport import connect, serve
 from wslab.lab.faults import TcpProxy
 
 pytestmark = pytest.mark.timeout(60)
@@ -213,3 +217,33 @@ def test_fault_controls_refuse_bad_input() -> None:
         proxy.stall("sideways")
     with pytest.raises(ConfigError):
         TcpProxy("127.0.0.1", 1, max_buffer=0)
+
+
+async def test_the_tap_sees_only_ciphertext_on_wss() -> None:
+    ca = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_context)
+    client_context = ssl.create_default_context()
+    ca.configure_trust(client_context)
+
+    async def echo(connection: Any) -> None:
+        async for message in connection:
+            await connection.send(message)
+
+    server = await serve(echo, port=0, ssl=server_context)
+    try:
+        async with TcpProxy("127.0.0.1", server.port) as proxy:
+            tap = proxy.tap()
+            url = proxy.url_for(server.url)
+            secret = "Bearer not-for-your-eyes"
+            conn = await connect(url, ssl=client_context, headers=[("Authorization", secret)])
+            await conn.send("read me")
+            assert await conn.recv() == "read me"
+            await conn.close()
+            raw = tap.raw(direction="up")
+            assert raw and secret.encode() not in raw and b"read me" not in raw
+            assert tap.upgrade_request() is None
+            frames = tap.frames()
+            assert frames["error"].str.contains("not HTTP").all()
+    finally:
+        await server.close()
