@@ -10,6 +10,7 @@ must look like a dead network (1006) to the client; the tap must show the bearer
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 import statistics
 import time
@@ -247,3 +248,36 @@ async def test_the_tap_sees_only_ciphertext_on_wss() -> None:
             assert frames["error"].str.contains("not HTTP").all()
     finally:
         await server.close()
+
+
+async def test_a_throttled_flood_stays_within_the_buffer_bound() -> None:
+    """A server that writes 8 MiB as fast as it can, through a 100 KB/s cap: TCP pushes back."""
+    written = asyncio.Event()
+
+    async def flood(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError):
+            for _ in range(128):
+                writer.write(b"x" * 65536)
+                await writer.drain()
+            written.set()
+        writer.close()
+
+    server = await asyncio.start_server(flood, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    limit = 64 * 1024
+    try:
+        async with TcpProxy("127.0.0.1", port, max_buffer=limit) as proxy:
+            proxy.set_bandwidth(100_000, direction="down")
+            reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+            peak = 0
+            for _ in range(20):
+                await reader.read(65536)
+                peak = max(peak, proxy.buffered)
+                await asyncio.sleep(0.02)
+            # At most the bound plus the one read that crossed it (asyncio reads <= 256 KiB).
+            assert 0 < peak <= limit + 256 * 1024
+            assert not written.is_set()  # the server was stopped by flow control, not buffered
+            writer.close()
+    finally:
+        server.close()
+        await server.wait_closed()

@@ -487,6 +487,11 @@ class TcpProxy:
         return self._port
 
     @property
+    def buffered(self) -> int:
+        """Bytes the proxy holds now in its delay lines (each bounded by ``max_buffer`` + one read)."""
+        return sum(lane.queued for pair in self._pairs for lane in pair.lanes.values())
+
+    @property
     def connections(self) -> int:
         """How many connections are being relayed now."""
         return len(self._pairs)
