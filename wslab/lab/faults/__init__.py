@@ -6,8 +6,8 @@ real processes so that the hub cannot tell them from the real thing:
 
 - :mod:`.zombie` — :class:`ZombieClient` completes the handshake and then goes silent;
 - :mod:`.proxy` — :class:`TcpProxy`, a TCP relay that adds latency, jitter and a bandwidth cap,
-  stalls, partitions, heals and resets, per direction and while traffic flows, and
-  and :mod:`.tap` — :class:`Tap`, a read-only view of the bytes and WebSocket frames it relays;
+  stalls, partitions, heals and resets, per direction and while traffic flows;
+- :mod:`.tap` — :class:`Tap`, a read-only view of the bytes and WebSocket frames it relays;
 - :mod:`.process` — :class:`FrozenProcess`, a client in a child process frozen with ``SIGSTOP``.
 """
 
