@@ -2,7 +2,9 @@
 
 - :mod:`.inspect` — draw a frame's bytes as the RFC's bit-field diagram;
 - :mod:`.load` — many clients, many messages, latency DataFrames;
-- :mod:`.faults` — zombie clients, a TCP proxy that blackholes, frozen processes;
+- :mod:`.faults` — zombie clients, a TCP proxy that delays, throttles, stalls, partitions and
+  resets (and a tap that shows what it relays), frozen processes;
+- :mod:`.history` — a recorder and :func:`check_history`, the Maelstrom-style checker;
 - :mod:`.plots` — latency histograms and CDFs, event timelines;
 - :mod:`.conformance` — the strict conformance runner (Autobahn's case categories);
 - the ``check_...`` functions — each chapter's exercise checkers (a hint, never the answer).
@@ -17,6 +19,14 @@ from .checkers.scaling import check_broker_targets_exercise as check_broker_targ
 from .checkers.scaling import check_hub_count_exercise as check_hub_count_exercise
 from .checkers.security import check_rate_limit_exercise as check_rate_limit_exercise
 from .checkers.state import check_state_exercise as check_state_exercise
+from .faults import FrozenProcess as FrozenProcess
+from .faults import LinkShape as LinkShape
+from .faults import Tap as Tap
+from .faults import TcpProxy as TcpProxy
+from .faults import ZombieClient as ZombieClient
+from .history import HistoryRecorder as HistoryRecorder
+from .history import HistoryVerdict as HistoryVerdict
+from .history import check_history as check_history
 from .inspect import describe_frame as describe_frame
 from .inspect import frame_diagram as frame_diagram
 from .inspect import frame_html as frame_html
