@@ -17,6 +17,7 @@ from websockets.extensions.permessage_deflate import (
 from websockets.frames import Frame as WsFrame
 from websockets.frames import Opcode as WsOpcode
 
+from wslab.foundation.codes import Opcode
 from wslab.foundation.deflate import (
     DeflateParams,
     Deflater,
@@ -28,6 +29,15 @@ from wslab.foundation.deflate import (
     parse_extensions,
 )
 from wslab.foundation.errors import InvalidHandshakeResponse, PayloadTooBig
+from wslab.foundation.frames import Frame, encode_frame
+from wslab.foundation.protocol import (
+    BinaryReceived,
+    PingReceived,
+    Protocol,
+    ProtocolFailure,
+    Role,
+    TextReceived,
+)
 
 CHAT = (
     '{"type": "chat:message", "room": "lobby", "content": "hello there, how are you?"}' * 3
@@ -231,3 +241,82 @@ def test_bomb_spread_over_fragments_counts_the_whole_message() -> None:
                 deflater.compress(b"\x00" * 10_000, fin=False), fin=False, limit=budget
             )
             budget -= len(out)
+
+
+# -- in the Protocol -------------------------------------------------------------------------------
+
+PARAMS = DeflateParams(server_max_window_bits=12, client_max_window_bits=12)
+
+
+def _pair(
+    params: DeflateParams | None = PARAMS, limit: int | None = None
+) -> tuple[Protocol, Protocol]:
+    server = Protocol(Role.SERVER, deflate=params, max_message_size=limit)
+    client = Protocol(Role.CLIENT, deflate=params, max_message_size=limit)
+    server.open(now=0.0)
+    client.open(now=0.0)
+    return server, client
+
+
+def test_protocols_exchange_compressed_messages_under_any_chunking() -> None:
+    server, client = _pair()
+    wire = client.send_text(CHAT.decode()) + client.send_ping(b"hi") + client.send_binary(b"x")
+    assert wire[0] & 0x40  # RSV1 on the compressed text
+    assert len(wire) < len(CHAT)
+    events = [e for i in range(len(wire)) for e in server.receive_data(wire[i : i + 1])]
+    assert events == [TextReceived(CHAT.decode()), PingReceived(b"hi"), BinaryReceived(b"x")]
+    # The short binary message stayed below the threshold: sent uncompressed, without RSV1.
+    back = server.send_text(CHAT.decode(), fin=False) + server.send_continuation(b"!", fin=True)
+    assert back[0] & 0x40
+    assert client.receive_data(back) == [TextReceived(CHAT.decode() + "!", 2)]
+
+
+def _client_frame(frame: Frame) -> bytes:
+    return encode_frame(frame, b"\x01\x02\x03\x04")
+
+
+@pytest.mark.parametrize(
+    ("params", "frame"),
+    [
+        (None, Frame(Opcode.TEXT, b"hi", rsv1=True)),  # RSV1 without the extension
+        (PARAMS, Frame(Opcode.PING, b"", rsv1=True)),  # control frames are never compressed
+    ],
+)
+def test_rsv1_where_it_does_not_belong_fails_with_1002(
+    params: DeflateParams | None, frame: Frame
+) -> None:
+    server, _ = _pair(params)
+    (failure,) = server.receive_data(_client_frame(frame))
+    assert isinstance(failure, ProtocolFailure) and failure.close_code == 1002
+
+
+def test_rsv1_on_a_continuation_fails_with_1002() -> None:
+    server, _ = _pair()
+    first = Deflater(12).compress(CHAT, fin=False)
+    wire = _client_frame(Frame(Opcode.TEXT, first, fin=False, rsv1=True))
+    wire += _client_frame(Frame(Opcode.CONT, b"\x00", fin=True, rsv1=True))
+    (failure,) = server.receive_data(wire)
+    assert isinstance(failure, ProtocolFailure) and failure.close_code == 1002
+
+
+@pytest.mark.parametrize("fragments", [1, 8])
+def test_a_bomb_closes_with_1009(fragments: int) -> None:
+    server, _ = _pair(DeflateParams(), limit=1 << 20)
+    deflater = Deflater(15)
+    wire = b""
+    for i in range(fragments):
+        last = i == fragments - 1
+        chunk = deflater.compress(b"\x00" * (20_000_000 // fragments), fin=last)
+        opcode = Opcode.BINARY if i == 0 else Opcode.CONT
+        wire += _client_frame(Frame(opcode, chunk, fin=last, rsv1=i == 0))
+    assert len(wire) < 100_000
+    events = server.receive_data(wire)
+    assert isinstance(events[-1], ProtocolFailure) and events[-1].close_code == 1009
+    assert server.assembler.buffered <= 1 << 20
+
+
+def test_invalid_utf8_inside_compressed_text_is_1007() -> None:
+    server, _ = _pair()
+    wire = _client_frame(Frame(Opcode.TEXT, Deflater(12).compress(b"ok \xff" * 30), rsv1=True))
+    (failure,) = server.receive_data(wire)
+    assert isinstance(failure, ProtocolFailure) and failure.close_code == 1007
