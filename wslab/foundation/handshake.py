@@ -36,8 +36,8 @@ Client role::
     subprotocol = validate_upgrade_response(response, key)
 
 Checking the ``Origin`` against an allow-list, choosing a subprotocol and authenticating are the
-jobs of the layers above; this module only exposes what the client sent. Extensions are not
-negotiated: the server ignores offers and the client sends none.
+jobs of the layers above; this module only exposes what the client sent. Extensions are passed
+through as header values: ``wslab.foundation.deflate`` negotiates permessage-deflate.
 """
 
 from __future__ import annotations
@@ -227,11 +227,13 @@ def build_upgrade_response(
     upgrade: Upgrade,
     subprotocol: str | None = None,
     extra_headers: HeaderItems = (),
+    extensions: str | None = None,
 ) -> bytes:
     """The ``101 Switching Protocols`` response accepting ``upgrade`` (RFC 6455 4.2.2).
 
     ``subprotocol`` must be one the client offered (ValueError otherwise): the client fails the
-    connection if the server picks one it did not ask for.
+    connection if the server picks one it did not ask for. ``extensions`` is the accepted
+    ``Sec-WebSocket-Extensions`` value (``wslab.foundation.deflate.negotiate(...).header()``).
     """
     headers = Headers(
         [
@@ -244,6 +246,8 @@ def build_upgrade_response(
         if subprotocol not in upgrade.subprotocols:
             raise ValueError(f"the client did not offer subprotocol {subprotocol!r}")
         headers.add("Sec-WebSocket-Protocol", subprotocol)
+    if extensions:
+        headers.add("Sec-WebSocket-Extensions", extensions)
     _add_extra(headers, extra_headers, _SERVER_OWNED)
     return serialize_head("HTTP/1.1 101 Switching Protocols", headers)
 
@@ -266,6 +270,7 @@ def build_upgrade_request(
     origin: str | None = None,
     subprotocols: Iterable[str] = (),
     extra_headers: HeaderItems = (),
+    extensions: str | None = None,
 ) -> tuple[bytes, str]:
     """A client's opening handshake (RFC 6455 4.1) and the key it used.
 
@@ -296,6 +301,8 @@ def build_upgrade_request(
     if offered:
         headers.add("Sec-WebSocket-Protocol", ", ".join(offered))
     headers.add("Sec-WebSocket-Version", WEBSOCKET_VERSION)
+    if extensions:  # an offer, e.g. wslab.foundation.deflate.client_offer()
+        headers.add("Sec-WebSocket-Extensions", extensions)
     _add_extra(headers, extra_headers, _CLIENT_OWNED)
     return serialize_head(f"GET {path} HTTP/1.1", headers), key
 
@@ -304,6 +311,7 @@ def validate_upgrade_response(
     response: Response,
     key: str,
     offered_subprotocols: Iterable[str] = (),
+    extensions_offered: bool = False,
 ) -> str | None:
     """Check the server's answer (RFC 6455 4.1, client side); return the chosen subprotocol.
 
@@ -323,7 +331,8 @@ def validate_upgrade_response(
         raise fail("the Connection header of the response must contain 'Upgrade'")
     if headers.get_all("Sec-WebSocket-Accept") != [accept_key(key)]:
         raise fail("Sec-WebSocket-Accept does not match our key")
-    if "Sec-WebSocket-Extensions" in headers:  # we never offer any
+    # With an offer, the caller checks the answer (wslab.foundation.deflate.accept_response).
+    if "Sec-WebSocket-Extensions" in headers and not extensions_offered:
         raise fail("the server chose an extension we did not offer")
     chosen = headers.tokens("Sec-WebSocket-Protocol")
     if not chosen:

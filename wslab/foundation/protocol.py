@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 from .assembler import MessageAssembler
 from .codes import CloseCode, Opcode
+from .deflate import DeflateParams, DeflateSettings
 from .errors import (
     ConnectionBroken,
     ConnectionClosedLocally,
@@ -177,6 +178,8 @@ class Protocol:
         transition_observer: TransitionObserver | None = None,
         now: float | None = None,
         defer_failure: bool = False,
+        deflate: DeflateParams | None = None,
+        deflate_settings: DeflateSettings | None = None,
     ) -> None:
         self.role = role
         self.defer_failure = defer_failure
@@ -188,8 +191,20 @@ class Protocol:
         # A frame can never be larger than the message it belongs to may be.
         limits = [limit for limit in (max_frame_size, max_message_size) if limit is not None]
         self.parser = FrameParser(
-            max_frame_size=min(limits) if limits else None, require_mask=role is Role.SERVER
+            max_frame_size=min(limits) if limits else None,
+            require_mask=role is Role.SERVER,
+            allowed_rsv=0b100 if deflate is not None else 0,  # RSV1 = compressed (RFC 7692 6)
         )
+        # permessage-deflate, when the handshake negotiated it (see wslab.foundation.deflate).
+        self.deflate = deflate
+        server = role is Role.SERVER
+        self._deflater = (
+            deflate.deflater(server=server, settings=deflate_settings) if deflate else None
+        )
+        self._inflater = deflate.inflater(server=server) if deflate else None
+        self._max_message_size = max_message_size
+        self._inflating = False  # the message being received is compressed
+        self._compressing = False  # the message being sent is compressed
         self.assembler = MessageAssembler(max_message_size)
         self.machine = StateMachine(ConnectionState.CONNECTING, now=clock() if now is None else now)
         self.stats = ProtocolStats()
@@ -291,7 +306,13 @@ class Protocol:
                 if self.parser.error is not None:
                     raise self.parser.error  # after the valid frames that preceded it
                 header = self.parser.partial_header
-                if header is not None and not header.is_control:
+                # A compressed frame's partial payload is deflate data, not UTF-8: it is checked
+                # once inflated.
+                if (
+                    header is not None
+                    and not header.is_control
+                    and not (header.rsv1 or self._inflating)
+                ):
                     self.assembler.check_partial(header, self.parser.partial_payload)
         except ProtocolError as error:
             events.append(ProtocolFailure(error))
@@ -304,6 +325,8 @@ class Protocol:
             self.frame_observer("in", frame)
         opcode = frame.opcode
         if opcode < 0x8:  # data frame
+            if frame.rsv1 or self._inflating:
+                frame = self._inflate(frame)
             message = self.assembler.add(frame)
             if message is not None:
                 self.stats.messages_in += 1
@@ -311,6 +334,10 @@ class Protocol:
                     events.append(TextReceived(message.data, message.frames))  # type: ignore[arg-type]
                 else:
                     events.append(BinaryReceived(message.data, message.frames))  # type: ignore[arg-type]
+        elif frame.rsv1:
+            raise ProtocolError(
+                f"RSV1 set on a {opcode.name} frame: control frames are never compressed"
+            )
         elif opcode is Opcode.PING:
             events.append(PingReceived(frame.payload))
             if self.auto_pong and self._close_sent is None:
@@ -422,6 +449,20 @@ class Protocol:
             "the peer or the network ended the connection", close_code=code, reason=reason
         )
 
+    def _inflate(self, frame: Frame) -> Frame:
+        """A compressed data frame with its payload inflated, bounded by the message limit."""
+        assert self._inflater is not None  # the parser refuses RSV1 without the extension
+        if frame.opcode is Opcode.CONT and frame.rsv1:
+            raise ProtocolError("RSV1 set on a continuation frame (only the first is marked)")
+        if frame.opcode is not Opcode.CONT and self._inflating:
+            raise ProtocolError(f"new {frame.opcode.name} frame while a fragmented message is open")
+        limit = self._max_message_size
+        if limit is not None:
+            limit -= self.assembler.buffered  # what the message may still grow by, inflated
+        payload = self._inflater.inflate(frame.payload, fin=frame.fin, limit=limit)
+        self._inflating = not frame.fin
+        return Frame(frame.opcode, payload, frame.fin)
+
     def _send_data(self, opcode: Opcode, payload: bytes, fin: bool) -> bytes:
         self._check_can_send(control=False)
         if opcode is not Opcode.CONT and self._sending is not None:
@@ -429,7 +470,14 @@ class Protocol:
         self._sending = None if fin else (self._sending or opcode)
         if fin:
             self.stats.messages_out += 1
-        return self._encode(Frame(opcode, payload, fin))
+        rsv1 = False
+        if self._deflater is not None:
+            if opcode is not Opcode.CONT:  # the first fragment decides for the whole message
+                self._compressing = self._deflater.should_compress(len(payload))
+                rsv1 = self._compressing
+            if self._compressing:
+                payload = self._deflater.compress(payload, fin=fin)
+        return self._encode(Frame(opcode, payload, fin, rsv1=rsv1))
 
     def _send_control(self, opcode: Opcode, payload: bytes) -> bytes:
         self._check_can_send(control=True)

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from wslab.foundation.codes import CloseCode
+from wslab.foundation.deflate import DeflateSettings
 from wslab.foundation.errors import (
     ConfigError,
     ConnectionBroken,
@@ -81,6 +82,8 @@ class ConnectionLimits:
     close_timeout: float = 5.0  # wait this long for the closing handshake, then drop TCP
     handshake_timeout: float = 10.0  # the whole HTTP upgrade request must arrive within this
     max_pending_pings: int = 16
+    # permessage-deflate (RFC 7692), offered/accepted by default as browsers expect; None: off.
+    compression: DeflateSettings | None = field(default_factory=DeflateSettings)
 
     def __post_init__(self) -> None:
         if self.max_queue < 1 or self.max_incoming < 1:

@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from wslab.foundation import handshake
+from wslab.foundation import deflate, handshake
 from wslab.foundation.codes import CloseCode, Opcode
 from wslab.foundation.errors import (
     HandshakeError,
@@ -124,6 +124,7 @@ class WslabConnection(Connection):
         limits: ConnectionLimits,
         *,
         event_log: EventLog | None = None,
+        deflate_params: deflate.DeflateParams | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(role=role.value, limits=limits, event_log=event_log, **kwargs)
@@ -136,6 +137,8 @@ class WslabConnection(Connection):
             frame_observer=self._observe_frame if event_log is not None else None,
             transition_observer=self._observe_transition if event_log is not None else None,
             defer_failure=True,
+            deflate=deflate_params,
+            deflate_settings=limits.compression,
         )
         self._failing = False  # a protocol violation waits for the application to catch up
         self._fail_timer: asyncio.TimerHandle | None = None
@@ -588,11 +591,14 @@ class _Wire(_ForwardsFlowControl):
             return
         if self._deadline is not None:
             self._deadline.cancel()
+        settings = server.limits.compression
+        params = deflate.negotiate(upgrade.extensions, settings) if settings else None
         connection = WslabConnection(
             transport,
             Role.SERVER,
             server.limits,
             event_log=server.event_log,
+            deflate_params=params,
             remote=self.remote,
             path=upgrade.path,
             query=upgrade.query,
@@ -600,7 +606,11 @@ class _Wire(_ForwardsFlowControl):
         )
         if context:
             connection.context.update(context)
-        transport.write(handshake.build_upgrade_response(upgrade))
+        transport.write(
+            handshake.build_upgrade_response(
+                upgrade, extensions=params.header() if params else None
+            )
+        )
         connection.protocol.open(cause="handshake accepted")
         self.connection = connection
         server._opened(connection)
@@ -849,7 +859,12 @@ async def connect(
         )
         host_header = host if parts.port is None else f"{host}:{port}"
         request, key = handshake.build_upgrade_request(
-            host_header, target, origin=origin, subprotocols=offered, extra_headers=tuple(headers)
+            host_header,
+            target,
+            origin=origin,
+            subprotocols=offered,
+            extra_headers=tuple(headers),
+            extensions=deflate.client_offer(limits.compression) if limits.compression else None,
         )
         transport.write(request)
         try:
@@ -866,7 +881,16 @@ async def connect(
     except asyncio.TimeoutError:
         raise OperationTimeout(f"opening handshake with {url} timed out") from None
     try:
-        subprotocol = handshake.validate_upgrade_response(response, key, offered)
+        subprotocol = handshake.validate_upgrade_response(
+            response, key, offered, extensions_offered=limits.compression is not None
+        )
+        params = (
+            deflate.accept_response(
+                response.headers.get_all("Sec-WebSocket-Extensions"), limits.compression
+            )
+            if limits.compression
+            else None
+        )
     except WslabError:
         transport.abort()
         raise
@@ -875,6 +899,7 @@ async def connect(
         Role.CLIENT,
         limits,
         event_log=event_log,
+        deflate_params=params,
         remote=(host, port),
         path=parts.path or "/",
         headers=response.headers if isinstance(response.headers, Headers) else None,
