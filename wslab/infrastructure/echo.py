@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import ssl as ssl_module
 
+from wslab.foundation.errors import ConnectionClosed
+
 from .connection import Connection, ConnectionLimits
 from .events import EventLog
 from .transport import Server, serve
@@ -20,7 +22,11 @@ DEFAULT_ECHO_MAX_SIZE = 16 << 20  # large enough for the conformance suite's 16 
 async def echo_handler(connection: Connection) -> None:
     """Send back every message, as the same type, in order, with flow control."""
     async for message in connection:
-        await connection.send(message)
+        try:
+            await connection.send(message)
+        except ConnectionClosed:
+            # The peer closed while we were echoing (Autobahn 7.1.6): a normal end, not an error.
+            return
 
 
 async def serve_echo(
