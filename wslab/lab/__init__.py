@@ -32,3 +32,9 @@ from .inspect import frame_diagram as frame_diagram
 from .inspect import frame_html as frame_html
 from .inspect import show_frame as show_frame
 from .inspect import split_frames as split_frames
+from .loadgen import LoadError as LoadError
+from .loadgen import LoadResult as LoadResult
+from .loadgen import LoadRun as LoadRun
+from .loadgen import run_load as run_load
+from .loadgen import start_load as start_load
+from .loadgen import sweep as sweep

@@ -1,0 +1,17 @@
+"""A load generator: real WebSocket clients in worker processes, open or closed loop.
+
+- :mod:`.spec` — the validated run (:class:`LoadSpec`) and each client's plan;
+- :mod:`.worker` — one worker process (``websockets`` clients, records, per-second snapshots);
+- :mod:`.coordinator` — :func:`run_load` / :func:`start_load`: spawn, stream, gather, reap;
+- :mod:`.results` — :class:`LoadResult` DataFrames; :mod:`.sweep` — latency against load.
+"""
+
+from .coordinator import LoadRun as LoadRun
+from .coordinator import default_workers as default_workers
+from .coordinator import run_load as run_load
+from .coordinator import start_load as start_load
+from .results import LoadResult as LoadResult
+from .spec import PATTERNS as PATTERNS
+from .spec import LoadError as LoadError
+from .spec import LoadSpec as LoadSpec
+from .sweep import sweep as sweep
