@@ -20,6 +20,11 @@ import subprocess
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
+from typing import Any
+
+from wslab.hub import Hub
+from wslab.infrastructure.config import HubConfig
+from wslab.integration.auth import AuthConfig, issue_token
 
 __all__ = ["main"]
 
@@ -114,11 +119,102 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_application_commands(commands: argparse._SubParsersAction) -> None:
-    """``serve`` and ``token`` live with the hub; they are added where available."""
-    with contextlib.suppress(ImportError):
-        from wslab.hub import add_cli_commands
+    """``serve`` and ``token``: the chat hub and its tokens."""
+    add_cli_commands(commands)
 
-        add_cli_commands(commands)
+
+
+def add_cli_commands(commands: argparse._SubParsersAction) -> None:
+    """Add ``wslab serve`` and ``wslab token`` to the ``wslab`` command."""
+    serve_cmd = commands.add_parser(
+        "serve", help="run the chat hub (page, /ws, /healthz, /metrics)"
+    )
+    serve_cmd.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    serve_cmd.add_argument("--port", type=int, help="port (default 8765; 0 picks a free one)")
+    serve_cmd.add_argument("--engine", choices=("wslab", "websockets"))
+    serve_cmd.add_argument("--db", dest="database", help="sqlite:///PATH or postgresql://...")
+    serve_cmd.add_argument("--broker", help="memory:// or redis://host:port/db")
+    serve_cmd.add_argument("--secret", dest="jwt_secret", help="HS256 secret (default: generated)")
+    serve_cmd.add_argument(
+        "--no-auth", action="store_true", help="admit anyone as a guest (teaching only)"
+    )
+    serve_cmd.add_argument(
+        "--allowed-origin", action="append", dest="allowed_origins", metavar="ORIGIN"
+    )
+    serve_cmd.add_argument("--config", help="TOML file with a [hub] table")
+    serve_cmd.set_defaults(run=_cmd_serve)
+
+    token_cmd = commands.add_parser("token", help="print a token for the configured secret")
+    token_cmd.add_argument("user")
+    token_cmd.add_argument("--username")
+    token_cmd.add_argument("--role", action="append", dest="roles", default=[])
+    token_cmd.add_argument("--ttl", type=float, default=3600.0, help="seconds (default 3600)")
+    token_cmd.add_argument(
+        "--secret", dest="jwt_secret", help="default: WSLAB_JWT_SECRET or --config"
+    )
+    token_cmd.add_argument("--config", help="TOML file with a [hub] table")
+    token_cmd.set_defaults(run=_cmd_token)
+
+
+def _cli_overrides(args: argparse.Namespace, names: tuple[str, ...]) -> dict[str, Any]:
+    overrides = {
+        name: getattr(args, name) for name in names if getattr(args, name, None) is not None
+    }
+    if "allowed_origins" in overrides:
+        overrides["allowed_origins"] = tuple(overrides["allowed_origins"])
+    return overrides
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from wslab.infrastructure.logs import configure_logging
+
+    names = ("host", "port", "engine", "database", "broker", "jwt_secret", "allowed_origins")
+    overrides = _cli_overrides(args, names)
+    if args.no_auth:
+        overrides["auth_required"] = False
+    config = HubConfig.load(file=args.config, argv_overrides=overrides)
+    configure_logging(config.log_level, json=config.log_json)
+
+    async def run() -> None:
+        hub = await Hub.start(config)
+        lines = [f"wslab serve: hub {hub.hub_id} on {hub.url}  (WebSocket {hub.ws_url})"]
+        shown = config.to_dict()  # passwords in URLs redacted
+        lines.append(
+            f"  store {shown['database']}, broker {shown['broker']}, engine {config.engine}"
+        )
+        if not config.auth_required:
+            lines.append("  authentication OFF: everyone is a guest (--no-auth)")
+        else:
+            if hub.generated_secret:
+                lines.append(
+                    f"  generated secret (set WSLAB_JWT_SECRET to keep it): {hub.config.jwt_secret}"
+                )
+            lines.append(
+                f"  dev token for 'dev' (1 h): {hub.token('dev', username='dev', ttl=3600)}"
+            )
+        await _run_until_signalled(hub.stop, "\n".join(lines))
+
+    asyncio.run(run())
+    return 0
+
+
+def _cmd_token(args: argparse.Namespace) -> int:
+    config = HubConfig.load(file=args.config, argv_overrides=_cli_overrides(args, ("jwt_secret",)))
+    if not config.jwt_secret:
+        print(
+            "wslab token: no secret configured; pass --secret or set WSLAB_JWT_SECRET", flush=True
+        )
+        return 2
+    auth = AuthConfig(
+        secret=config.jwt_secret,
+        algorithms=tuple(config.jwt_algorithms),
+        issuer=config.jwt_issuer,
+        audience=config.jwt_audience,
+    )
+    print(
+        issue_token(auth, args.user, username=args.username, roles=tuple(args.roles), ttl=args.ttl)
+    )
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
