@@ -22,6 +22,7 @@ async def hub(tmp_path: Path, unique_name: str) -> AsyncIterator[Hub]:
         database=f"sqlite:///{tmp_path / 'chat.db'}",
         broker=f"memory://{unique_name}",
         connections_per_ip_per_minute=100_000,
+        max_connections_per_ip=20_000,
         rate_messages_per_second=1000,
         rate_burst=1000,
     )
