@@ -319,7 +319,7 @@ class HubConfig:
         10_000, "Open connections at once; more are refused with 503.", _RATE, "int", ge=1
     )
     max_connections_per_ip: int = _setting(
-        100, "Open WebSocket connections at once per client IP; more are refused with 429.",
+        1000, "Open WebSocket connections at once per client IP; more are refused with 429.",
         _RATE, "int", ge=1,
     )  # fmt: skip
     # Shared tables: the per-user limit sits far below the hub-wide one, so no single user (however

@@ -15,6 +15,7 @@ import contextlib
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
+from wslab.foundation import deflate
 from wslab.foundation.errors import ConfigError, WslabError
 from wslab.foundation.frames import FrameParser
 
@@ -24,6 +25,9 @@ if TYPE_CHECKING:
 __all__ = ["Tap"]
 
 #: The names of one direction :meth:`Tap.raw` accepts.
+#: The most one tapped message may inflate to (the tap shows, it does not judge size limits).
+_INFLATE_LIMIT = 16 * 1024 * 1024
+
 _ONE_WAY = {"up": "up", "client->server": "up", "down": "down", "server->client": "down"}
 
 
@@ -117,6 +121,31 @@ class Tap:
             return None
         return data[: end + 4], data[end + 4 :]
 
+    def _deflate_params(self, connection: int) -> deflate.DeflateParams | None:
+        """The permessage-deflate parameters the upgrade response agreed, or None."""
+        head = self.upgrade_response(connection)
+        if head is None:
+            return None
+        values = [
+            line.split(b":", 1)[1].decode("latin-1")
+            for line in head.split(b"\r\n")[1:]
+            if line.lower().startswith(b"sec-websocket-extensions:")
+        ]
+        try:
+            extensions = deflate.parse_extensions(values)
+        except ValueError:
+            return None
+        for name, params in extensions:
+            if name == deflate.EXTENSION_NAME:
+                options = dict(params)
+                return deflate.DeflateParams(
+                    server_no_context_takeover="server_no_context_takeover" in options,
+                    client_no_context_takeover="client_no_context_takeover" in options,
+                    server_max_window_bits=int(options.get("server_max_window_bits") or 15),
+                    client_max_window_bits=int(options.get("client_max_window_bits") or 15),
+                )
+        return None
+
     def upgrade_request(self, connection: int | None = None) -> bytes | None:
         """The HTTP upgrade request as the client sent it, or None if the bytes are not HTTP (TLS)."""
         split = self._split(self.raw(connection, "up"))
@@ -154,23 +183,40 @@ class Tap:
                         }
                     )
                     continue
-                parser = FrameParser(require_mask=None)
+                params = self._deflate_params(cid)
+                # Inflate what the sender compressed: up is the client's stream, down the hub's.
+                inflater = params.inflater(server=direction == "up") if params else None
+                parser = FrameParser(require_mask=None, allowed_rsv=0b100 if params else 0)
                 try:
                     frames = parser.feed(split[1])
                     error = parser.error
                 except WslabError as failure:
                     frames, error = [], failure
+                compressed_message = False
                 for frame in frames:
                     if len(records) >= limit:
                         return records
                     payload = frame.payload
+                    wire_length = len(payload)
+                    if frame.opcode.name in ("TEXT", "BINARY"):
+                        compressed_message = frame.rsv1
+                    compressed = compressed_message and frame.opcode.name in (
+                        "TEXT", "BINARY", "CONTINUATION"
+                    )
+                    if compressed and inflater is not None:
+                        try:
+                            payload = inflater.inflate(payload, fin=frame.fin, limit=_INFLATE_LIMIT)
+                        except WslabError as failure:
+                            records.append({**base, "error": f"cannot inflate: {failure}"})
+                            break
                     records.append(
                         {
                             **base,
                             "opcode": frame.opcode.name,
                             "fin": frame.fin,
                             "masked": frame.masked,
-                            "length": len(payload),
+                            "compressed": compressed,
+                            "length": wire_length,
                             "payload": payload,
                             "text": payload.decode("utf-8", "replace")
                             if frame.opcode.name == "TEXT"
@@ -192,6 +238,7 @@ class Tap:
             "opcode",
             "fin",
             "masked",
+            "compressed",
             "length",
             "payload",
             "text",
