@@ -61,6 +61,12 @@ class _Worker:
                                open_timeout=self.spec.connect_timeout),
             self.spec.connect_timeout,
         )
+        # The hub greets an admitted client first; a refused token closes (4001) instead. Waiting
+        # for the greeting turns a refusal into an error here rather than a silent, empty run.
+        greeting = json.loads(await asyncio.wait_for(ws.recv(), self.spec.connect_timeout))
+        if greeting.get("type") != "system:connected":
+            await ws.close()
+            raise ConnectionError(f"the hub did not greet the client: {greeting.get('type')!r}")
         for room in self.spec.rooms_of(i):
             await ws.send(json.dumps({"type": "room:join", "room": room}))
         return ws
