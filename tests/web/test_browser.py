@@ -578,10 +578,12 @@ def test_a_message_is_pending_until_its_ack(
     expect(line.get_by_test_id("message-state")).to_have_text("sending…")
     expect(line).to_have_count(1)  # the hub's echo waits for the ack instead of a second line
 
-    hold.clear()
+    # Wait for the held ack while still holding: on a busy machine it may come late, and one
+    # that arrived after the hold was lifted would reach the page directly.
     deadline = time.monotonic() + WAIT_MS / 1000
     while not held and time.monotonic() < deadline:
         page.wait_for_timeout(50)
+    hold.clear()
     assert held, "the hub sent no ack"
     for data in held:
         routes[-1].send(data)
