@@ -63,7 +63,7 @@ async def _run_until_signalled(server_close: Callable[[], Awaitable[None]], bann
 
 
 def _cmd_echo(args: argparse.Namespace) -> int:
-    from wslab.infrastructure.echo import serve_echo
+    from wslab.infrastructure.echo import DEFAULT_COMPRESSION, serve_echo
 
     async def run() -> None:
         server = await serve_echo(
@@ -71,6 +71,7 @@ def _cmd_echo(args: argparse.Namespace) -> int:
             args.port,
             max_size=args.max_size,
             ssl=_ssl_context(args.certfile, args.keyfile),
+            compression=None if args.no_compression else DEFAULT_COMPRESSION,
         )
         await _run_until_signalled(
             server.close, f"wslab echo: listening on {server.url}/ (every path)"
@@ -107,6 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     echo.add_argument("--max-size", type=int, default=16 << 20, help="largest message in bytes")
     echo.add_argument("--certfile", help="TLS certificate (PEM) for wss://")
     echo.add_argument("--keyfile", help="TLS private key (PEM) for wss://")
+    echo.add_argument(
+        "--no-compression", action="store_true", help="answer permessage-deflate offers without it"
+    )
     echo.set_defaults(run=_cmd_echo)
 
     lab = commands.add_parser("lab", help="open the course in JupyterLab")
@@ -121,7 +125,6 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_application_commands(commands: argparse._SubParsersAction) -> None:
     """``serve`` and ``token``: the chat hub and its tokens."""
     add_cli_commands(commands)
-
 
 
 def add_cli_commands(commands: argparse._SubParsersAction) -> None:
@@ -140,6 +143,9 @@ def add_cli_commands(commands: argparse._SubParsersAction) -> None:
     )
     serve_cmd.add_argument(
         "--allowed-origin", action="append", dest="allowed_origins", metavar="ORIGIN"
+    )
+    serve_cmd.add_argument(
+        "--no-compression", action="store_true", help="never negotiate permessage-deflate"
     )
     serve_cmd.add_argument("--config", help="TOML file with a [hub] table")
     serve_cmd.set_defaults(run=_cmd_serve)
@@ -172,6 +178,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     overrides = _cli_overrides(args, names)
     if args.no_auth:
         overrides["auth_required"] = False
+    if args.no_compression:
+        overrides["compression"] = False
     config = HubConfig.load(file=args.config, argv_overrides=overrides)
     configure_logging(config.log_level, json=config.log_json)
 

@@ -36,6 +36,7 @@ from wslab.application.chat import ChatService
 from wslab.application.session import Authenticator
 from wslab.application.versioning import CURRENT_VERSION, DEPRECATED_VERSIONS
 from wslab.foundation.codes import CloseCode, ErrorCode
+from wslab.foundation.deflate import DeflateSettings
 from wslab.foundation.errors import ConfigError, HandshakeError, RateLimitedError
 from wslab.foundation.handshake import Upgrade
 from wslab.foundation.http import Request
@@ -206,6 +207,15 @@ class Hub:
             write_high=config.write_buffer_high,
             write_low=config.write_buffer_low,
             close_timeout=config.close_timeout,
+            compression=(
+                DeflateSettings(
+                    max_window_bits=config.compression_window_bits,
+                    no_context_takeover=config.compression_no_context_takeover,
+                    threshold=config.compression_threshold,
+                )
+                if config.compression
+                else None
+            ),
         )
         self.server: Any = None
         # Kept apart from the server: a stopped server has no sockets to ask, and a stopped hub

@@ -465,7 +465,9 @@ def test_reconnect_recovers_missed_messages_or_announces_the_gap(
         def through(ws: WebSocketRoute) -> None:
             """Bob's WebSocket goes through here: recorded, or refused while he is offline."""
             if offline.is_set():
-                ws.close(code=1013, reason="try again later")
+                # Refused with the code the outage began with, so the status line reads
+                # "last close 1011" whichever of the two closes the page saw last.
+                ws.close(code=1011, reason="gone")
                 return
             server = ws.connect_to_server()
 

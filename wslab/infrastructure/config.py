@@ -221,6 +221,7 @@ def sqlite_path(database: str) -> str:
 
 _NET = "network"
 _MSG = "messages and queues"
+_ZIP = "compression"
 _BEAT = "heartbeat and timeouts"
 _RATE = "rate limits and admission"
 _AUTH = "authentication"
@@ -284,6 +285,28 @@ class HubConfig:
     write_buffer_low: int = _setting(
         16 * KiB, "Transport write buffer (bytes) below which sending resumes.", _MSG, "int",
         ge=0,
+    )  # fmt: skip
+
+    # -- permessage-deflate (RFC 7692): browsers and websockets offer it on every connection --
+    compression: bool = _setting(
+        True, "Negotiate permessage-deflate with clients that offer it (false: never compress).",
+        _ZIP, "bool",
+    )  # fmt: skip
+    compression_threshold: int = _setting(
+        64, "Messages shorter than this many bytes are sent uncompressed (it would not pay).",
+        _ZIP, "int", ge=0,
+    )  # fmt: skip
+    # 2**12 bytes of window: an idle compressed connection costs ~40 KiB of zlib state instead of
+    # the ~320 KiB of zlib's defaults, for a little ratio on chat-sized messages.
+    compression_window_bits: int = _setting(
+        12, "Largest deflate window (2**bits bytes) for either direction; smaller saves memory.",
+        _ZIP, "int", ge=9, le=15,
+    )  # fmt: skip
+    compression_no_context_takeover: bool = _setting(
+        False,
+        "Reset the deflate context after every message: no zlib memory per idle connection, a "
+        "worse ratio, and a broadcast compressed once for all such connections.",
+        _ZIP, "bool",
     )  # fmt: skip
 
     # -- heartbeat and timeouts (seconds) --

@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import ssl as ssl_module
 
+from wslab.foundation.deflate import DeflateSettings
 from wslab.foundation.errors import ConnectionClosed
 
 from .connection import Connection, ConnectionLimits
 from .events import EventLog
 from .transport import Server, serve
 
-__all__ = ["DEFAULT_ECHO_MAX_SIZE", "echo_handler", "serve_echo"]
+__all__ = ["DEFAULT_COMPRESSION", "DEFAULT_ECHO_MAX_SIZE", "echo_handler", "serve_echo"]
 
 DEFAULT_ECHO_MAX_SIZE = 16 << 20  # large enough for the conformance suite's 16 MiB messages
+DEFAULT_COMPRESSION = DeflateSettings()
 
 
 async def echo_handler(connection: Connection) -> None:
@@ -37,11 +39,17 @@ async def serve_echo(
     event_log: EventLog | None = None,
     ssl: ssl_module.SSLContext | None = None,
     close_timeout: float = 2.0,
+    compression: DeflateSettings | None = DEFAULT_COMPRESSION,
 ) -> Server:
-    """Start the echo server; ``max_size`` bounds each message (and frame): 1009 beyond it."""
+    """Start the echo server; ``max_size`` bounds each message (and frame): 1009 beyond it.
+
+    ``compression`` is negotiated with clients that offer permessage-deflate (as browsers and
+    ``websockets`` do); ``None`` answers every offer without the extension.
+    """
     limits = ConnectionLimits(
         max_message_size=max_size,
         max_queue_bytes=max(4 << 20, 2 * max_size),
         close_timeout=close_timeout,
+        compression=compression,
     )
     return await serve(echo_handler, host, port, limits=limits, event_log=event_log, ssl=ssl)

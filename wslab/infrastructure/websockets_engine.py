@@ -53,12 +53,18 @@ from websockets.asyncio.server import serve as websockets_serve
 from websockets.datastructures import Headers as WsHeaders
 from websockets.exceptions import ConnectionClosed as WsConnectionClosed
 from websockets.exceptions import InvalidHandshake, InvalidStatus, InvalidURI
+from websockets.extensions.base import ClientExtensionFactory, ServerExtensionFactory
+from websockets.extensions.permessage_deflate import (
+    ClientPerMessageDeflateFactory,
+    ServerPerMessageDeflateFactory,
+)
 from websockets.http11 import Request as WsRequest
 from websockets.http11 import Response as WsResponse
 from websockets.protocol import State as WsState
 
 from wslab.foundation import handshake
 from wslab.foundation.codes import CloseCode
+from wslab.foundation.deflate import DeflateSettings
 from wslab.foundation.errors import (
     HandshakeError,
     InvalidHandshakeResponse,
@@ -99,8 +105,43 @@ def _truncate_reason(reason: str) -> str:
     return data[:_MAX_CLOSE_REASON].decode("utf-8", errors="ignore")
 
 
-def _websockets_limits(limits: ConnectionLimits) -> dict[str, Any]:
-    """The ``websockets`` arguments that carry our limits (same on both sides)."""
+def _deflate_factories(
+    settings: DeflateSettings | None, *, server: bool
+) -> list[ServerExtensionFactory] | list[ClientExtensionFactory]:
+    """permessage-deflate as wslab's engine negotiates it, in ``websockets``' terms.
+
+    Same window cap, context-takeover choice, level and memLevel, so a run on the reference
+    engine compares like with like. (``websockets`` has no size threshold: it compresses every
+    data message.)
+    """
+    if settings is None:
+        return []
+    bits = settings.max_window_bits if settings.max_window_bits < 15 else None
+    reset = settings.no_context_takeover
+    zlib_settings = {"level": settings.level, "memLevel": settings.mem_level}
+    if server:
+        return [
+            ServerPerMessageDeflateFactory(
+                server_no_context_takeover=reset,
+                client_no_context_takeover=reset,
+                server_max_window_bits=bits,
+                client_max_window_bits=bits,
+                compress_settings=zlib_settings,
+            )
+        ]
+    return [
+        ClientPerMessageDeflateFactory(
+            server_no_context_takeover=reset,
+            client_no_context_takeover=reset,
+            server_max_window_bits=bits,
+            client_max_window_bits=bits or True,
+            compress_settings=zlib_settings,
+        )
+    ]
+
+
+def _websockets_limits(limits: ConnectionLimits, *, server: bool) -> dict[str, Any]:
+    """The ``websockets`` arguments that carry our limits and compression settings."""
     return {
         # Our heartbeat (wslab.infrastructure.heartbeat) pings; the library's keepalive is off.
         "ping_interval": None,
@@ -111,8 +152,8 @@ def _websockets_limits(limits: ConnectionLimits) -> dict[str, Any]:
         # so at most ~2 * max_incoming messages wait before TCP pushes back on the peer.
         "max_queue": (limits.max_incoming, limits.max_incoming // 4),
         "write_limit": (limits.write_high, limits.write_low),
-        # wslab's engine negotiates no extension; compressing here would skew every comparison.
-        "compression": None,
+        "compression": None,  # replaced by the extensions below, which mirror our settings
+        "extensions": _deflate_factories(limits.compression, server=server),
     }
 
 
@@ -775,7 +816,7 @@ async def serve_websockets(
         create_connection=_ServerConnection,
         ssl=ssl,
         backlog=backlog,
-        **_websockets_limits(limits),
+        **_websockets_limits(limits, server=True),
     )
     server._ws_server = ws_server
     ws_server.wslab_server = server  # lets our connection class find the server's bookkeeping
@@ -822,7 +863,7 @@ async def connect_websockets(
             proxy=None,  # 127.0.0.1 in a notebook must not go through a system proxy
             open_timeout=open_timeout,
             create_connection=_ClientConnection,
-            **_websockets_limits(limits),
+            **_websockets_limits(limits, server=False),
             **extra,
         )
     except InvalidStatus as error:
