@@ -272,3 +272,36 @@ def test_start_in_thread_from_plain_code(settings: dict[str, Any]) -> None:
         assert threaded.health()["status"] == "ok"
         assert len(threaded.connections()) == 0
     assert not threaded.hub.running
+
+
+# -- compression -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("engine", ["wslab", "websockets"])
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({}, "permessage-deflate; server_max_window_bits=12; client_max_window_bits=12"),
+        (
+            {"compression_no_context_takeover": True, "compression_window_bits": 10},
+            "permessage-deflate; server_no_context_takeover; client_no_context_takeover; "
+            "server_max_window_bits=10; client_max_window_bits=10",
+        ),
+        ({"compression": False}, None),
+    ],
+)
+async def test_the_hub_negotiates_compression_as_configured(
+    started: Any, engine: str, overrides: dict[str, Any], expected: str | None
+) -> None:
+    from websockets.asyncio.client import connect as ws_connect
+
+    hub = await started(engine=engine, auth_required=False, **overrides)
+    # websockets offers what a browser does: the extension, and that it can limit its window.
+    async with ws_connect(hub.ws_url) as ws:
+        assert ws.request is not None and ws.response is not None
+        offer = ws.request.headers["Sec-WebSocket-Extensions"]
+        assert offer == "permessage-deflate; client_max_window_bits"
+        answer = ws.response.headers.get("Sec-WebSocket-Extensions")
+        assert (answer and "; ".join(p.strip() for p in answer.split(";"))) == expected
+        await ws.send(json.dumps({"type": "chat:join", "room": "lobby", "text": "x" * 500}))
+        assert json.loads(await ws.recv())["type"] == "system:connected"

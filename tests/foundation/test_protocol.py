@@ -615,7 +615,7 @@ def test_fragment_order_is_enforced_when_sending(role: Role) -> None:
 
 def test_observers_and_stats_see_every_frame(role: Role) -> None:
     log: list[tuple[str, Frame]] = []
-    proto = opened(role, frame_observer=lambda d, f: log.append((d, f)))
+    proto = opened(role, frame_observer=lambda d, f, _inflated: log.append((d, f)))
     wire_in = from_peer(proto, Frame(Opcode.TEXT, b"hi"), Frame(Opcode.PING, b""))
     proto.receive_data(wire_in)
     out = proto.send_binary(b"xyz") + proto.data_to_send()

@@ -83,9 +83,12 @@ class RawClient:
             body += data
         return bytes(body)
 
-    async def upgrade(self, path: str = "/", *, version: str | None = None) -> Response:
-        """Send an upgrade request (optionally with another Sec-WebSocket-Version); read the head."""
-        request, key = handshake.build_upgrade_request("127.0.0.1", path)
+    async def upgrade(
+        self, path: str = "/", *, version: str | None = None, extensions: str | None = None
+    ) -> Response:
+        """Send an upgrade request (optionally with another Sec-WebSocket-Version, or offering
+        ``extensions``); read the head."""
+        request, key = handshake.build_upgrade_request("127.0.0.1", path, extensions=extensions)
         if version is not None:
             request = request.replace(
                 b"Sec-WebSocket-Version: 13", f"Sec-WebSocket-Version: {version}".encode()
@@ -93,12 +96,16 @@ class RawClient:
         await self.send(request)
         response = await self.read_head()
         if response.status == 101:
-            handshake.validate_upgrade_response(response, key)
+            handshake.validate_upgrade_response(
+                response, key, extensions_offered=extensions is not None
+            )
         return response
 
-    async def send_frame(self, opcode: Opcode, payload: bytes, *, fin: bool = True) -> None:
-        """Send one masked frame, as a client must."""
-        await self.send(encode_frame(Frame(opcode, payload, fin), os.urandom(4)))
+    async def send_frame(
+        self, opcode: Opcode, payload: bytes, *, fin: bool = True, rsv1: bool = False
+    ) -> None:
+        """Send one masked frame, as a client must (``rsv1``: marked as compressed)."""
+        await self.send(encode_frame(Frame(opcode, payload, fin, rsv1=rsv1), os.urandom(4)))
 
     async def read_frame(self) -> Frame | None:
         """The next frame from the server, or None at EOF."""

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 import pytest
 
 from wslab.foundation.codes import ErrorCode
+from wslab.foundation.deflate import DeflateSettings
 from wslab.foundation.errors import ConflictError
-from wslab.infrastructure.connection import Connection, Message, Prepared
+from wslab.infrastructure.connection import Connection, ConnectionLimits, Message, Prepared
 from wslab.infrastructure.engines import connect, serve
 from wslab.infrastructure.manager import ConnectionManager, FanoutResult
 from wslab.infrastructure.transport import Server
@@ -35,8 +36,9 @@ class Pair:
 class Peers:
     """A server that holds every connection open, and a way to open connected pairs to it."""
 
-    def __init__(self, engine: str) -> None:
+    def __init__(self, engine: str, limits: ConnectionLimits | None = None) -> None:
         self.engine = engine
+        self.limits = limits
         self.server: Server | None = None
         self.pairs: list[Pair] = []
         self._accepted: asyncio.Queue[Connection] = asyncio.Queue(maxsize=64)
@@ -46,13 +48,13 @@ class Peers:
             await self._accepted.put(connection)
             await connection.wait_closed()
 
-        self.server = await serve(hold, engine=self.engine)
+        self.server = await serve(hold, engine=self.engine, limits=self.limits)
 
     async def open(self, n: int) -> list[Pair]:
         assert self.server is not None
         pairs = []
         for _ in range(n):
-            client = await connect(self.server.url, engine=self.engine)
+            client = await connect(self.server.url, engine=self.engine, limits=self.limits)
             server_side = await asyncio.wait_for(self._accepted.get(), GUARD)
             pairs.append(Pair(client, server_side))
         self.pairs += pairs
@@ -210,10 +212,13 @@ async def test_broadcast_reaches_every_member_of_a_group(peers: Peers) -> None:
     assert manager.broadcast("nobody hears", "no-such-room") == FanoutResult(0, 0)
 
 
-async def test_broadcast_encodes_once_and_shares_the_bytes(
-    local_peers: Peers, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    pairs = await local_peers.open(5)
+async def _spied_room(
+    limits: ConnectionLimits, n: int, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Peers, list[Pair], list[bytes], ConnectionManager, list[Prepared]]:
+    """``n`` pairs in one room, every byte the server writes recorded (the very objects)."""
+    peers = Peers("wslab", limits)
+    await peers.start()
+    pairs = await peers.open(n)
     written: list[bytes] = []
     for pair in pairs:
         transport = pair.server_side.transport  # type: ignore[attr-defined]
@@ -224,20 +229,78 @@ async def test_broadcast_encodes_once_and_shares_the_bytes(
             original(data)
 
         monkeypatch.setattr(transport, "write", spy)
-    fanouts: list[tuple[Prepared, FanoutResult]] = []
-    manager = ConnectionManager(on_fanout=lambda p, r: fanouts.append((p, r)))
+    fanouts: list[Prepared] = []
+    manager = ConnectionManager(on_fanout=lambda p, r: fanouts.append(p))
     for pair in pairs:
         manager.add(pair.server_side)
         manager.join(pair.server_side, "room")
-    message = "x" * 1000
-    assert manager.broadcast(message, "room").delivered == 5
-    ((prepared, result),) = fanouts
-    assert prepared.encodes == 1 and result.delivered == 5  # one encode for five receivers
-    assert prepared.payload_length == len(message)
-    assert len(written) == 5
-    assert all(data is written[0] for data in written)  # the very same bytes object
-    for pair in pairs:
-        assert await recv(pair.client) == message
+    return peers, pairs, written, manager, fanouts
+
+
+async def test_broadcast_encodes_once_and_shares_the_bytes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    peers, pairs, written, manager, fanouts = await _spied_room(
+        ConnectionLimits(compression=None), 5, monkeypatch
+    )
+    try:
+        message = "x" * 1000
+        assert manager.broadcast(message, "room").delivered == 5
+        (prepared,) = fanouts
+        assert prepared.encodes == 1 and prepared.compressions == 0  # one encode, five receivers
+        assert prepared.payload_length == len(message)
+        assert len(written) == 5
+        assert all(data is written[0] for data in written)  # the very same bytes object
+        for pair in pairs:
+            assert await recv(pair.client) == message
+    finally:
+        await peers.close()
+
+
+async def test_context_free_connections_share_one_compressed_frame(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    limits = ConnectionLimits(compression=DeflateSettings(no_context_takeover=True))
+    peers, pairs, written, manager, fanouts = await _spied_room(limits, 5, monkeypatch)
+    try:
+        message = '{"type":"chat:message","text":"' + "hello " * 100 + '"}'
+        for _ in range(2):
+            manager.broadcast(message, "room")
+        for prepared in fanouts:
+            assert prepared.compressions == 1 and prepared.encodes == 0
+        assert len(written) == 10
+        assert all(data is written[0] for data in written[:5])  # shared, not just equal
+        assert written[0][0] & 0x40  # RSV1: compressed
+        assert len(written[0]) < len(message) // 4
+        assert written[5] == written[0]  # no context: the same message compresses the same
+        for pair in pairs:
+            assert [await recv(pair.client) for _ in range(2)] == [message, message]
+    finally:
+        await peers.close()
+
+
+async def test_context_takeover_compresses_per_connection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    peers, pairs, written, manager, fanouts = await _spied_room(
+        ConnectionLimits(), 3, monkeypatch
+    )
+    try:
+        message = '{"type":"chat:message","text":"' + "hello " * 100 + '"}'
+        for _ in range(2):
+            manager.broadcast(message, "room")
+        assert all(p.compressions == 0 and p.encodes == 0 for p in fanouts)
+        first, second = written[:3], written[3:]
+        assert all(data[0] & 0x40 for data in written)
+        assert len(second[0]) < len(first[0]) // 2  # the window remembers the first copy
+        assert first[0] is not first[1]  # each connection's own compressor
+        short = manager.broadcast("hi", "room")  # below the threshold: shared and uncompressed
+        assert short.delivered == 3 and fanouts[-1].encodes == 1
+        assert not written[-1][0] & 0x40
+        for pair in pairs:
+            assert [await recv(pair.client) for _ in range(3)] == [message, message, "hi"]
+    finally:
+        await peers.close()
 
 
 async def test_a_failing_member_costs_only_itself(

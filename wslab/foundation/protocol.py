@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from .assembler import MessageAssembler
 from .codes import CloseCode, Opcode
-from .deflate import DeflateParams, DeflateSettings
+from .deflate import DeflateParams, Deflater, DeflateSettings
 from .errors import (
     ConnectionBroken,
     ConnectionClosedLocally,
@@ -124,7 +124,9 @@ Event = (
     TextReceived | BinaryReceived | PingReceived | PongReceived | CloseReceived | ProtocolFailure
 )
 
-FrameObserver = Callable[[str, Frame], None]
+#: ``(direction, frame, inflated)``: ``inflated`` is the payload's size before compression (out)
+#: or after inflation (in) for a permessage-deflate frame, ``None`` for an uncompressed one.
+FrameObserver = Callable[[str, Frame, int | None], None]
 TransitionObserver = Callable[[Transition], None]
 
 
@@ -157,7 +159,8 @@ class Protocol:
         auto_pong: answer each ping with a pong carrying the same payload (RFC 6455 5.5.2).
         clock: where ``now`` comes from when a call doesn't pass one (a fake clock in tests).
         mask_key_factory: the client's source of masking keys (4 unpredictable bytes each).
-        frame_observer: called with ``("in" | "out", frame)`` for every frame — the event log.
+        frame_observer: called with ``("in" | "out", frame, inflated)`` for every frame as it is
+            on the wire (the event log); ``inflated`` is the uncompressed size of a compressed one.
         transition_observer: called with each :class:`Transition` of the state machine.
         now: the creation time recorded in the state history (default: ``clock()``).
         defer_failure: on a peer's violation, do not queue the close frame yet: the caller first
@@ -321,12 +324,19 @@ class Protocol:
 
     def _handle_frame(self, frame: Frame, events: list[Event], now: float | None) -> None:
         self.stats.frames_in += 1
-        if self.frame_observer is not None:
-            self.frame_observer("in", frame)
         opcode = frame.opcode
-        if opcode < 0x8:  # data frame
-            if frame.rsv1 or self._inflating:
+        observer = self.frame_observer
+        if opcode < 0x8 and (frame.rsv1 or self._inflating):
+            wire = frame
+            try:
                 frame = self._inflate(frame)
+            finally:
+                # Logged as it came, with its inflated size (None: a bomb or bad deflate data).
+                if observer is not None:
+                    observer("in", wire, len(frame.payload) if frame is not wire else None)
+        elif observer is not None:
+            observer("in", frame, None)
+        if opcode < 0x8:  # data frame
             message = self.assembler.add(frame)
             if message is not None:
                 self.stats.messages_in += 1
@@ -463,6 +473,11 @@ class Protocol:
         self._inflating = not frame.fin
         return Frame(frame.opcode, payload, frame.fin)
 
+    @property
+    def deflater(self) -> Deflater | None:
+        """This end's compressor when permessage-deflate was negotiated, else ``None``."""
+        return self._deflater
+
     def _send_data(self, opcode: Opcode, payload: bytes, fin: bool) -> bytes:
         self._check_can_send(control=False)
         if opcode is not Opcode.CONT and self._sending is not None:
@@ -471,13 +486,15 @@ class Protocol:
         if fin:
             self.stats.messages_out += 1
         rsv1 = False
+        inflated: int | None = None
         if self._deflater is not None:
             if opcode is not Opcode.CONT:  # the first fragment decides for the whole message
                 self._compressing = self._deflater.should_compress(len(payload))
                 rsv1 = self._compressing
             if self._compressing:
+                inflated = len(payload)
                 payload = self._deflater.compress(payload, fin=fin)
-        return self._encode(Frame(opcode, payload, fin, rsv1=rsv1))
+        return self._encode(Frame(opcode, payload, fin, rsv1=rsv1), inflated)
 
     def _send_control(self, opcode: Opcode, payload: bytes) -> bytes:
         self._check_can_send(control=True)
@@ -488,7 +505,7 @@ class Protocol:
     def _queue(self, frame: Frame) -> None:
         self._outgoing.append(self._encode(frame))
 
-    def _encode(self, frame: Frame) -> bytes:
+    def _encode(self, frame: Frame, inflated: int | None = None) -> bytes:
         if self.role is Role.CLIENT:
             key = self._mask_key_factory(4)
             frame.masked, frame.mask_key = True, key
@@ -498,5 +515,5 @@ class Protocol:
         self.stats.frames_out += 1
         self.stats.bytes_out += len(data)
         if self.frame_observer is not None:
-            self.frame_observer("out", frame)
+            self.frame_observer("out", frame, inflated)
         return data

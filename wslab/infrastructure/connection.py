@@ -118,20 +118,43 @@ class ConnectionStats:
     rtts: deque[float] = field(default_factory=lambda: deque(maxlen=64))
 
 
+#: Distinct compressed forms one broadcast keeps (one per deflate parameter set in use); past
+#: it, a connection with yet another set compresses the message for itself.
+MAX_SHARED_COMPRESSIONS = 8
+
+CompressionKey = tuple[int, int, int]  # (window bits, level, memLevel)
+
+
 @dataclass
 class Prepared:
     """A message encoded once for many receivers (``ConnectionManager.broadcast``).
 
     A server's frames are not masked, so the bytes of one message are the same for every
-    connection of the wslab engine: they are computed on first use and shared.
+    connection of the wslab engine: they are computed on first use and shared. The same holds for
+    the *compressed* frame among connections that negotiated permessage-deflate without context
+    takeover and with the same parameters: deflate is deterministic and each message starts from
+    an empty window, so the message is compressed once per such group (:meth:`compressed`).
     """
 
     data: Message
     _wire: bytes | None = None
+    _payload: bytes | None = None
+    _compressed: dict[CompressionKey, bytes] = field(default_factory=dict)
     #: How many times the message was encoded: 1 however many connections it went to.
     encodes: int = 0
+    #: How many times it was compressed for a group of context-free connections.
+    compressions: int = 0
     #: The payload's length in bytes, known once encoded (the frame adds its header).
     payload_length: int = 0
+
+    @property
+    def payload(self) -> bytes:
+        """The message as bytes (text encoded as UTF-8), computed once."""
+        if self._payload is None:
+            data = self.data
+            self._payload = data.encode() if isinstance(data, str) else bytes(data)
+            self.payload_length = len(self._payload)
+        return self._payload
 
     def wire(self, encode: Callable[[Message], tuple[bytes, int]]) -> bytes:
         """The frame bytes, encoded on the first call only."""
@@ -139,6 +162,22 @@ class Prepared:
             self._wire, self.payload_length = encode(self.data)
             self.encodes += 1
         return self._wire
+
+    def compressed(
+        self, key: CompressionKey, encode: Callable[[bytes], bytes]
+    ) -> bytes | None:
+        """The compressed frame for connections sharing ``key``, encoded once per key.
+
+        ``None`` when :data:`MAX_SHARED_COMPRESSIONS` forms are already kept: the caller then
+        compresses for its connection alone.
+        """
+        wire = self._compressed.get(key)
+        if wire is None:
+            if len(self._compressed) >= MAX_SHARED_COMPRESSIONS:
+                return None
+            wire = self._compressed[key] = encode(self.payload)
+            self.compressions += 1
+        return wire
 
 
 class Connection:

@@ -27,6 +27,7 @@ from typing import Any
 
 from wslab.foundation import deflate, handshake
 from wslab.foundation.codes import CloseCode, Opcode
+from wslab.foundation.deflate import Deflater
 from wslab.foundation.errors import (
     HandshakeError,
     InvalidHandshakeResponse,
@@ -375,15 +376,34 @@ class WslabConnection(Connection):
         self._write_frame_bytes(data, len(message))
 
     def _write_prepared(self, prepared: Prepared) -> None:
-        if self.protocol.role is Role.CLIENT:  # masked frames cannot be shared
+        protocol = self.protocol
+        if protocol.role is Role.CLIENT:  # masked frames cannot be shared
             self._write_message(prepared.data)
             return
-        data = prepared.wire(self._encode_unmasked)
-        self.protocol.stats.messages_out += 1
+        deflater = protocol.deflater
+        inflated: int | None = None
+        if deflater is not None and deflater.should_compress(len(prepared.payload)):
+            if not deflater.no_context_takeover:
+                # This connection's window remembers its own past messages: its compressed bytes
+                # are its alone, so the protocol compresses the message for it.
+                self._write_message(prepared.data)
+                return
+            key = (deflater.window_bits, deflater.level, deflater.mem_level)
+            data = prepared.compressed(
+                key, lambda payload: _encode_compressed(deflater, payload, prepared.data)
+            )
+            if data is None:  # too many parameter sets in one broadcast: compress for this one
+                self._write_message(prepared.data)
+                return
+            inflated = prepared.payload_length
+        else:
+            data = prepared.wire(self._encode_unmasked)
+        protocol.stats.messages_out += 1
         self._write_frame_bytes(data, len(prepared.data))
         if self.events is not None and self.events.enabled_for(EventKind.FRAME_OUT):
-            frame = Frame(_opcode_of(prepared.data), b"", True)
-            self._observe_frame("out", frame, prepared.payload_length)
+            frame = Frame(_opcode_of(prepared.data), b"", True, rsv1=inflated is not None)
+            header = 2 + {126: 2, 127: 8}.get(data[1] & 0x7F, 0)  # 7-, 16- or 64-bit length
+            self._observe_frame("out", frame, inflated, len(data) - header)
 
     @staticmethod
     def _encode_unmasked(message: Message) -> tuple[bytes, int]:
@@ -438,7 +458,13 @@ class WslabConnection(Connection):
 
     # -- observability -----------------------------------------------------------------------------
 
-    def _observe_frame(self, direction: str, frame: Frame, length: int | None = None) -> None:
+    def _observe_frame(
+        self,
+        direction: str,
+        frame: Frame,
+        inflated: int | None = None,
+        length: int | None = None,
+    ) -> None:
         kind = EventKind.FRAME_IN if direction == "in" else EventKind.FRAME_OUT
         log = self.events
         if log is not None and log.enabled_for(kind):
@@ -450,12 +476,18 @@ class WslabConnection(Connection):
                 rsv=(frame.rsv1 << 2) | (frame.rsv2 << 1) | frame.rsv3,
                 masked=frame.masked,
                 length=len(frame.payload) if length is None else length,
+                inflated=inflated,
             )
 
     def _observe_transition(self, record: Transition) -> None:
         self._record(
             EventKind.TRANSITION, old=record.old.name, new=record.new.name, cause=record.cause
         )
+
+
+def _encode_compressed(deflater: Deflater, payload: bytes, message: Message) -> bytes:
+    """A whole message compressed by a context-free ``deflater``, as one unmasked RSV1 frame."""
+    return encode_frame(Frame(_opcode_of(message), deflater.compress(payload), True, rsv1=True))
 
 
 def _opcode_of(message: Message) -> Opcode:
