@@ -7,6 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from wslab.foundation import Frame, Opcode, encode_close_payload, encode_frame
+from wslab.foundation.deflate import Deflater, Inflater
 from wslab.lab import describe_frame, frame_diagram, frame_html, show_frame, split_frames
 
 # RFC 6455 section 5.7, byte for byte.
@@ -224,3 +225,46 @@ def test_html_has_one_coloured_cell_per_field_and_escapes_text() -> None:
 def test_show_frame_prints_the_text_outside_ipython(capsys: pytest.CaptureFixture[str]) -> None:
     show_frame(HELLO_MASKED)
     assert capsys.readouterr().out == HELLO_MASKED_DIAGRAM + "\n"
+
+
+# -- permessage-deflate ----------------------------------------------------------------------------
+
+CHAT = b'{"type":"chat:message","room":"lobby","text":"hello hello hello hello hello"}'
+
+
+def _compressed(deflater: Deflater, message: bytes = CHAT) -> bytes:
+    return encode_frame(Frame(Opcode.TEXT, deflater.compress(message), True, rsv1=True))
+
+
+def test_a_compressed_frame_shows_its_wire_and_inflated_sizes() -> None:
+    data = _compressed(Deflater(12))
+    info = describe_frame(data, deflate=True)
+    assert info["valid"] and info["rsv1"] and info["compressed"]
+    assert info["inflated_length"] == len(CHAT) > info["payload_length"]
+    diagram = frame_diagram(data, deflate=True, max_payload_bytes=200)
+    assert f"compressed: inflates to {len(CHAT)} bytes" in diagram
+    assert repr(CHAT.decode()) in diagram  # the text, inflated
+    assert "inflated" in frame_html(data, deflate=True)
+
+
+def test_rsv1_without_the_extension_or_on_a_control_frame_is_1002() -> None:
+    data = _compressed(Deflater(12))
+    assert describe_frame(data)["close_code"] == 1002  # not negotiated
+    ping = encode_frame(Frame(Opcode.PING, b"x", True, rsv1=True))
+    info = describe_frame(ping, deflate=True)
+    assert not info["valid"] and info["close_code"] == 1002
+
+
+def test_context_takeover_needs_the_connections_own_inflater() -> None:
+    deflater, inflater = Deflater(12), Inflater(12)
+    first, second = _compressed(deflater), _compressed(deflater)
+    assert describe_frame(first, deflate=inflater)["inflated_length"] == len(CHAT)
+    # The second copy refers back into the first: only the connection's window can inflate it.
+    assert describe_frame(second, deflate=inflater)["inflated_length"] == len(CHAT)
+    assert len(second) < len(first)
+
+
+def test_a_bomb_is_refused_with_1009_without_being_held() -> None:
+    bomb = Deflater(15, level=9).compress(b"\x00" * (8 << 20))
+    info = describe_frame(encode_frame(Frame(Opcode.BINARY, bomb, True, rsv1=True)), deflate=True)
+    assert not info["valid"] and info["close_code"] == 1009

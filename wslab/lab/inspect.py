@@ -28,6 +28,7 @@ from wslab.foundation import (
     apply_mask,
     parse_close_payload,
 )
+from wslab.foundation.deflate import Inflater
 
 __all__ = [
     "describe_frame",
@@ -149,6 +150,14 @@ def split_frames(data: BytesLike) -> list[bytes]:
     return frames
 
 
+#: The most bytes the inspector inflates one compressed payload to (it shows, it does not store).
+MAX_INFLATED_BYTES = 1 << 20
+
+#: ``deflate=`` of the inspector: an Inflater to use (a connection's, whose window holds its past
+#: messages), True for a fresh one (a message without context takeover), or False.
+DeflateOption = Inflater | bool
+
+
 @dataclass(frozen=True)
 class _Verdict:
     """What the foundation's parser makes of the frame."""
@@ -156,10 +165,14 @@ class _Verdict:
     payload: bytes  # unmasked
     error: ProtocolError | None
     close: tuple[int, str] | None  # decoded close payload, for close frames
+    inflated: bytes | None = None  # a permessage-deflate payload, inflated
 
 
-def _judge(data: BytesLike, header: _Header, require_mask: bool | None) -> _Verdict:
-    parser = FrameParser(require_mask=require_mask)
+def _judge(
+    data: BytesLike, header: _Header, require_mask: bool | None, deflate: DeflateOption = False
+) -> _Verdict:
+    # With permessage-deflate negotiated, RSV1 marks a compressed message (RFC 7692 6).
+    parser = FrameParser(require_mask=require_mask, allowed_rsv=0b100 if deflate else 0)
     try:
         frames = parser.feed(data)
     except ProtocolError as error:
@@ -169,6 +182,16 @@ def _judge(data: BytesLike, header: _Header, require_mask: bool | None) -> _Verd
         payload = apply_mask(raw, header.mask_key) if header.mask_key else raw
         return _Verdict(payload, error, None)
     (frame,) = frames
+    if frame.rsv1 and frame.is_control:
+        error = ProtocolError("RSV1 set on a control frame: control frames are never compressed")
+        return _Verdict(frame.payload, error, None)
+    if frame.rsv1 or (deflate and frame.opcode is Opcode.CONT and isinstance(deflate, Inflater)):
+        inflater = deflate if isinstance(deflate, Inflater) else Inflater(15)
+        try:
+            inflated = inflater.inflate(frame.payload, fin=frame.fin, limit=MAX_INFLATED_BYTES)
+        except ProtocolError as error:  # bad deflate data, or past the inspector's limit (1009)
+            return _Verdict(frame.payload, error, None)
+        return _Verdict(frame.payload, None, None, inflated)
     close = None
     if frame.opcode is Opcode.CLOSE:
         try:
@@ -178,7 +201,9 @@ def _judge(data: BytesLike, header: _Header, require_mask: bool | None) -> _Verd
     return _Verdict(frame.payload, None, close)
 
 
-def describe_frame(data: BytesLike, *, require_mask: bool | None = None) -> dict[str, Any]:
+def describe_frame(
+    data: BytesLike, *, require_mask: bool | None = None, deflate: DeflateOption = False
+) -> dict[str, Any]:
     """The header fields of the single frame in ``data``, decoded, plus the engine's verdict.
 
     Keys: ``fin``, ``rsv1``, ``rsv2``, ``rsv3`` (bool); ``opcode`` (int) and ``opcode_name``;
@@ -187,10 +212,15 @@ def describe_frame(data: BytesLike, *, require_mask: bool | None = None) -> dict
     ``error`` (the parser's message or ``None``) and ``close_code`` (what a receiver would close
     with, or ``None``). ``require_mask`` is passed to the parser: ``True`` judges the frame as a
     server would (clients must mask), ``False`` as a client would, ``None`` accepts both.
+
+    ``deflate`` judges the frame as on a connection that negotiated permessage-deflate: RSV1 is
+    then allowed on a data frame, and ``compressed`` and ``inflated_length`` say what its
+    payload inflates to. ``True`` inflates with a fresh window (right for a first message, or
+    without context takeover); pass a connection's own :class:`Inflater` to follow its context.
     Raises :class:`ValueError` unless ``data`` is exactly one whole frame.
     """
     header = _one_frame(data)
-    verdict = _judge(data, header, require_mask)
+    verdict = _judge(data, header, require_mask, deflate)
     return {
         "fin": header.fin,
         "rsv1": bool(header.rsv & 4),
@@ -207,6 +237,8 @@ def describe_frame(data: BytesLike, *, require_mask: bool | None = None) -> dict
         "valid": verdict.error is None,
         "error": verdict.error.message if verdict.error else None,
         "close_code": int(verdict.error.close_code) if verdict.error else None,
+        "compressed": verdict.inflated is not None,
+        "inflated_length": len(verdict.inflated) if verdict.inflated is not None else None,
     }
 
 
@@ -344,11 +376,14 @@ def _text_rows(rows: list[list[_Cell]]) -> list[str]:
     return lines
 
 
-def _payload_lines(header: _Header, payload: bytes, limit: int) -> list[str]:
+def _payload_lines(
+    header: _Header, payload: bytes, limit: int, inflated: bytes | None = None
+) -> list[str]:
     """The payload as bytes on the wire, mask, unmasked and (for text) as text, truncated."""
     n = header.payload_length
     if n == 0:
         return ["payload data: none"]
+
     shown = payload[:limit]
     more = f" ... +{n - len(shown)} bytes" if n > len(shown) else ""
     lines = []
@@ -364,21 +399,40 @@ def _payload_lines(header: _Header, payload: bytes, limit: int) -> list[str]:
     else:
         lines.append(f"payload data: {n} bytes, not masked")
         lines.append(f"  bytes        {_hex(shown)}{more}")
-    if header.opcode in (Opcode.TEXT, Opcode.CONT) or (
+    if inflated is not None:  # the wire bytes are deflate data: the text is in the inflated
+        lines.append(
+            f"  inflated     {len(inflated)} bytes (permessage-deflate, 00 00 ff ff restored)"
+        )
+        lines += _inflated_lines(header, inflated, limit)
+    elif header.opcode in (Opcode.TEXT, Opcode.CONT) or (
         header.opcode in (Opcode.PING, Opcode.PONG) and shown.isascii()
     ):
         lines.append(f"  as text      {shown.decode('utf-8', errors='replace')!r}{more}")
     return lines
 
 
-def _summary(header: _Header) -> str:
+def _inflated_lines(header: _Header, inflated: bytes, limit: int) -> list[str]:
+    shown = inflated[:limit]
+    more = f" ... +{len(inflated) - len(shown)} bytes" if len(inflated) > len(shown) else ""
+    lines = [f"  bytes        {_hex(shown)}{more}"]
+    if header.opcode in (Opcode.TEXT, Opcode.CONT):
+        lines.append(f"  as text      {shown.decode('utf-8', errors='replace')!r}{more}")
+    return lines
+
+
+def _summary(header: _Header, verdict: _Verdict | None = None) -> str:
     flags = "FIN" if header.fin else "no FIN (more fragments follow)"
     mask = "masked" if header.masked else "not masked"
-    return (
+    text = (
         f"{header.opcode_name} frame, {flags}, {mask}, {header.payload_length}-byte payload "
         f"({header.length_encoding} length): header {header.header_length} + payload "
         f"{header.payload_length} = {header.header_length + header.payload_length} bytes"
     )
+    if verdict is not None and verdict.inflated is not None:
+        n = len(verdict.inflated)
+        ratio = f", {header.payload_length / n:.0%} of it" if n else ""
+        text += f"; compressed: inflates to {n} bytes{ratio}"
+    return text
 
 
 def _verdict_line(verdict: _Verdict) -> str:
@@ -397,6 +451,7 @@ def frame_diagram(
     *,
     max_payload_bytes: int = DEFAULT_PAYLOAD_BYTES,
     require_mask: bool | None = None,
+    deflate: DeflateOption = False,
 ) -> str:
     """The frame in ``data`` as a plain-text RFC 6455 5.2 diagram, its payload and its verdict.
 
@@ -405,9 +460,9 @@ def frame_diagram(
     Raises :class:`ValueError` unless ``data`` is exactly one whole frame.
     """
     header = _one_frame(data)
-    verdict = _judge(data, header, require_mask)
-    lines = [_summary(header), *_text_rows(_rows(data, header))]
-    lines += _payload_lines(header, verdict.payload, max_payload_bytes)
+    verdict = _judge(data, header, require_mask, deflate)
+    lines = [_summary(header, verdict), *_text_rows(_rows(data, header))]
+    lines += _payload_lines(header, verdict.payload, max_payload_bytes, verdict.inflated)
     lines.append(_verdict_line(verdict))
     return "\n".join(lines)
 
@@ -447,20 +502,23 @@ def frame_html(
     *,
     max_payload_bytes: int = DEFAULT_PAYLOAD_BYTES,
     require_mask: bool | None = None,
+    deflate: DeflateOption = False,
 ) -> str:
     """The HTML version of :func:`frame_diagram`: a 32-column table, one colour per field."""
     header = _one_frame(data)
-    verdict = _judge(data, header, require_mask)
+    verdict = _judge(data, header, require_mask, deflate)
     th = '<th style="font-weight:normal;font-size:10px;padding:0">'
     tens = "".join(f"{th}{i // 10 if i % 10 == 0 else ''}</th>" for i in range(_ROW_BITS))
     units = "".join(f"{th}{i % 10}</th>" for i in range(_ROW_BITS))
     columns = f'<col style="width:{_BIT_PX}px">' * _ROW_BITS
     rows = "".join(f"<tr>{''.join(_html_cells(row))}</tr>" for row in _rows(data, header))
-    payload = html.escape("\n".join(_payload_lines(header, verdict.payload, max_payload_bytes)))
+    payload = html.escape(
+        "\n".join(_payload_lines(header, verdict.payload, max_payload_bytes, verdict.inflated))
+    )
     colour = "#2b8a3e" if verdict.error is None else "#c92a2a"
     return (
         '<div class="wslab-frame">'
-        f"<p><b>{html.escape(_summary(header))}</b></p>"
+        f"<p><b>{html.escape(_summary(header, verdict))}</b></p>"
         '<table style="border-collapse:collapse;table-layout:fixed;font-family:monospace;'
         f'width:{_BIT_PX * _ROW_BITS}px"><colgroup>{columns}</colgroup>'
         f"<tr>{tens}</tr><tr>{units}</tr>{rows}</table>"
@@ -475,6 +533,7 @@ def show_frame(
     *,
     max_payload_bytes: int = DEFAULT_PAYLOAD_BYTES,
     require_mask: bool | None = None,
+    deflate: DeflateOption = False,
 ) -> None:
     """Display the frame as a coloured HTML table in Jupyter; print the text diagram elsewhere."""
     try:
@@ -484,6 +543,16 @@ def show_frame(
         get_ipython = None  # type: ignore[assignment]
     shell = get_ipython() if get_ipython is not None else None
     if shell is None:
-        print(frame_diagram(data, max_payload_bytes=max_payload_bytes, require_mask=require_mask))
+        print(
+            frame_diagram(
+                data,
+                max_payload_bytes=max_payload_bytes,
+                require_mask=require_mask,
+                deflate=deflate,
+            )
+        )
         return
-    display(HTML(frame_html(data, max_payload_bytes=max_payload_bytes, require_mask=require_mask)))
+    html_text = frame_html(
+        data, max_payload_bytes=max_payload_bytes, require_mask=require_mask, deflate=deflate
+    )
+    display(HTML(html_text))
