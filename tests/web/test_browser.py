@@ -677,3 +677,40 @@ def test_earlier_history_pages_in_on_request(
     seqs = lines.evaluate_all("lines => lines.map(line => Number(line.dataset.seq))")
     assert seqs == list(range(1, 61))
     expect(page.get_by_test_id("gap-notice")).to_have_count(0)
+
+
+@pytest.mark.parametrize("engine", ["wslab", "websockets"])
+def test_chromium_negotiates_permessage_deflate_and_messages_arrive_intact(
+    tmp_path: Path, open_page: Callable[..., Page], unique_name: str, engine: str
+) -> None:
+    hub = Hub.start_in_thread(
+        port=0,
+        auth_required=False,
+        engine=engine,
+        event_log_level="frames",
+        database=f"sqlite:///{tmp_path}/chat.db",
+        broker="memory://",
+    )
+    try:
+        alice, bob = open_page(hub.url), open_page(hub.url)
+        sign_in_as_guest(alice)
+        bob_id = sign_in_as_guest(bob)
+        sees_in_presence(alice, bob_id)
+        # Long enough to be compressed (the threshold is 64 bytes), with text that is not ASCII.
+        text = f"{unique_name} déjà vu, encore: " + "ça compresse très bien. " * 20
+        send(alice, text)
+        expect(message(alice, text)).to_have_attribute("data-state", "sent")
+        expect(message(bob, text)).to_have_count(1)
+
+        rows = hub.connections()
+        assert len(rows) == 2
+        # What Chromium offered and the hub accepted (the page's own JavaScript asks nothing).
+        assert all(str(e).startswith("permessage-deflate") for e in rows["extensions"]), rows
+        if engine == "wslab":  # only wslab's engine reports frames to the event log
+            events = hub.events(kind="frame_in")
+            compressed = events[events["rsv"] == 4]
+            assert len(compressed) >= 1  # Chromium compressed Alice's message...
+            biggest = compressed.loc[compressed["inflated"].idxmax()]
+            assert biggest["inflated"] > len(text.encode()) > 4 * biggest["length"]  # ...a lot
+    finally:
+        hub.stop()

@@ -491,6 +491,11 @@ class Connection:
         if log is not None and log.enabled_for(kind):
             log.record(kind, self.id, **fields)
 
+    @property
+    def extensions(self) -> str | None:
+        """The ``Sec-WebSocket-Extensions`` the handshake agreed on (``None``: none)."""
+        return None
+
     def info(self) -> dict[str, object]:
         """One row of ``hub.connections``: who, where, state, RTT, queue depth, counters."""
         stats = self.stats
@@ -500,6 +505,7 @@ class Connection:
             "remote": f"{self.remote[0]}:{self.remote[1]}" if self.remote else None,
             "path": self.path,
             "state": self.state.name,
+            "extensions": self.extensions,
             "age_s": round(self.clock() - stats.opened_at, 3),
             "rtt_ms": None if stats.last_rtt is None else round(stats.last_rtt * 1000, 3),
             "queue_depth": self.queue_depth,

@@ -173,6 +173,11 @@ class WslabConnection(Connection):
         return self.protocol.closed_locally or self._aborted_locally
 
     @property
+    def extensions(self) -> str | None:
+        params = self.protocol.deflate
+        return params.header() if params is not None else None
+
+    @property
     def queue_depth(self) -> int:
         return len(self._queue)
 

@@ -291,6 +291,11 @@ class WebsocketsConnection(Connection):
         return self._closed_by_us
 
     @property
+    def extensions(self) -> str | None:
+        response = self.ws.response
+        return response.headers.get("Sec-WebSocket-Extensions") if response else None
+
+    @property
     def queue_depth(self) -> int:
         return len(self._queue)
 
