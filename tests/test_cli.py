@@ -122,6 +122,7 @@ async def test_serve_starts_answers_and_stops_on_sigint(wslab: Launch, tmp_path:
     db = tmp_path / "x.db"
     server = await wslab("serve", "--port", "0", "--db", f"sqlite:///{db}")
     url = (await server.read_until(URL)).group(1)
+    await server.read_until(re.compile(r"compression permessage-deflate \(window 2\*\*12"))
     status, _, body = await http_request(url, "/healthz", timeout=WAIT)
     assert status == 200 and json.loads(body)["status"] == "ok"
 
@@ -131,6 +132,9 @@ async def test_serve_starts_answers_and_stops_on_sigint(wslab: Launch, tmp_path:
     conn = await connect(ws_url, headers=[("Authorization", f"Bearer {token}")])
     hello = json.loads(await asyncio.wait_for(conn.recv(), WAIT))
     assert hello["type"] == "system:connected" and hello["user_id"] == "dev"
+    assert conn.extensions == (
+        "permessage-deflate; server_max_window_bits=12; client_max_window_bits=12"
+    )  # compression is on by default, as browsers expect
 
     assert await server.interrupt() == 0
     await asyncio.wait_for(conn.wait_closed(), WAIT)
@@ -152,11 +156,14 @@ async def test_serve_without_db_uses_the_user_data_dir(wslab: Launch, tmp_path: 
 
 async def test_serve_no_auth(wslab: Launch, tmp_path: Path) -> None:
     server = await wslab(
-        "serve", "--port", "0", "--db", f"sqlite:///{tmp_path / 'g.db'}", "--no-auth"
-    )
+        "serve", "--port", "0", "--db", f"sqlite:///{tmp_path / 'g.db'}", "--no-auth",
+        "--no-compression",
+    )  # fmt: skip
     url = (await server.read_until(URL)).group(1)
+    await server.read_until(re.compile(r"compression off \(--no-compression\)"))
     await server.read_until(re.compile("authentication OFF"))
     conn = await connect(url.replace("http://", "ws://") + "/ws")
+    assert conn.extensions is None
     hello = json.loads(await asyncio.wait_for(conn.recv(), WAIT))
     assert hello["user_id"].startswith("guest-")
     await conn.close()
@@ -166,11 +173,13 @@ async def test_serve_no_auth(wslab: Launch, tmp_path: Path) -> None:
 # -- wslab echo ------------------------------------------------------------------------------------
 
 
-async def test_echo_on_port_zero_prints_the_real_port(wslab: Launch) -> None:
-    server = await wslab("echo", "--port", "0")
+@pytest.mark.parametrize("compression", [True, False])
+async def test_echo_on_port_zero_prints_the_real_port(wslab: Launch, compression: bool) -> None:
+    server = await wslab("echo", "--port", "0", *([] if compression else ["--no-compression"]))
     match = await server.read_until(URL)
     assert match.group(2) != "0"
     conn = await connect(match.group(1) + "/any/path")
+    assert (conn.extensions is not None) is compression  # our client always offers it
     await conn.send("héllo")
     assert await asyncio.wait_for(conn.recv(), WAIT) == "héllo"
     await conn.send(b"\x00\xff")

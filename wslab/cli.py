@@ -171,6 +171,17 @@ def _cli_overrides(args: argparse.Namespace, names: tuple[str, ...]) -> dict[str
     return overrides
 
 
+def _compression_summary(config: HubConfig) -> str:
+    """One line on what the hub negotiates: ``off`` or the permessage-deflate settings."""
+    if not config.compression:
+        return "off (--no-compression)"
+    context = "no context takeover" if config.compression_no_context_takeover else "takeover"
+    return (
+        f"permessage-deflate (window 2**{config.compression_window_bits}, {context}, "
+        f"messages from {config.compression_threshold} bytes)"
+    )
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     from wslab.infrastructure.logs import configure_logging
 
@@ -190,6 +201,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         lines.append(
             f"  store {shown['database']}, broker {shown['broker']}, engine {config.engine}"
         )
+        lines.append(f"  compression {_compression_summary(config)}")
         if not config.auth_required:
             lines.append("  authentication OFF: everyone is a guest (--no-auth)")
         else:
