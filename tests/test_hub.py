@@ -219,6 +219,14 @@ async def test_unknown_paths_are_404(started: Any, path: str) -> None:
     assert status == 404
 
 
+@pytest.mark.parametrize("engine", ["wslab", "websockets"])
+async def test_the_websocket_path_without_an_upgrade_is_426(started: Any, engine: str) -> None:
+    hub = await started(engine=engine)
+    status, headers, body = await http_request(hub.url, "/ws", timeout=WAIT)
+    assert status == 426 and headers["upgrade"] == "websocket"
+    assert b"WebSocket endpoint" in body
+
+
 async def test_only_get_is_served(started: Any) -> None:
     hub = await started()
     status, headers, _ = await http_request(hub.url, "/healthz", method="POST", timeout=WAIT)

@@ -281,7 +281,7 @@ class Hub:
             if error.errno == errno.EADDRINUSE:
                 raise ConfigError(
                     f"port {config.port} on {config.host} is in use by another program "
-                    "(not a hub of this kernel): stop it, or pass port=0 to pick a free port"
+                    "(not a hub of this kernel): stop it, or choose another port (0 picks a free one)"
                 ) from None
             raise
 
@@ -491,7 +491,16 @@ class Hub:
             return self._static(path[len("/static/") :])
         if path == "/healthz":
             health = await self.health()
-            return HttpResponse(200, json.dumps(health).encode(), "application/json")
+            # A load balancer reads the status, not the body: degraded is 503 so it drains us.
+            status = 200 if health["status"] == "ok" else 503
+            return HttpResponse(status, json.dumps(health).encode(), "application/json")
+        if path == self.config.path:
+            # RFC 9110 15.5.22: the endpoint exists but speaks WebSocket only; say which.
+            return HttpResponse(
+                426,
+                f"{path} is a WebSocket endpoint: send an Upgrade: websocket request\n".encode(),
+                headers=(("Upgrade", "websocket"),),
+            )
         if path == "/metrics":
             return HttpResponse(200, self.metrics.prometheus_text().encode(), METRICS_CONTENT_TYPE)
         if path == "/config.json":

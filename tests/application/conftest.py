@@ -190,10 +190,11 @@ async def open_client(
 
 
 async def healthz(url: str) -> dict[str, Any]:
-    """The hub's ``/healthz`` document (always HTTP 200)."""
+    """The hub's ``/healthz`` document (HTTP 200 when ok, 503 when degraded)."""
     status, _, body = await http_request(url, "/healthz", timeout=WAIT)
-    assert status == 200
-    return dict(json.loads(body))
+    health = dict(json.loads(body))
+    assert status == (200 if health["status"] == "ok" else 503), (status, health)
+    return health
 
 
 # -- fixtures ---------------------------------------------------------------------------------------
