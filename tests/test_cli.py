@@ -132,9 +132,10 @@ async def test_serve_starts_answers_and_stops_on_sigint(wslab: Launch, tmp_path:
     conn = await connect(ws_url, headers=[("Authorization", f"Bearer {token}")])
     hello = json.loads(await asyncio.wait_for(conn.recv(), WAIT))
     assert hello["type"] == "system:connected" and hello["user_id"] == "dev"
-    assert conn.extensions == (
-        "permessage-deflate; server_max_window_bits=12; client_max_window_bits=12"
-    )  # compression is on by default, as browsers expect
+    assert conn.extensions == (  # compression is on by default, as browsers expect
+        "permessage-deflate; server_no_context_takeover; client_no_context_takeover; "
+        "server_max_window_bits=12; client_max_window_bits=12"
+    )
 
     assert await server.interrupt() == 0
     await asyncio.wait_for(conn.wait_closed(), WAIT)

@@ -289,11 +289,14 @@ def test_start_in_thread_from_plain_code(settings: dict[str, Any]) -> None:
 @pytest.mark.parametrize(
     ("overrides", "expected"),
     [
-        ({}, "permessage-deflate; server_max_window_bits=12; client_max_window_bits=12"),
         (
-            {"compression_no_context_takeover": True, "compression_window_bits": 10},
+            {},
             "permessage-deflate; server_no_context_takeover; client_no_context_takeover; "
-            "server_max_window_bits=10; client_max_window_bits=10",
+            "server_max_window_bits=12; client_max_window_bits=12",
+        ),
+        (
+            {"compression_no_context_takeover": False, "compression_window_bits": 10},
+            "permessage-deflate; server_max_window_bits=10; client_max_window_bits=10",
         ),
         ({"compression": False}, None),
     ],

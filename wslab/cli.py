@@ -175,7 +175,9 @@ def _compression_summary(config: HubConfig) -> str:
     """One line on what the hub negotiates: ``off`` or the permessage-deflate settings."""
     if not config.compression:
         return "off (--no-compression)"
-    context = "no context takeover" if config.compression_no_context_takeover else "takeover"
+    context = (
+        "no context takeover" if config.compression_no_context_takeover else "context takeover"
+    )
     return (
         f"permessage-deflate (window 2**{config.compression_window_bits}, {context}, "
         f"messages from {config.compression_threshold} bytes)"

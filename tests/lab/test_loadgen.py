@@ -75,6 +75,21 @@ async def test_open_loop_delivers_every_message_to_every_member(hub: Hub) -> Non
     assert ticks and sum(int(t["sent"]) for t in ticks) == 40  # streamed while it ran
 
 
+@pytest.mark.parametrize("compression", [False, True])
+async def test_clients_offer_compression_only_when_asked(hub: Hub, compression: bool) -> None:
+    ticks: list[object] = []
+    run = start_load(hub, clients=3, rate=10, duration=60, on_tick=ticks.append,
+                     compression=compression)  # fmt: skip
+    while not ticks:  # every client is connected once the first tick comes
+        await asyncio.sleep(0.05)
+    negotiated = [row["extensions"] for row in hub.connections.rows()]
+    run.stop()
+    result = await asyncio.wait_for(run, 20)
+    assert len(negotiated) == 3
+    assert all((e is not None) is compression for e in negotiated), negotiated
+    assert result.summary()["delivered"] > 0
+
+
 @pytest.mark.parametrize("pattern", ["many_rooms", "direct", "mixed"])
 async def test_patterns(hub: Hub, pattern: str) -> None:
     result = await run_load(hub, clients=4, rate=40, messages=20, workers=1, pattern=pattern,

@@ -302,10 +302,14 @@ class HubConfig:
         12, "Largest deflate window (2**bits bytes) for either direction; smaller saves memory.",
         _ZIP, "int", ge=9, le=15,
     )  # fmt: skip
+    # On by default: with context takeover every connection's window is its own, so a broadcast
+    # is compressed once per receiver (~4x the CPU of not compressing, and 32 KiB of zlib state
+    # per connection); without it the hub compresses once for everyone (less CPU than sending it
+    # uncompressed) at a worse ratio. benchmarks/bench_deflate.py measures both.
     compression_no_context_takeover: bool = _setting(
-        False,
-        "Reset the deflate context after every message: no zlib memory per idle connection, a "
-        "worse ratio, and a broadcast compressed once for all such connections.",
+        True,
+        "Reset the deflate context after every message: no zlib memory per idle connection and "
+        "a broadcast compressed once for everyone; false compresses better, per connection.",
         _ZIP, "bool",
     )  # fmt: skip
 

@@ -25,6 +25,10 @@ class LoadSpec:
     Bounded by ``duration`` seconds or by ``messages`` in total (one of the two). ``mode`` is
     ``"open"`` (sends at scheduled times whatever the replies) or ``"closed"`` (each sender waits
     for its ``ack`` before the next send).
+
+    ``compression`` makes every client offer permessage-deflate, as a browser does. It is off by
+    default because the workers share the machine with the hub: inflating the N x N presence
+    traffic of a large run would spend the CPU the hub is being measured with.
     """
 
     url: str
@@ -41,6 +45,7 @@ class LoadSpec:
     drain: float = 2.0
     workers: int = 1
     connect_timeout: float = 5.0
+    compression: bool = False
     tokens: list[str | None] = field(default_factory=list)
 
     def __post_init__(self) -> None:

@@ -57,8 +57,13 @@ class _Worker:
         token = self.spec.tokens[i] if self.spec.tokens else None
         headers = {"Authorization": f"Bearer {token}"} if token else None
         ws = await asyncio.wait_for(
-            websockets.connect(self.spec.url, additional_headers=headers, max_queue=None,
-                               open_timeout=self.spec.connect_timeout),
+            websockets.connect(
+                self.spec.url,
+                additional_headers=headers,
+                max_queue=None,
+                open_timeout=self.spec.connect_timeout,
+                compression="deflate" if self.spec.compression else None,
+            ),
             self.spec.connect_timeout,
         )
         # The hub greets an admitted client first; a refused token closes (4001) instead. Waiting
