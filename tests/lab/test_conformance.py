@@ -315,6 +315,7 @@ class SloppyServer:
     then inflates RSV1 messages and compresses every echo with a window of ``deflate_window``
     bits, keeping its compressor between messages when ``keep_context`` (whatever it answered),
     and resetting its inflater after each message when ``reset_inflater``.
+    ``echo_rsv``: RSV bits set on every uncompressed echo (which no extension allows).
     """
 
     def __init__(
@@ -328,6 +329,7 @@ class SloppyServer:
         deflate_window: int = 15,
         keep_context: bool = False,
         reset_inflater: bool = False,
+        echo_rsv: int = 0,
     ) -> None:
         self.check_rsv = check_rsv
         self.close_on_error = close_on_error
@@ -337,6 +339,7 @@ class SloppyServer:
         self.deflate_window = deflate_window
         self.keep_context = keep_context
         self.reset_inflater = reset_inflater
+        self.echo_rsv = echo_rsv
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -416,7 +419,7 @@ class SloppyServer:
                     out = compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH)
                     writer.write(_server_frame(0x40 | message_op, out[:-4]))  # 0x40: RSV1
                 else:
-                    writer.write(_server_frame(message_op, data))
+                    writer.write(_server_frame(self.echo_rsv << 4 | message_op, data))
                 message_op, parts = None, []
             await writer.drain()
 
@@ -463,6 +466,13 @@ async def test_fail_fast_utf8_is_told_apart_from_failing_at_the_end() -> None:
     # Within one frame it only notices when the frame is complete: non-strict.
     assert report["6.4.3"].verdict is Verdict.NON_STRICT, report["6.4.3"].observed
     assert report["6.4.4"].verdict is Verdict.NON_STRICT, report["6.4.4"].observed
+
+
+async def test_rsv_bits_on_the_servers_own_frames_fail_the_case() -> None:
+    # What the frame parser notes (here RSV2 on every echo) must reach the judge.
+    report = await _run_sloppy(SloppyServer(echo_rsv=2), "1.1.2")
+    assert report["1.1.2"].verdict is Verdict.FAILED
+    assert "RSV bits 010 set without an extension" in report["1.1.2"].observed
 
 
 async def test_dropping_tcp_instead_of_a_close_frame_is_non_strict() -> None:
