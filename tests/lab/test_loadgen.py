@@ -92,8 +92,9 @@ async def test_clients_offer_compression_only_when_asked(hub: Hub, compression: 
 
 @pytest.mark.parametrize("pattern", ["many_rooms", "direct", "mixed"])
 async def test_patterns(hub: Hub, pattern: str) -> None:
-    result = await run_load(hub, clients=4, rate=40, messages=20, workers=1, pattern=pattern,
-                            rooms=2)
+    result = await run_load(
+        hub, clients=4, rate=40, messages=20, workers=1, pattern=pattern, rooms=2
+    )
     d = result.deliveries
     assert len(result.acks) == 20
     if pattern == "many_rooms":
@@ -119,8 +120,9 @@ async def test_latency_counts_from_the_scheduled_time(hub: Hub) -> None:
     means = {}
     for mode in ("open", "closed"):
         stalled: list[bool] = []
-        result = await run_load(hub, clients=2, senders=1, rate=20, duration=2.5, workers=1,
-                                mode=mode, on_tick=stall)
+        result = await run_load(
+            hub, clients=2, senders=1, rate=20, duration=2.5, workers=1, mode=mode, on_tick=stall
+        )
         assert stalled
         means[mode] = result.deliveries["latency"].mean()
     assert means["open"] > 2 * means["closed"]
@@ -173,8 +175,9 @@ async def test_sweep_finds_no_knee_at_low_rates(hub: Hub) -> None:
 
 @pytest.mark.slow
 async def test_a_thousand_connections_across_two_workers(hub: Hub) -> None:
-    result = await run_load(hub, clients=1000, rate=50, duration=2, workers=2, pattern="many_rooms",
-                            rooms=100, ramp=1.0)
+    result = await run_load(
+        hub, clients=1000, rate=50, duration=2, workers=2, pattern="many_rooms", rooms=100, ramp=1.0
+    )
     summary = result.summary()
     assert summary["acked"] == summary["sent"] > 0
     assert summary["delivered"] == summary["sent"] * 10

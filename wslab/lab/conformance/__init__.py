@@ -1,4 +1,5 @@
-"""A strict WebSocket conformance runner modelled on the Autobahn testsuite (categories 1-7, 9, 10).
+"""A strict WebSocket conformance runner modelled on the Autobahn testsuite (categories 1-7, 9,
+10, and 12-13 for permessage-deflate).
 
 It replays Autobahn's cases against an RFC 6455 echo server over raw sockets, with its own
 small frame codec (never wslab's engine, which it judges), and holds the server to the strict
@@ -11,7 +12,9 @@ From a shell: ``python -m wslab.lab.conformance ws://127.0.0.1:9001/ --cases 1.*
 
 - :mod:`.cases` — the case table (what to send, what must happen);
 - :mod:`.utf8_vectors` — the UTF-8 test vectors behind cases 6.5-6.23;
+- :mod:`.payloads` — the seeded payloads of the compression cases 12.x and 13.x;
 - :mod:`.wire` — the independent raw frame codec and handshake;
+- :mod:`.pmd` — permessage-deflate on the runner's side: judging the answer, (de)compressing;
 - :mod:`.runner` — the raw-socket client and the judge;
 - :mod:`.report` — results as dict, JSON, DataFrame, Markdown;
 - :mod:`.cli` — the command line.

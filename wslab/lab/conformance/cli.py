@@ -4,8 +4,8 @@
         [--concurrency 8] [--timeout 3] [--markdown out.md] [--json out.json] [--verbose]
     python -m wslab.lab.conformance --list [--cases 6.4]
 
-Exit status: 0 when every selected case passed strictly, 1 when any FAILED or was NON-STRICT,
-2 on a usage error (bad URL, a pattern that matches no case).
+Exit status: 0 when every selected case passed strictly (UNIMPLEMENTED, a declined
+permessage-deflate, is no failure), 1 when any FAILED or was NON-STRICT, 2 on a usage error (bad URL, a pattern that matches no case).
 """
 
 from __future__ import annotations
@@ -28,13 +28,17 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for documentation and tests)."""
     p = argparse.ArgumentParser(
         prog="python -m wslab.lab.conformance",
-        description="Strict Autobahn-style conformance run (categories 1-7, 9, 10) against a "
-        "WebSocket echo server.",
+        description="Strict Autobahn-style conformance run (categories 1-7, 9, 10, and 12-13 for "
+        "permessage-deflate) against a WebSocket echo server.",
     )
     p.add_argument("url", nargs="?", help="ws:// or wss:// URL of an echo server")
     p.add_argument("--cases", default=None, help="comma-separated ids or globs, e.g. '1.*,5.*,6.4'")
     p.add_argument("--exclude", default=None, help="comma-separated ids or globs to leave out")
-    p.add_argument("--quick", action="store_true", help="smaller category 9 sizes, shorter pauses")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="smaller category 9 sizes, fewer 12.x messages, shorter pauses",
+    )
     p.add_argument("--concurrency", type=int, default=8, help="cases run in parallel (default 8)")
     p.add_argument(
         "--timeout", type=float, default=3.0, help="seconds per wait of a case (default 3)"

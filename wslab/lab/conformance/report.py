@@ -1,9 +1,10 @@
 """Results of a conformance run: one :class:`CaseResult` per case, gathered in a :class:`Report`.
 
 A report converts to a plain dict (JSON), a pandas DataFrame (for the notebooks) and Markdown
-(for the docs). Verdicts are Autobahn's words, judged strictly: only ``OK`` and
-``INFORMATIONAL`` count as passing; ``NON-STRICT`` (what Autobahn tolerates but the strict
-expectation does not) counts as a failure, like ``FAILED``.
+(for the docs). Verdicts are Autobahn's words, judged strictly: ``NON-STRICT`` (what Autobahn
+tolerates but the strict expectation does not) counts as a failure, like ``FAILED``; ``OK`` and
+``INFORMATIONAL`` pass, and ``UNIMPLEMENTED`` (an optional feature, permessage-deflate, that the
+server declined) is no failure either: such a server is not wrong, just without the extension.
 """
 
 from __future__ import annotations
@@ -32,13 +33,14 @@ class Verdict(str, enum.Enum):
     NON_STRICT = "NON-STRICT"
     #: Behaviour the RFC leaves open; recorded, never a failure.
     INFORMATIONAL = "INFORMATIONAL"
-    #: The runner could not exercise the case (kept for parity with Autobahn's vocabulary).
+    #: The server declined the extension the case is about (categories 12 and 13, as Autobahn
+    #: reports them): not exercised, not a failure.
     UNIMPLEMENTED = "UNIMPLEMENTED"
 
     @property
     def passed(self) -> bool:
         """True for the verdicts that do not count as a failure."""
-        return self in (Verdict.OK, Verdict.INFORMATIONAL)
+        return self in (Verdict.OK, Verdict.INFORMATIONAL, Verdict.UNIMPLEMENTED)
 
 
 @dataclass(frozen=True)
@@ -157,7 +159,9 @@ class Report:
 
     def to_markdown(self, *, details: bool = True) -> str:
         """A summary table per category, the failures, and (``details``) every case."""
-        mode = " (quick mode: category 9 sizes reduced)" if self.quick else ""
+        mode = (
+            " (quick mode: category 9 sizes and 12.x message counts reduced)" if self.quick else ""
+        )
         lines = [
             "# WebSocket conformance report",
             "",

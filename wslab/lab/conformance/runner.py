@@ -17,12 +17,20 @@ How a case ends:
 
 Writes never leave a frame half-sent when the server has closed: a frame being written in chops
 is completed first, so the close reply that follows is parsed as a frame by the server.
+
+permessage-deflate: a case with ``offers`` sends them in the handshake; the answer is judged
+(:func:`.pmd.check_answer`) before anything else, a server that declines makes the case
+UNIMPLEMENTED (the runner then just closes), and an agreement gives the session a
+:class:`.pmd.Compression` that deflates the script's compressed messages and inflates the
+server's RSV1 messages (bounded by ``max_message``). With server_no_context_takeover agreed,
+the judge also checks that identical messages were echoed as identical deflate bytes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import socket
 import ssl as ssl_module
 import time
@@ -43,6 +51,7 @@ from .cases import (
     as_bytes,
     select_cases,
 )
+from .pmd import Agreement, AnswerError, Compression, WireInfo, check_answer
 from .report import CaseResult, Report, Verdict
 from .wire import (
     OP_BINARY,
@@ -56,6 +65,7 @@ from .wire import (
     build_request,
     check_response,
     encode_frame,
+    header_values,
     make_key,
     parse_close_payload,
 )
@@ -103,19 +113,31 @@ class Observation:
     frames_after_close: int = 0
     error: str | None = None
     waited_for_close: float = 0.0
+    #: permessage-deflate: what was agreed (None: not offered or declined), why the case could
+    #: not run (the server declined), and how each recorded message crossed the wire.
+    agreement: Agreement | None = None
+    unimplemented: str | None = None
+    message_wire: list[WireInfo] = field(default_factory=list)
 
 
 class _Session:
     """One client connection running one case."""
 
     def __init__(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, cfg: RunConfig
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        cfg: RunConfig,
+        compression: Compression | None = None,
     ) -> None:
         self.reader = reader
         self.writer = writer
         self.cfg = cfg
         self.obs = Observation()
-        self.parser = FrameReader(cfg.max_message)
+        self.compression = compression
+        if compression is not None:
+            self.obs.agreement = compression.agreement
+        self.parser = FrameReader(cfg.max_message, allowed_rsv=4 if compression else 0)
         self.changed = asyncio.Event()
         self.client_close_sent = False
         self.eof = False
@@ -128,6 +150,7 @@ class _Session:
         self._msg_opcode: int | None = None
         self._msg_parts: list[bytes] = []
         self._msg_size = 0
+        self._msg_compressed = False
 
     # -- state ------------------------------------------------------------------------------------
 
@@ -177,6 +200,10 @@ class _Session:
             if not self.aborted:
                 self.obs.violations.append(f"read error: {exc!r}")
         finally:
+            # What the parser noted (masking, RSV bits, control frame rules) is judged too.
+            for text in self.parser.violations:
+                if text not in self.obs.violations:
+                    self.obs.violations.append(text)
             self.eof = True
             self._notify()
 
@@ -205,21 +232,33 @@ class _Session:
             if self._msg_opcode is not None:
                 obs.violations.append("server started a new data message inside a fragmented one")
             self._msg_opcode, self._msg_parts, self._msg_size = op, [], 0
+            # RSV1 marks a compressed message on its first frame only (RFC 7692 section 6.1).
+            self._msg_compressed = self.compression is not None and bool(frame.rsv & 4)
             self._add_fragment(frame)
         elif op == OP_CONT:
             if self._msg_opcode is None:
                 obs.violations.append("server sent a continuation frame with nothing to continue")
                 return
+            if self.compression is not None and frame.rsv & 4:
+                text = "server set RSV1 on a continuation frame (RFC 7692 6.1: first frame only)"
+                if text not in obs.violations:
+                    obs.violations.append(text)
             self._add_fragment(frame)
         # Reserved opcodes were noted by the parser; there is nothing else to do with them.
 
     def _add_fragment(self, frame: WireFrame) -> None:
-        self._msg_size += len(frame.payload)
+        data = frame.payload
+        if self._msg_compressed:
+            assert self.compression is not None
+            # Bounded: inflating stops past what the message may still grow by.
+            room = self.cfg.max_message - self._msg_size
+            data = self.compression.inflate(data, fin=frame.fin, limit=room)
+        self._msg_size += len(data)
         if self._msg_size > self.cfg.max_message:
             raise ValueError(
                 f"server message exceeds the runner's limit of {self.cfg.max_message} bytes"
             )
-        self._msg_parts.append(frame.payload)
+        self._msg_parts.append(data)
         if frame.fin:
             opcode = self._msg_opcode or OP_TEXT
             payload = b"".join(self._msg_parts)
@@ -229,11 +268,18 @@ class _Session:
                     payload.decode("utf-8")
                 except UnicodeDecodeError:
                     self.obs.violations.append("server sent a text message that is not valid UTF-8")
-            self._record(Ev("message", payload, opcode))
+            if self._msg_compressed:
+                assert self.compression is not None
+                wire = self.compression.finish_message()
+            else:
+                wire = WireInfo(False, len(payload), b"")
+            self._record(Ev("message", payload, opcode), wire)
 
-    def _record(self, ev: Ev) -> None:
+    def _record(self, ev: Ev, wire: WireInfo | None = None) -> None:
         if len(self.obs.events) < self.cfg.max_events:
             self.obs.events.append(ev)
+            if wire is not None:
+                self.obs.message_wire.append(wire)
         else:
             self.obs.events_dropped += 1
 
@@ -331,7 +377,7 @@ class _Session:
             elif isinstance(step, SendMessage):
                 before = len(self.obs.events) + self.obs.events_dropped
                 await self.write_frames(
-                    _fragment(step), step.chop, step.delay, per_frame=bool(step.chop)
+                    self._message_frames(step), step.chop, step.delay, per_frame=bool(step.chop)
                 )
                 if step.await_echo:
                     await self.wait_for(
@@ -358,6 +404,28 @@ class _Session:
         self.mid_frame = False
         self._flush_pending()
         await self._drain()
+
+    def _message_frames(self, step: SendMessage) -> list[bytes]:
+        if not step.compressed:
+            return _fragment(step)
+        # Only cases with offers compress, and they run only once an agreement exists.
+        assert self.compression is not None
+        parts = self.compression.message_frames(as_bytes(step.payload), step.fragment, step.stream)
+        return [
+            encode_frame(step.opcode if i == 0 else OP_CONT, data, fin=fin, rsv=4 if i == 0 else 0)
+            for i, (data, fin) in enumerate(parts)
+        ]
+
+    async def close_unrun(self, timeout: float) -> None:
+        """End a case that could not run: a clean close 1000, then wait for the server's TCP close."""
+        if self.open:
+            self.client_close_sent = True
+            self._write(encode_frame(OP_CLOSE, b"\x03\xe8"))
+            await self._drain()
+        await self.wait_for(lambda: self.eof, timeout)
+        if not self.eof:
+            self.aborted = True
+            self.writer.transport.abort()
 
     async def finish(self, case: Case, timeout: float) -> None:
         """Close as the case demands and wait for the server to end the connection."""
@@ -420,9 +488,14 @@ def _parse_url(url: str) -> _Target:
 
 
 async def _connect(
-    target: _Target, cfg: RunConfig
-) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """Open TCP (and TLS for wss) and complete the opening handshake; raise on any problem."""
+    target: _Target, cfg: RunConfig, offers: tuple[str, ...] | None = None
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, Agreement | None]:
+    """Open TCP (and TLS for wss) and complete the opening handshake; raise on any problem.
+
+    With ``offers``, they are sent as ``Sec-WebSocket-Extensions`` lines and the server's answer
+    is judged: the agreement is returned (None when the server declined), an invalid answer
+    fails the handshake.
+    """
     ctx = (cfg.ssl or ssl_module.create_default_context()) if target.secure else None
     reader, writer = await asyncio.wait_for(
         asyncio.open_connection(target.host, target.port, ssl=ctx), cfg.timeout
@@ -434,18 +507,31 @@ async def _connect(
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         key = make_key()
         default_port = 443 if target.secure else 80
-        writer.write(
-            build_request(target.host, target.port, target.resource, key, default_port=default_port)
+        request = build_request(
+            target.host,
+            target.port,
+            target.resource,
+            key,
+            default_port=default_port,
+            extensions=offers or (),
         )
+        writer.write(request)
         await writer.drain()
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), cfg.timeout)
-        problem = check_response(head[:-4], key)
+        problem = check_response(head[:-4], key, extensions_offered=offers is not None)
         if problem is not None:
             raise ConnectionError(f"handshake failed: {problem}")
+        agreement = None
+        if offers is not None:
+            answer = header_values(head[:-4], "Sec-WebSocket-Extensions")
+            try:
+                agreement = check_answer(offers, answer)
+            except AnswerError as exc:
+                raise ConnectionError(f"handshake failed: {exc}") from None
     except BaseException:
         writer.transport.abort()
         raise
-    return reader, writer
+    return reader, writer, agreement
 
 
 # -- judging --------------------------------------------------------------------------------------
@@ -456,6 +542,8 @@ def judge(case: Case, obs: Observation) -> tuple[Verdict, str]:
     observed = describe(obs)
     if obs.error is not None:
         return Verdict.FAILED, observed
+    if obs.unimplemented is not None:
+        return Verdict.UNIMPLEMENTED, observed
     if case.informational:
         return Verdict.INFORMATIONAL, observed
     problems: list[str] = []
@@ -470,6 +558,7 @@ def judge(case: Case, obs: Observation) -> tuple[Verdict, str]:
         else:
             problems.append(_event_difference(expected, obs))
     problems += obs.violations
+    problems += _takeover_problems(obs)
     if obs.frames_after_close:
         problems.append(f"server sent {obs.frames_after_close} frame(s) after its close frame")
     closing = case.closing
@@ -504,6 +593,28 @@ def judge(case: Case, obs: Observation) -> tuple[Verdict, str]:
     return Verdict.OK, observed
 
 
+def _takeover_problems(obs: Observation) -> list[str]:
+    """With server_no_context_takeover agreed, the server compresses each message from a fresh
+    state: identical messages must then be identical deflate bytes (context kept would make
+    later copies shorter). The inflater, reset per message, already fails on back-references
+    into an earlier message; this catches a server whose copies merely differ."""
+    agreement = obs.agreement
+    if agreement is None or not agreement.params.server_no_context_takeover:
+        return []
+    forms: dict[tuple[int, bytes], set[bytes]] = {}
+    messages = [e for e in obs.events if e.kind == "message"]
+    for ev, wire in zip(messages, obs.message_wire, strict=False):
+        if wire.compressed:
+            key = (ev.opcode, hashlib.sha256(as_bytes(ev.data)).digest())
+            forms.setdefault(key, set()).add(wire.digest)
+    if any(len(digests) > 1 for digests in forms.values()):
+        return [
+            "server_no_context_takeover agreed, but identical messages were echoed as different "
+            "deflate bytes (context kept between messages?)"
+        ]
+    return []
+
+
 def _event_difference(expected: list[Ev], obs: Observation) -> str:
     got = obs.events
     for i, (e, g) in enumerate(zip(expected, got, strict=False)):
@@ -520,6 +631,8 @@ def describe(obs: Observation) -> str:
     """The observation in one line."""
     if obs.error is not None:
         return obs.error
+    if obs.unimplemented is not None:
+        return obs.unimplemented
     # Runs of identical events (round-trip cases) are shown once with a count.
     runs: list[tuple[Ev, int]] = []
     for ev in obs.events:
@@ -532,6 +645,16 @@ def describe(obs: Observation) -> str:
     if rest:
         shown.append(f"... {rest} more")
     parts = [f"events [{', '.join(shown)}]"]
+    if obs.agreement is not None:
+        # First, so that the agreement survives when a long observation is cut for a table.
+        wire = obs.message_wire
+        packed = [w for w in wire if w.compressed]
+        plain = sum(len(e.data) for e, w in zip(_messages(obs), wire, strict=False) if w.compressed)
+        parts.insert(
+            0,
+            f"agreed {obs.agreement.answer!r}, {len(packed)}/{len(wire)} echoes compressed"
+            + (f" ({sum(w.wire_bytes for w in packed)} B for {plain} B)" if packed else ""),
+        )
     if obs.close_seen:
         code = "empty" if obs.close_code is None else str(obs.close_code)
         reason = obs.close_reason.decode("utf-8", "replace")
@@ -551,6 +674,10 @@ def describe(obs: Observation) -> str:
     return "; ".join(parts)
 
 
+def _messages(obs: Observation) -> list[Ev]:
+    return [e for e in obs.events if e.kind == "message"]
+
+
 # -- running --------------------------------------------------------------------------------------
 
 
@@ -561,8 +688,9 @@ async def run_case(url: str, case: Case, cfg: RunConfig | None = None) -> CaseRe
     timeout = max(cfg.timeout, case.min_timeout)
     started = time.perf_counter()
     obs = Observation()
+    agreement: Agreement | None = None
     try:
-        reader, writer = await _connect(target, cfg)
+        reader, writer, agreement = await _connect(target, cfg, case.offers)
     except (
         OSError,
         asyncio.TimeoutError,
@@ -571,12 +699,20 @@ async def run_case(url: str, case: Case, cfg: RunConfig | None = None) -> CaseRe
     ) as exc:
         obs.error = f"could not open the WebSocket connection: {exc}"
     else:
-        session = _Session(reader, writer, cfg)
+        compression = Compression(agreement) if agreement is not None else None
+        session = _Session(reader, writer, cfg, compression)
         obs = session.obs
         reader_task = asyncio.create_task(session.read_loop())
         try:
-            await session.run_script(case, timeout)
-            await session.finish(case, timeout)
+            if case.offers is not None and agreement is None:
+                obs.unimplemented = (
+                    "server declined permessage-deflate (no Sec-WebSocket-Extensions in its "
+                    "answer): the case cannot run"
+                )
+                await session.close_unrun(timeout)
+            else:
+                await session.run_script(case, timeout)
+                await session.finish(case, timeout)
         finally:
             if not session.eof:
                 session.aborted = True

@@ -11,7 +11,9 @@ frames that are too long or fragmented, close payloads of any shape.
 - :class:`FrameReader` parses the server's byte stream into :class:`WireFrame` objects and notes,
   rather than raises, every rule of section 5 the server broke (masking, RSV, opcodes, control
   frame limits, non-minimal lengths), so the judge can report them.
-- :func:`build_request` / :func:`check_response` do the opening handshake of section 4.1.
+- :func:`build_request` / :func:`check_response` do the opening handshake of section 4.1;
+  :func:`header_values` reads one header of the response (the permessage-deflate answer, which
+  :mod:`.pmd` judges).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import base64
 import hashlib
 import os
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 __all__ = [
@@ -39,6 +42,7 @@ __all__ = [
     "check_response",
     "close_payload",
     "encode_frame",
+    "header_values",
     "make_key",
     "mask_bytes",
     "parse_close_payload",
@@ -157,11 +161,13 @@ class FrameReader:
 
     Bounded: a frame whose declared length exceeds ``max_frame`` raises :class:`ValueError` (the
     runner then gives up on the connection); the internal buffer therefore never holds more than
-    one such frame plus one read.
+    one such frame plus one read. ``allowed_rsv`` holds the RSV bits a negotiated extension
+    gives a meaning to (4 = RSV1 once permessage-deflate is agreed); any other bit is a violation.
     """
 
-    def __init__(self, max_frame: int) -> None:
+    def __init__(self, max_frame: int, allowed_rsv: int = 0) -> None:
         self.max_frame = max_frame
+        self.allowed_rsv = allowed_rsv
         self.violations: list[str] = []
         self._buf = bytearray()
 
@@ -229,8 +235,12 @@ class FrameReader:
         return frames
 
     def _check(self, frame: WireFrame) -> None:
-        if frame.rsv:
+        if frame.rsv & ~self.allowed_rsv:
             self._violation(f"server frame has RSV bits {frame.rsv:03b} set without an extension")
+        elif frame.rsv and frame.opcode in CONTROL_OPCODES:
+            self._violation(
+                "server set RSV1 on a control frame (RFC 7692 section 6: never compressed)"
+            )
         if frame.opcode not in DATA_OPCODES and frame.opcode not in CONTROL_OPCODES:
             self._violation(f"server frame uses reserved opcode {frame.opcode}")
         if frame.opcode in CONTROL_OPCODES:
@@ -254,8 +264,20 @@ def accept_for(key: str) -> str:
     return base64.b64encode(digest).decode("ascii")
 
 
-def build_request(host: str, port: int, target: str, key: str, *, default_port: int = 80) -> bytes:
-    """The HTTP/1.1 upgrade request of RFC 6455 section 4.1 (no extensions, no subprotocols)."""
+def build_request(
+    host: str,
+    port: int,
+    target: str,
+    key: str,
+    *,
+    default_port: int = 80,
+    extensions: Sequence[str] = (),
+) -> bytes:
+    """The HTTP/1.1 upgrade request of RFC 6455 section 4.1, without subprotocols.
+
+    Each item of ``extensions`` becomes one ``Sec-WebSocket-Extensions`` header line, exactly as
+    given (malformed offers included: servers must decline them); none by default.
+    """
     authority = host if port == default_port else f"{host}:{port}"
     if ":" in host and not host.startswith("["):
         authority = f"[{host}]" if port == default_port else f"[{host}]:{port}"
@@ -268,11 +290,16 @@ def build_request(host: str, port: int, target: str, key: str, *, default_port: 
         "Sec-WebSocket-Version: 13",
         "User-Agent: wslab-conformance",
     ]
+    lines += [f"Sec-WebSocket-Extensions: {value}" for value in extensions]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("ascii")
 
 
-def check_response(head: bytes, key: str) -> str | None:
-    """Check the server's response head (up to the blank line); return a problem or None."""
+def check_response(head: bytes, key: str, *, extensions_offered: bool = False) -> str | None:
+    """Check the server's response head (up to the blank line); return a problem or None.
+
+    Without ``extensions_offered`` any ``Sec-WebSocket-Extensions`` is a problem; with it the
+    answer is left to the caller (:func:`header_values`).
+    """
     try:
         text = head.decode("iso-8859-1")
     except UnicodeDecodeError:  # pragma: no cover - latin-1 decodes every byte
@@ -299,8 +326,19 @@ def check_response(head: bytes, key: str) -> str | None:
         return f"Connection header is {headers.get('connection')!r}, expected 'Upgrade'"
     if headers.get("sec-websocket-accept") != accept_for(key):
         return "Sec-WebSocket-Accept does not match the key"
-    if "sec-websocket-extensions" in headers:
+    if "sec-websocket-extensions" in headers and not extensions_offered:
         return "server negotiated an extension that was never offered"
     if "sec-websocket-protocol" in headers:
         return "server selected a subprotocol that was never offered"
     return None
+
+
+def header_values(head: bytes, name: str) -> list[str]:
+    """Every value of header ``name`` in a response head, one item per header line."""
+    wanted = name.lower()
+    values = []
+    for line in head.decode("iso-8859-1").split("\r\n")[1:]:
+        field, sep, value = line.partition(":")
+        if sep and field.strip().lower() == wanted:
+            values.append(value.strip())
+    return values
