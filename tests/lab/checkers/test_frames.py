@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import gzip
 import struct
+import zlib
+from collections.abc import Callable
 
 import pytest
 
-from wslab.foundation import Frame, Opcode, encode_frame, encode_header
+from wslab.foundation import (
+    Frame,
+    Opcode,
+    Protocol,
+    Role,
+    TextReceived,
+    encode_frame,
+    encode_header,
+)
+from wslab.foundation.deflate import DeflateParams, Deflater
 from wslab.lab import check_frame_exercise, check_header_size_exercise
+from wslab.lab.checkers.frames import DEFLATE_EXERCISE_MESSAGES, check_deflate_exercise
 
 KEY = bytes([1, 2, 3, 4])
 TEXT = b"wslab"
@@ -105,4 +118,96 @@ def test_the_engine_agrees_with_the_reference_solution() -> None:
 def test_wrong_functions_get_a_hint(function: object, hint: str) -> None:
     with pytest.raises(AssertionError, match=r"^Not yet: ") as caught:
         check_header_size_exercise(function)  # type: ignore[arg-type]
+    assert hint in str(caught.value)
+
+
+# -- the permessage-deflate exercise ---------------------------------------------------------------
+
+
+def right_compress(text: str) -> bytes:
+    compressor = zlib.compressobj(wbits=-15)  # raw DEFLATE
+    data = compressor.compress(text.encode()) + compressor.flush(zlib.Z_SYNC_FLUSH)
+    return data[:-4]  # without the 00 00 ff ff tail
+
+
+def with_tail(text: str) -> bytes:
+    compressor = zlib.compressobj(wbits=-15)
+    return compressor.compress(text.encode()) + compressor.flush(zlib.Z_SYNC_FLUSH)
+
+
+def never_flushed(text: str) -> bytes:
+    return zlib.compressobj(wbits=-15).compress(text.encode())
+
+
+def stored(text: str) -> bytes:
+    compressor = zlib.compressobj(0, wbits=-15)  # level 0: stored blocks, nothing compressed
+    return (compressor.compress(text.encode()) + compressor.flush(zlib.Z_SYNC_FLUSH))[:-4]
+
+
+def latin1(text: str) -> bytes:
+    compressor = zlib.compressobj(wbits=-15)
+    data = compressor.compress(text.encode("latin-1")) + compressor.flush(zlib.Z_SYNC_FLUSH)
+    return data[:-4]
+
+
+def kept_context() -> Callable[[str], bytes]:
+    shared = zlib.compressobj(wbits=-15)  # one compressor for every message: context takeover
+
+    def compress(text: str) -> bytes:
+        return (shared.compress(text.encode()) + shared.flush(zlib.Z_SYNC_FLUSH))[:-4]
+
+    return compress
+
+
+def test_a_right_compressor_passes(capsys: pytest.CaptureFixture[str]) -> None:
+    check_deflate_exercise(right_compress)
+    out = capsys.readouterr().out
+    assert "Correct" in out and "inflates all 3 RSV1 frames" in out
+
+
+def finished(text: str) -> bytes:
+    # A final block (Z_FINISH) is allowed too: the next message starts afresh (RFC 7692 7.2.3.2).
+    compressor = zlib.compressobj(wbits=-15)
+    return compressor.compress(text.encode()) + compressor.flush()
+
+
+def engines_deflater(text: str) -> bytes:
+    return Deflater(15, no_context_takeover=True).compress(text.encode())
+
+
+@pytest.mark.parametrize("compress", [engines_deflater, finished])
+def test_other_valid_compressors_pass(compress: Callable[[str], bytes]) -> None:
+    check_deflate_exercise(compress)
+
+
+def test_every_message_is_read_by_the_engine() -> None:
+    params = DeflateParams(server_no_context_takeover=True, client_no_context_takeover=True)
+    for text in DEFLATE_EXERCISE_MESSAGES:
+        server = Protocol(Role.SERVER, now=0.0, deflate=params)
+        server.open(now=0.0)
+        frame = encode_frame(Frame(Opcode.TEXT, right_compress(text), rsv1=True), KEY)
+        assert server.receive_data(frame, now=0.0) == [TextReceived(text)]
+
+
+@pytest.mark.parametrize(
+    ("compress", "hint"),
+    [
+        ("not a function", "expected a function"),
+        (lambda text: text, "str"),
+        (lambda text: 42, "expected bytes"),
+        (lambda text: text.encode(), "uncompressed"),
+        (lambda text: 1 // 0, "ZeroDivisionError"),
+        (lambda text: zlib.compress(text.encode()), "zlib header"),
+        (lambda text: gzip.compress(text.encode()), "gzip header"),
+        (with_tail, "00 00 ff ff"),
+        (never_flushed, "until a flush"),
+        (kept_context(), "context"),
+        (stored, "nothing was compressed"),
+        (latin1, "UTF-8"),
+        (lambda text: b"\xff\xff\xff\xff", "not valid raw DEFLATE"),
+    ],
+)
+def test_wrong_compressors_get_a_hint(compress: object, hint: str) -> None:
+    with pytest.raises(AssertionError, match=r"^Not yet: ") as caught:
+        check_deflate_exercise(compress)  # type: ignore[arg-type]
     assert hint in str(caught.value)

@@ -8,27 +8,35 @@ always belongs to the engine: an answer is only "correct" once wslab's own proto
 Chapter 1 (``01_frames.ipynb``):
 
 - :func:`check_frame_exercise` — a masked client text frame built by hand;
-- :func:`check_header_size_exercise` — a function giving a frame header's size.
+- :func:`check_header_size_exercise` — a function giving a frame header's size;
+- :func:`check_deflate_exercise` — a function compressing a message as permessage-deflate does.
 """
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable
 
 from wslab.foundation import (
+    Frame,
     Opcode,
     Protocol,
     ProtocolFailure,
     Role,
     TextReceived,
+    encode_frame,
     encode_header,
 )
+from wslab.foundation.deflate import TAIL, DeflateParams, Inflater
+from wslab.foundation.errors import WslabError
 
 from .verdicts import hint, success
 
 __all__ = [
+    "DEFLATE_EXERCISE_MESSAGES",
     "FRAME_EXERCISE_KEY",
     "FRAME_EXERCISE_TEXT",
+    "check_deflate_exercise",
     "check_frame_exercise",
     "check_header_size_exercise",
 ]
@@ -153,9 +161,7 @@ def check_header_size_exercise(header_size: Callable[[int, bool], int]) -> None:
     three length encodings, the masking key when masked) — checked at every boundary.
     """
     if not callable(header_size):
-        raise hint(
-            f"expected a function header_size(payload_length, masked), got {header_size!r}."
-        )
+        raise hint(f"expected a function header_size(payload_length, masked), got {header_size!r}.")
     for masked in (False, True):
         for n in _SIZE_CASES:
             try:
@@ -194,3 +200,144 @@ def _size_hint(n: int, masked: bool, got: object) -> str:
             "field is the smallest that holds it?"
         )
     return f"{n} does not fit in 16 bits: which extended length field holds it?"
+
+
+# -- exercise 3: a compressed payload (permessage-deflate) -----------------------------------------
+
+#: The messages the student's function compresses, in this order: two chat messages that share
+#: most of their bytes (a compressor that keeps its context shows up on the second), and a
+#: repetitive one with non-ASCII text (the payload is the UTF-8 bytes).
+DEFLATE_EXERCISE_MESSAGES = (
+    '{"type": "chat:message", "room": "lobby", "from_user": "alice", "content": "hello!"}',
+    '{"type": "chat:message", "room": "lobby", "from_user": "bob", "content": "hi alice"}',
+    "ça va ? " * 40,
+)
+_INFLATE_LIMIT = 1 << 20  # far above any right answer; a runaway stream is refused, not held
+
+
+def check_deflate_exercise(compress_message: Callable[[str], bytes]) -> None:
+    """Check ``compress_message(text) -> bytes``: the payload of a compressed frame (RFC 7692).
+
+    The function must do what a sender does in RFC 7692 7.2.1 — raw DEFLATE of the message's
+    UTF-8 bytes, flushed, the ``00 00 ff ff`` tail removed — for each message on its own (the
+    checker negotiates no context takeover). The verdict is wslab's server engine's: it must
+    read each payload, in an RSV1 text frame, as the message.
+    """
+    if not callable(compress_message):
+        raise hint(f"expected a function compress_message(text), got {compress_message!r}.")
+    payloads: list[bytes] = []  # the answers so far: a compressor that kept its context needs them
+    for index, text in enumerate(DEFLATE_EXERCISE_MESSAGES):
+        raw = text.encode("utf-8")
+        try:
+            data = compress_message(text)
+        except Exception as exc:  # the student's code may fail in any way; report it
+            raise hint(
+                f"compress_message(message {index}) raised {type(exc).__name__}: {exc}"
+            ) from exc
+        if isinstance(data, str):
+            raise hint("that returned a str; a frame's payload is bytes (compress text.encode()).")
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise hint(f"expected bytes, got {type(data).__name__}.")
+        data = bytes(data)
+        if data == raw:
+            raise hint(
+                "that is the message itself, uncompressed: an RSV1 frame carries DEFLATE data "
+                "(RFC 7692 7.2.1)."
+            )
+        inflated = _inflate(Inflater(15, no_context_takeover=True), data)
+        if inflated != raw:
+            raise hint(_deflate_hint(data, raw, inflated, payloads))
+        payloads.append(data)
+        if data.endswith(TAIL):
+            raise hint(
+                "the payload ends with 00 00 ff ff, the empty block a sync flush writes: the "
+                "sender MUST remove those 4 bytes, the receiver puts them back (RFC 7692 7.2.1)."
+            )
+        if len(data) >= len(raw) and len(raw) > 100:
+            raise hint(
+                f"message {index} is {len(raw)} bytes and its payload {len(data)}: nothing was "
+                "compressed. Which compression level stores data as it is?"
+            )
+        # The last word belongs to the engine: a server that agreed permessage-deflate (without
+        # context takeover) must read the RSV1 frame as the very message.
+        server = Protocol(
+            Role.SERVER,
+            now=0.0,
+            deflate=DeflateParams(server_no_context_takeover=True, client_no_context_takeover=True),
+        )
+        server.open(now=0.0)
+        frame = encode_frame(Frame(Opcode.TEXT, data, rsv1=True), FRAME_EXERCISE_KEY)
+        events = server.receive_data(frame, now=0.0)
+        if events != [TextReceived(text)]:  # pragma: no cover - the checks above catch it
+            failure = next((e for e in events if isinstance(e, ProtocolFailure)), None)
+            detail = failure.error.message if failure else repr(events)
+            raise hint(f"wslab's server does not read message {index}: {detail}")
+    sizes = ", ".join(
+        f"{len(m.encode())} -> {len(compress_message(m))}" for m in DEFLATE_EXERCISE_MESSAGES
+    )
+    success(
+        f"raw DEFLATE, flushed, tail removed: wslab's server inflates all "
+        f"{len(DEFLATE_EXERCISE_MESSAGES)} RSV1 frames to the messages (bytes: {sizes})."
+    )
+
+
+def _inflate(inflater: Inflater, data: bytes) -> bytes | None:
+    """``data`` inflated as a whole message, or None if it is not valid raw DEFLATE."""
+    try:
+        return inflater.inflate(data, fin=True, limit=_INFLATE_LIMIT)
+    except WslabError:
+        inflater.reset()
+        return None
+
+
+def _deflate_hint(data: bytes, raw: bytes, inflated: bytes | None, earlier: list[bytes]) -> str:
+    """Why ``data`` does not inflate, on its own, to ``raw`` (``earlier``: the right answers so far)."""
+    index = len(earlier)
+    if data[:2] == b"\x1f\x8b":
+        return (
+            "the payload starts with 1f 8b, a gzip header (RFC 1952). permessage-deflate carries "
+            "raw DEFLATE (RFC 1951), no header, no checksum: how does zlib's wbits select it?"
+        )
+    if inflated is None and _is_zlib(data):
+        return (
+            f"the payload starts with {data[:2].hex(' ')}, a zlib header (RFC 1950). "
+            "permessage-deflate carries raw DEFLATE (RFC 1951), no header, no checksum: how "
+            "does zlib's wbits select it?"
+        )
+    if earlier and _with_context(earlier, data) == raw:
+        return (
+            f"message {index} only inflates with the previous messages' context: your "
+            "compressor kept it between calls. Without context takeover (what this checker "
+            "negotiates) each message starts from a fresh compressor."
+        )
+    if inflated is not None and raw.startswith(inflated):
+        return (
+            f"message {index} inflates to only {len(inflated)} of its {len(raw)} bytes: zlib keeps "
+            "the rest until a flush. Which flush mode ends the output on a byte boundary and "
+            "keeps the stream open? (RFC 7692 7.2.1)"
+        )
+    if inflated is not None:
+        return (
+            f"message {index} inflates to {len(inflated)} bytes that are not the UTF-8 encoding of "
+            "the message."
+        )
+    return f"message {index} is not valid raw DEFLATE data; wslab's inflater cannot read it."
+
+
+def _with_context(earlier: list[bytes], data: bytes) -> bytes | None:
+    """``data`` inflated after ``earlier`` on one inflater: what context takeover would give."""
+    inflater = Inflater(15)
+    for payload in earlier:
+        _inflate(inflater, payload)
+    return _inflate(inflater, data)
+
+
+def _is_zlib(data: bytes) -> bool:
+    # RFC 1950 2.2: CM = 8 (deflate) in the low nibble, and the two bytes a multiple of 31.
+    if len(data) < 2 or data[0] & 0x0F != 8 or (data[0] << 8 | data[1]) % 31:
+        return False
+    try:
+        zlib.decompressobj().decompress(data)
+    except zlib.error:
+        return False
+    return True
