@@ -44,6 +44,7 @@ from wslab.infrastructure.config import HubConfig
 from wslab.infrastructure.connection import Connection, ConnectionLimits
 from wslab.infrastructure.engines import serve
 from wslab.infrastructure.events import EventKind, EventLog
+from wslab.infrastructure.fairness import LoopStallWatch
 from wslab.infrastructure.heartbeat import HeartbeatMonitor
 from wslab.infrastructure.logs import bind, log_context, new_correlation_id
 from wslab.infrastructure.manager import ConnectionManager
@@ -198,6 +199,8 @@ class Hub:
             on_error=self._report_error,
         )
         self.address_limiter = AddressLimiter(config.connections_per_ip_per_minute)
+        #: Notices when this hub's event loop was blocked (see wslab.infrastructure.fairness).
+        self.stalls = LoopStallWatch()
         self.limits = ConnectionLimits(
             max_message_size=config.max_message_size,
             max_frame_size=config.max_frame_size,
@@ -207,6 +210,9 @@ class Hub:
             write_high=config.write_buffer_high,
             write_low=config.write_buffer_low,
             close_timeout=config.close_timeout,
+            max_frames_per_second=config.max_frames_per_second,
+            frame_burst=config.frame_burst,
+            max_fragments=config.max_fragments_per_message,
             compression=(
                 DeflateSettings(
                     max_window_bits=config.compression_window_bits,
@@ -251,6 +257,7 @@ class Hub:
             started.append(self.chat.stop)
             self.server = await self._listen()
             self._bound_port = self.server.port
+            self.stalls.start()
         except BaseException:
             for undo in reversed(started):
                 with contextlib.suppress(Exception):
@@ -300,6 +307,7 @@ class Hub:
         Hub._running.pop((self.config.host, self.port), None)
         timeout = self.config.shutdown_timeout
         await self.server.close(CloseCode.GOING_AWAY, "hub shutting down", timeout=timeout)
+        await self.stalls.stop()
         await self.heartbeat.close()
         await self.chat.stop()
         await self.broker.close()
@@ -430,6 +438,7 @@ class Hub:
             config.rate_bytes_per_second,
             byte_burst=max(config.rate_bytes_per_second, config.max_message_size),
             flood_close_after=config.rate_flood_close_after,
+            forgive=self.stalls.forgives,  # a backlog our own stall created is not a flood
         )
         session = await self.chat.open_session(connection, limiter)
         if session is None:

@@ -7,8 +7,15 @@ they never reach this module (the protocol handles them), so they do not disturb
 Text must be valid UTF-8 (section 8.1), and a receiver should fail the connection as soon as it
 sees an invalid byte, not when the message ends: a peer could otherwise make us buffer megabytes
 of garbage. Python's incremental UTF-8 decoder reports an error at the first byte that cannot
-start or continue a valid sequence, so every byte is decoded exactly once, as it arrives — both
-across fragments and inside a frame that is still arriving (:meth:`MessageAssembler.check_partial`).
+start or continue a valid sequence, so every byte is checked as it arrives — both across
+fragments and inside a frame that is still arriving (:meth:`MessageAssembler.check_partial`).
+
+Memory: a fragmented message is kept in **one** ``bytearray``, whatever the number of fragments,
+so it costs its own size and nothing per fragment (a list of parts would cost ~40 bytes per
+part: a message in 2-byte fragments would hold 20x its size). A fragmented text is therefore
+checked incrementally as it arrives and decoded once more, whole, when it completes: twice the
+decoding, on the rare path only. ``max_fragments`` caps the frames of one message, empty ones
+included, because an endless run of empty continuation frames costs no memory but unbounded work.
 """
 
 from __future__ import annotations
@@ -41,13 +48,17 @@ class Message:
 class MessageAssembler:
     """Collects data frames into messages; raises a ``ProtocolError`` on any violation.
 
-    ``max_message_size`` bounds the bytes of one message across all its fragments (1009 beyond).
+    ``max_message_size`` bounds the bytes of one message across all its fragments, and
+    ``max_fragments`` the number of its frames, empty ones included (1009 beyond either).
     """
 
-    def __init__(self, max_message_size: int | None = None) -> None:
+    def __init__(
+        self, max_message_size: int | None = None, max_fragments: int | None = None
+    ) -> None:
         self.max_message_size = max_message_size
+        self.max_fragments = max_fragments
         self._opcode: Opcode | None = None  # the type of the message in progress
-        self._parts: list[str] | list[bytes] = []
+        self._buffer = bytearray()  # the fragments so far, as received (text: still UTF-8)
         self._size = 0
         self._frames = 0
         self._decoder: codecs.IncrementalDecoder | None = None
@@ -86,10 +97,10 @@ class MessageAssembler:
         if not new:
             return
         self._check_size(len(new))
-        text = self._decode(new, final=False)
+        self._validate(new, final=False)
         self._checked += len(new)
         self._size += len(new)
-        self._parts.append(text)  # type: ignore[arg-type]
+        self._buffer += new
 
     def add(self, frame: Frame) -> Message | None:
         """Add a data frame; return the message it completes, if any."""
@@ -113,16 +124,18 @@ class MessageAssembler:
         self._checked = 0
         self._check_size(len(rest))
         self._frames += 1
+        if self.max_fragments is not None and self._frames > self.max_fragments:
+            raise PayloadTooBig(f"message in more than {self.max_fragments} fragments")
         if self._opcode is Opcode.TEXT:
-            self._parts.append(self._decode(rest, final=frame.fin))  # type: ignore[arg-type]
-        else:
-            self._parts.append(bytes(rest))  # type: ignore[arg-type]
+            self._validate(rest, final=frame.fin)
+        self._buffer += rest
         self._size += len(rest)
         if not frame.fin:
             return None
-        data: str | bytes = (
-            "".join(self._parts) if self._opcode is Opcode.TEXT else b"".join(self._parts)  # type: ignore[arg-type]
-        )
+        buffer = self._buffer
+        # Already validated: decoding cannot fail. A single frame's text (checked while it
+        # arrived) takes the same path.
+        data: str | bytes = buffer.decode("utf-8") if self._opcode is Opcode.TEXT else bytes(buffer)
         message = Message(data, self._frames)
         self._reset()
         return message
@@ -143,20 +156,25 @@ class MessageAssembler:
         if self.max_message_size is not None and self._size + more > self.max_message_size:
             raise PayloadTooBig(f"message over the limit of {self.max_message_size} bytes")
 
-    def _decode(self, data: bytes | memoryview, *, final: bool) -> str:
+    def _validate(self, data: bytes | memoryview, *, final: bool) -> None:
+        """Check the next UTF-8 bytes of the message (the decoded text is not kept)."""
         assert self._decoder is not None
         # The decoder may hold the first bytes of a character from the previous chunk; its error
         # positions count from those, and self._size does not include ``data`` yet.
         held = len(self._decoder.getstate()[0])
         try:
-            return self._decoder.decode(data, final)
+            self._decoder.decode(data, final)
         except UnicodeDecodeError as exc:
             offset = self._size - held + exc.start
             raise InvalidUTF8(f"invalid UTF-8 in text message at byte {offset}") from None
 
+    def reset(self) -> None:
+        """Forget the message in progress and free its buffer."""
+        self._reset()
+
     def _reset(self) -> None:
         self._opcode = None
-        self._parts = []
+        self._buffer = bytearray()
         self._size = 0
         self._frames = 0
         self._decoder = None

@@ -314,6 +314,14 @@ class FrameParser:
 
     # -- internals ---------------------------------------------------------------------------------
 
+    def release(self) -> None:
+        """Drop whatever is buffered (the connection is gone); later input is refused."""
+        self._buffer = bytearray()
+        self._payload = bytearray()
+        self._header = None
+        if self._failed is None:
+            self._failed = ProtocolError("the connection is closed")
+
     def _fail(self, error: ProtocolError) -> ProtocolError:
         # feed() drops the buffered bytes once _drain() has released its view of them.
         self._failed = error

@@ -148,6 +148,12 @@ class ProtocolStats:
     bytes_out: int = 0
     messages_in: int = 0
     messages_out: int = 0
+    #: Pings answered by a later pong only (see MAX_QUEUED_PONGS).
+    pongs_coalesced: int = 0
+
+
+#: Unsent pongs at most; past it only the newest ping is answered (RFC 6455 5.5.3).
+MAX_QUEUED_PONGS = 16
 
 
 class Protocol:
@@ -183,6 +189,7 @@ class Protocol:
         defer_failure: bool = False,
         deflate: DeflateParams | None = None,
         deflate_settings: DeflateSettings | None = None,
+        max_fragments: int | None = None,
     ) -> None:
         self.role = role
         self.defer_failure = defer_failure
@@ -208,10 +215,13 @@ class Protocol:
         self._max_message_size = max_message_size
         self._inflating = False  # the message being received is compressed
         self._compressing = False  # the message being sent is compressed
-        self.assembler = MessageAssembler(max_message_size)
+        self.assembler = MessageAssembler(max_message_size, max_fragments)
         self.machine = StateMachine(ConnectionState.CONNECTING, now=clock() if now is None else now)
         self.stats = ProtocolStats()
         self._outgoing: list[bytes] = []
+        # Pongs waiting in _outgoing, and where the newest one is (see MAX_QUEUED_PONGS).
+        self._queued_pongs = 0
+        self._last_pong = -1
         self._sending: Opcode | None = None  # the type of a fragmented message we are sending
         self._close_sent: tuple[int | None, str] | None = None
         self._close_received: tuple[int, str] | None = None
@@ -288,6 +298,14 @@ class Protocol:
         self._move(State.CLOSED, now, cause)
         self._ignore_input = True
 
+    def release_buffers(self) -> None:
+        """Free every buffer and compressor of a closed connection (the caller is done with it)."""
+        self.parser.release()
+        self.assembler.reset()
+        self._outgoing.clear()
+        self._queued_pongs, self._last_pong = 0, -1
+        self._deflater = self._inflater = None
+
     # -- receiving ---------------------------------------------------------------------------------
 
     def receive_data(
@@ -351,7 +369,7 @@ class Protocol:
         elif opcode is Opcode.PING:
             events.append(PingReceived(frame.payload))
             if self.auto_pong and self._close_sent is None:
-                self._queue(Frame(Opcode.PONG, frame.payload))
+                self._queue_pong(frame.payload)
         elif opcode is Opcode.PONG:
             events.append(PongReceived(frame.payload))
         else:  # CLOSE
@@ -374,7 +392,22 @@ class Protocol:
             return b""
         data = b"".join(self._outgoing)
         self._outgoing.clear()
+        self._queued_pongs, self._last_pong = 0, -1
         return data
+
+    def _queue_pong(self, payload: bytes) -> None:
+        """Answer a ping; past MAX_QUEUED_PONGS unsent pongs, answer only the newest ping.
+
+        RFC 6455 5.5.3 allows it ("MAY elect to send a Pong frame for only the most recently
+        processed Ping frame"), and it bounds, in count, what a peer flooding pings is owed.
+        """
+        if self._queued_pongs < MAX_QUEUED_PONGS:
+            self._queue(Frame(Opcode.PONG, payload))
+            self._queued_pongs += 1
+            self._last_pong = len(self._outgoing) - 1
+        else:
+            self._outgoing[self._last_pong] = self._encode(Frame(Opcode.PONG, payload))
+            self.stats.pongs_coalesced += 1
 
     def send_text(self, text: str, *, fin: bool = True) -> bytes:
         """A text message (or its first fragment when ``fin`` is false)."""

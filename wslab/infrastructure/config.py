@@ -339,6 +339,20 @@ class HubConfig:
     rate_flood_close_after: int = _setting(
         20, "Rate-limit violations in a row before closing with 1008.", _RATE, "int", ge=1
     )
+    # Charged per frame at arrival, far above any chat client's rate: it exists for the peer
+    # that sends empty fragments or tiny pings, which the message limit never sees.
+    max_frames_per_second: float = _setting(
+        1000.0, "Frames of any kind a connection may send per second; past it reading pauses, "
+        "and a connection over it for 5 s is closed with 1008.", _RATE, "float", gt=0,
+    )  # fmt: skip
+    frame_burst: int = _setting(
+        2000, "Frames a connection may send at once before max_frames_per_second applies.",
+        _RATE, "int", ge=1,
+    )  # fmt: skip
+    max_fragments_per_message: int = _setting(
+        1024, "Frames one message may be split into (empty ones count); more closes with 1009.",
+        _MSG, "int", ge=1,
+    )  # fmt: skip
     connections_per_ip_per_minute: int = _setting(
         60, "New connections accepted per client IP per minute.", _RATE, "int", ge=1
     )

@@ -82,6 +82,12 @@ class ConnectionLimits:
     close_timeout: float = 5.0  # wait this long for the closing handshake, then drop TCP
     handshake_timeout: float = 10.0  # the whole HTTP upgrade request must arrive within this
     max_pending_pings: int = 16
+    # Fair reading (wslab.infrastructure.fairness): frames per second a peer may send, charged
+    # at arrival whatever their kind; None: no budget (an echo server for conformance runs).
+    max_frames_per_second: float | None = None
+    frame_burst: int | None = None  # None: two seconds' worth
+    frame_flood_seconds: float = 5.0  # in debt this long, read after read: closed with 1008
+    max_fragments: int | None = None  # frames of one message, empty ones included (1009 past it)
     # permessage-deflate (RFC 7692), offered/accepted by default as browsers expect; None: off.
     compression: DeflateSettings | None = field(default_factory=DeflateSettings)
 

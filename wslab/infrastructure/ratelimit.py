@@ -151,6 +151,9 @@ class ConnectionLimiter:
     :param flood_close_after: rejections inside ``flood_window`` seconds that close the
         connection (see the module docstring for the exact rule).
     :param flood_window: the window, in seconds, over which rejections count.
+    :param forgive: asked at each rejection; while it answers true the rejection is not counted
+        towards the flood rule (the hub passes its ``LoopStallWatch.forgives``: a backlog the
+        hub's own stall created is not the client's flood).
     """
 
     __slots__ = (
@@ -162,6 +165,7 @@ class ConnectionLimiter:
         "allowed",
         "flood_close_after",
         "flood_window",
+        "forgive",
         "rejected",
     )
 
@@ -174,6 +178,7 @@ class ConnectionLimiter:
         flood_close_after: int = 20,
         flood_window: float = 10.0,
         clock: Clock = time.monotonic,
+        forgive: Callable[[float], bool] | None = None,
     ) -> None:
         if flood_close_after < 1:
             raise ConfigError(f"flood_close_after must be at least 1, got {flood_close_after}")
@@ -190,6 +195,7 @@ class ConnectionLimiter:
             )
         self.flood_close_after = flood_close_after
         self.flood_window = float(flood_window)
+        self.forgive = forgive
         # Times of the most recent rejections. Only the last ``flood_close_after`` can matter
         # to the rule, so that is the bound; older ones fall off the left.
         self._rejections: deque[float] = deque(maxlen=flood_close_after)
@@ -220,6 +226,8 @@ class ConnectionLimiter:
             self.allowed += 1
             return Verdict.ALLOW
         self.rejected += 1
+        if self.forgive is not None and self.forgive(now):
+            return Verdict.REJECT
         rejections = self._rejections
         rejections.append(now)
         if len(rejections) == self.flood_close_after and now - rejections[0] < self.flood_window:

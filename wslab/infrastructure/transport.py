@@ -57,6 +57,7 @@ from wslab.foundation.state import ConnectionState, Transition
 
 from .connection import Connection, ConnectionLimits, Message, Prepared, SlowConsumerPolicy
 from .events import EventKind, EventLog
+from .fairness import READ_SLICE, FrameBudget
 
 __all__ = [
     "Handler",
@@ -140,7 +141,17 @@ class WslabConnection(Connection):
             defer_failure=True,
             deflate=deflate_params,
             deflate_settings=limits.compression,
+            max_fragments=limits.max_fragments,
         )
+        rate = limits.max_frames_per_second
+        self._budget = (
+            FrameBudget(rate, limits.frame_burst or 2 * rate, limits.frame_flood_seconds)
+            if rate is not None
+            else None
+        )
+        self._backlog: memoryview | None = None  # received, not parsed yet (see data_received)
+        self._holds: set[str] = set()  # why reading is paused: incoming, backlog, budget
+        self._budget_timer: asyncio.TimerHandle | None = None
         self._failing = False  # a protocol violation waits for the application to catch up
         self._fail_timer: asyncio.TimerHandle | None = None
         self._queue: deque[bytes] = deque()
@@ -188,9 +199,39 @@ class WslabConnection(Connection):
     # -- incoming bytes ----------------------------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
-        """Bytes from the socket: run them through the protocol and act on the events."""
-        protocol = self.protocol
+        """Bytes from the socket: parse them, a slice per turn of the loop, and act on them.
+
+        A read larger than :data:`READ_SLICE` is parsed in slices with a yield to the event loop
+        between them (reading paused meanwhile), so one connection's big read of tiny frames
+        cannot hold every other connection's turn.
+        """
         self.stats.bytes_in += len(data)
+        if self._backlog is not None:  # a read that raced the pause: parse it after the rest
+            self._backlog = memoryview(bytes(self._backlog) + data)
+            return
+        self._consume(memoryview(data))
+
+    def _consume(self, data: memoryview) -> None:
+        if len(data) > READ_SLICE:
+            self._backlog = data[READ_SLICE:]
+            data = data[:READ_SLICE]
+            self._hold_reading("backlog")
+            asyncio.get_running_loop().call_soon(self._continue_backlog)
+        self._feed(data)
+
+    def _continue_backlog(self) -> None:
+        backlog, self._backlog = self._backlog, None
+        if backlog is None or self.closed or self.protocol.failure is not None:
+            self._release_reading("backlog")
+            return
+        self._consume(backlog)
+        if self._backlog is None:
+            self._release_reading("backlog")
+
+    def _feed(self, data: memoryview) -> None:
+        """Run one slice through the protocol and act on the events it completes."""
+        protocol = self.protocol
+        frames_before = protocol.stats.frames_in
         failure = None
         for event in protocol.receive_data(data):
             kind = type(event)
@@ -225,8 +266,30 @@ class WslabConnection(Connection):
             else:
                 self._failing = True
                 self._incoming_drained()
+        elif self._budget is not None and protocol.stats.frames_in > frames_before:
+            self._charge(protocol.stats.frames_in - frames_before)
         if protocol.close_expected:
             self._finish_close()
+
+    def _charge(self, frames: int) -> None:
+        """Frames arrived: pay for them, pausing reading while in debt; close a flood."""
+        assert self._budget is not None
+        wait = self._budget.charge(frames)
+        if not wait:
+            return
+        if self._budget.flooding():
+            rate = self._budget.rate
+            self._record(EventKind.RATE_LIMIT, verdict="close", frames=frames, limit=rate)
+            self.fail(CloseCode.POLICY_VIOLATION, f"sustained flooding: over {rate:g} frames/s")
+            return
+        self._record(EventKind.RATE_LIMIT, verdict="pause", frames=frames, seconds=wait)
+        self._hold_reading("budget")
+        if self._budget_timer is None:
+            self._budget_timer = asyncio.get_running_loop().call_later(wait, self._budget_paid)
+
+    def _budget_paid(self) -> None:
+        self._budget_timer = None
+        self._release_reading("budget")
 
     def _incoming_drained(self) -> None:
         """Send the close for a pending protocol violation, then close TCP."""
@@ -255,11 +318,17 @@ class WslabConnection(Connection):
 
     def connection_lost(self, exc: Exception | None) -> None:
         """The socket is closed (by us, by the peer, or by the network)."""
-        for timer in (self._close_timer, self._fail_timer):
+        for timer in (self._close_timer, self._fail_timer, self._budget_timer):
             if timer is not None:
                 timer.cancel()
         cause = self._why_closed(exc)
-        self.protocol.connection_lost(cause=cause)
+        protocol = self.protocol
+        protocol.connection_lost(cause=cause)
+        # Break the connection -> protocol -> bound-method cycle now, so the buffers of a closed
+        # connection go back at once rather than when the cyclic garbage collector next runs.
+        protocol.frame_observer = protocol.transition_observer = None
+        protocol.release_buffers()
+        self._backlog = None
         self._queue.clear()
         self._queued_bytes = 0
         self._wake_writer()
@@ -278,10 +347,22 @@ class WslabConnection(Connection):
         return "transport lost" if exc is None else f"transport error: {exc}"
 
     def _pause_reading(self) -> None:
-        self.transport.pause_reading()
+        self._hold_reading("incoming")
 
     def _resume_reading(self) -> None:
-        if not self.transport.is_closing():
+        self._release_reading("incoming")
+
+    def _hold_reading(self, reason: str) -> None:
+        """Stop reading the socket for ``reason``; it resumes when no reason is left."""
+        if not self._holds and not self.transport.is_closing():
+            self.transport.pause_reading()
+        self._holds.add(reason)
+
+    def _release_reading(self, reason: str) -> None:
+        if reason not in self._holds:
+            return
+        self._holds.discard(reason)
+        if not self._holds and not self.transport.is_closing():
             self.transport.resume_reading()
 
     # -- outgoing bytes ----------------------------------------------------------------------------

@@ -1,0 +1,148 @@
+"""Fair reading: what one connection's input may cost the event loop everyone shares.
+
+Two pieces, used by wslab's transport:
+
+:class:`FrameBudget`
+    Every frame a peer sends — data, continuation, ping, pong — costs one token **when it
+    arrives**, not when (or whether) it completes a message: a peer sending empty continuation
+    frames or tiny pings pays for each. The budget holds ``burst`` tokens and refills at ``rate``
+    per second. When a read leaves it in debt, the transport stops reading that socket until the
+    debt is paid (TCP then pushes back on the sender): the flood waits in the peer's own buffers,
+    not in the hub's loop. A connection that stays in debt for ``flood_seconds`` — paid back,
+    and at once in debt again, read after read — is flooding and is closed with 1008.
+
+    A well-behaved client whose messages piled up while the hub was stalled arrives as one
+    burst; it is paused for a moment at most (the rate is far above any chat client's), and is
+    never in debt long enough to be judged a flood.
+
+:class:`LoopStallWatch`
+    Notices that the event loop was blocked. A ticker runs every ``interval`` seconds; a tick
+    later than ``threshold`` marks a stall, and :meth:`forgives` is true during it (the ticker
+    is overdue) and for ``grace`` seconds plus twice the stall's length after it: the backlog is
+    handled within moments of the loop coming back, so the window stays short and a real flood
+    right after a stall is still caught. The message rate limiter asks it before it
+    counts a rejection towards closing a connection for flooding: the backlog a stall created
+    is the hub's doing, not the client's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import time
+from collections.abc import Callable
+
+from wslab.foundation.errors import ConfigError
+
+__all__ = ["READ_SLICE", "FrameBudget", "LoopStallWatch"]
+
+#: Bytes parsed per turn of the event loop; a larger read is parsed in slices, yielding between
+#: them, so one socket read of 256 KiB of tiny frames cannot hold the loop for its ~40k frames.
+READ_SLICE = 16 * 1024
+
+Clock = Callable[[], float]
+
+
+class FrameBudget:
+    """Tokens for incoming frames, charged at arrival (see the module docstring)."""
+
+    __slots__ = ("_clock", "_last", "_level", "_over_since", "burst", "flood_seconds", "rate")
+
+    def __init__(
+        self,
+        rate: float,
+        burst: float,
+        flood_seconds: float = 5.0,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        if not (rate > 0 and math.isfinite(rate)) or not (burst >= 1 and math.isfinite(burst)):
+            raise ConfigError(f"frame budget: rate must be > 0 and burst >= 1, got {rate}, {burst}")
+        if not flood_seconds > 0:
+            raise ConfigError(f"frame budget: flood_seconds must be > 0, got {flood_seconds}")
+        self.rate, self.burst, self.flood_seconds = float(rate), float(burst), flood_seconds
+        self._clock = clock
+        self._last = clock()
+        self._level = self.burst
+        self._over_since: float | None = None
+
+    @property
+    def level(self) -> float:
+        """Tokens left as of the last charge (negative: in debt)."""
+        return self._level
+
+    def charge(self, frames: int, now: float | None = None) -> float:
+        """Take ``frames`` tokens; return how many seconds reading must pause (0: none)."""
+        if now is None:
+            now = self._clock()
+        elapsed = now - self._last
+        self._last = now
+        if elapsed > 0:
+            self._level = min(self.burst, self._level + elapsed * self.rate)
+        self._level -= frames
+        if self._level >= 0:
+            if self._level >= self.burst / 2:
+                self._over_since = None  # back to healthy: a later burst starts a new count
+            return 0.0
+        if self._over_since is None:
+            self._over_since = now
+        return -self._level / self.rate
+
+    def flooding(self, now: float | None = None) -> bool:
+        """True once the connection has been in debt for ``flood_seconds`` without recovering."""
+        if self._over_since is None:
+            return False
+        return (self._clock() if now is None else now) - self._over_since >= self.flood_seconds
+
+
+class LoopStallWatch:
+    """Tells whether the event loop is, or just was, stalled (see the module docstring)."""
+
+    def __init__(
+        self,
+        interval: float = 0.1,
+        threshold: float = 0.25,
+        grace: float = 1.0,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        self.interval, self.threshold, self.grace = interval, threshold, grace
+        self._clock = clock
+        self._last_tick = clock()
+        self._forgive_until = -math.inf
+        self._task: asyncio.Task[None] | None = None
+        #: Stalls seen, and the longest (seconds), for display.
+        self.stalls = 0
+        self.longest = 0.0
+
+    def start(self) -> None:
+        """Start the ticker on the running loop (idempotent)."""
+        if self._task is None or self._task.done():
+            self._last_tick = self._clock()
+            self._task = asyncio.get_running_loop().create_task(self._tick(), name="stall-watch")
+
+    async def stop(self) -> None:
+        """Stop the ticker."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            now = self._clock()
+            late = now - self._last_tick - self.interval
+            if late > self.threshold:
+                self.stalls += 1
+                self.longest = max(self.longest, late)
+                self._forgive_until = now + self.grace + 2 * late
+            self._last_tick = now
+
+    def forgives(self, now: float | None = None) -> bool:
+        """True while the loop is stalled (the ticker is overdue) or just after (see above)."""
+        if now is None:
+            now = self._clock()
+        if self._task is not None and now - self._last_tick > self.interval + self.threshold:
+            return True  # the ticker has not run yet: we are coming back from a stall right now
+        return now < self._forgive_until
