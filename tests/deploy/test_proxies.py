@@ -8,6 +8,7 @@ What ``docs/deployment.md`` promises, over real sockets through the real proxy:
 - a hub that stops closes its clients with 1001; they reconnect through the proxy to the other
   hub and keep chatting, and the proxy takes the stopped hub out of rotation;
 - the hub's own page is admitted through the proxy (Host passed on), other origins are refused;
+  the page and ``/healthz`` are public, ``/metrics`` is not;
 - HAProxy's health check takes a hub whose ``/healthz`` says 503 out of rotation, and puts it
   back once it answers 200 again (open-source nginx cannot poll ``/healthz``: the docs say so).
 
@@ -31,7 +32,7 @@ from wslab.foundation.codes import CloseCode
 from wslab.foundation.errors import InvalidHandshakeResponse
 from wslab.hub import Hub
 from wslab.infrastructure.transport import connect
-from wslab.testing import wait_until
+from wslab.testing import http_request, wait_until
 
 pytestmark = [pytest.mark.services, pytest.mark.timeout(60)]
 
@@ -167,7 +168,7 @@ async def test_clients_spread_chat_and_fail_over_through_the_proxy(
     assert (await healthz(proxy.url))["hub_id"] == survivor.hub_id
 
 
-async def test_origin_checks_work_through_the_proxy(
+async def test_origin_checks_and_public_paths_through_the_proxy(
     shared_hubs: list[Hub], start_proxies: StartProxy
 ) -> None:
     proxy = start_proxies(shared_hubs)
@@ -181,6 +182,10 @@ async def test_origin_checks_work_through_the_proxy(
     with pytest.raises(InvalidHandshakeResponse) as refused:
         await connect(proxy.ws_url, origin="https://evil.example", open_timeout=WAIT)
     assert refused.value.status == 403
+    # The page and /healthz are public; /metrics stays on the private network.
+    assert (await http_request(proxy.url, "/", timeout=WAIT)).status == 200
+    assert (await http_request(proxy.url, "/metrics", timeout=WAIT)).status == 403
+    assert (await http_request(shared_hubs[0].url, "/metrics", timeout=WAIT)).status == 200
 
 
 @pytest.mark.parametrize("proxy_kind", ["haproxy"])
