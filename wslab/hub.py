@@ -14,6 +14,22 @@ server; :meth:`Hub.stop` undoes it in reverse (clients get 1001 first).
 
 What it serves: the chat page at ``/``, the WebSocket at ``/ws``, ``/healthz``, ``/metrics``
 (Prometheus) and ``/config.json`` (what the page needs to know).
+
+``/metrics`` (all ``wslab_`` unless noted): ``build_info{version,python,engine}``,
+``open_connections``, ``connections_total``, ``websocket_messages_total{direction}``,
+``websocket_bytes_total{direction}``, ``websocket_frames_total{direction}`` (wslab's engine
+only: ``websockets`` keeps its frames to itself, and its ``out`` bytes are payloads),
+``close_codes_total{direction,code}``, ``handshakes_refused_total{reason}``,
+``auth_failures_total{reason}``, ``rate_limit_verdicts_total{verdict}``, ``errors_total{code}``,
+``ping_rtt_seconds``, the chat's own metrics, and prometheus_client's ``process_*``,
+``python_info`` and ``python_gc_*``. Traffic totals are summed from each connection's own
+counters when scraped (see :mod:`wslab.infrastructure.traffic`), so the hot path pays nothing
+for them.
+
+Logs (INFO, on ``wslab.hub``): ``connection opened`` (connection_id, remote, user_id, engine),
+``connection closed`` (code, reason, closed_by ``hub``/``peer``, duration_s), and, throttled to
+:data:`REFUSAL_LOG_RATE` lines a second each with a ``suppressed`` count, ``handshake refused``
+(reason, status) and ``token refused`` (reason, method).
 """
 
 from __future__ import annotations

@@ -303,12 +303,21 @@ def test_reset_zeroes_values_and_keeps_declarations() -> None:
     lab = m.counter("lab", "x", labels=("k",))
     h = m.histogram("h", "x")
     c.inc(5)
-    lab.inc(k="a")
+    held = lab.labels(k="a")  # as a hot path holds it
+    held.inc()
     h.observe(1.0)
+    total = [7]
+    fed = m.counter("fed_total", "read from a function")
+    fed.set_function(lambda: total[0])
     m.reset()
     assert c.value() == 0 and h.summary()["count"] == 0 and h.summary()["p50"] is None
-    assert m.snapshot()["counters"]["lab"] == []
+    assert m.snapshot()["counters"]["lab"] == [{"labels": {"k": "a"}, "value": 0}]
     assert m.get("lab") is lab
+    held.inc()  # the held child is still the exported series
+    assert lab.value(k="a") == 1
+    assert fed.value() == 0
+    total[0] = 10
+    assert fed.value() == 3
 
 
 # -- Prometheus exposition -----------------------------------------------------------------------

@@ -188,7 +188,12 @@ class CounterChild:
             return math.nan
 
     def _reset(self) -> None:
+        # A total read from a function cannot be zeroed at its source: start from its current
+        # reading instead, so the series counts up from 0 again.
+        fn = self._fn
         self.value = 0
+        if fn is not None:
+            self.value = -self.get()
 
 
 class GaugeChild:
@@ -409,11 +414,13 @@ class _Metric(Generic[ChildT]):
         ]
 
     def reset(self) -> None:
-        """Zero every series (labelled series are forgotten, as if never used)."""
-        if self._default is None:
-            self._children.clear()
-        else:
-            self._default._reset()
+        """Zero every series; the series themselves stay.
+
+        They stay because callers hold children on hot paths (``labels()`` once, ``inc()``
+        many times): a forgotten child would keep counting where nobody reads it.
+        """
+        for child in tuple(self._children.values()):
+            child._reset()
         self.overflowed = 0
 
     def _family(self, full_name: str) -> Metric:
@@ -752,7 +759,10 @@ class Metrics:
         return len(self._by_name)
 
     def reset(self) -> None:
-        """Zero every metric (declarations stay); handy between notebook experiments."""
+        """Zero every metric (declarations and series stay); handy between notebook experiments.
+
+        Counters read from a function start from their current reading again.
+        """
         for metric in tuple(self._by_name.values()):
             metric.reset()
 
