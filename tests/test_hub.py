@@ -179,15 +179,14 @@ async def test_metrics_are_prometheus_text(started: Any) -> None:
     assert status == 200
     assert headers["content-type"].startswith("text/plain")
     samples = {
-        sample.name: sample.value
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
         for family in text_string_to_metric_families(body.decode())
         for sample in family.samples
-        if not sample.labels
     }
-    assert samples["wslab_connections"] == 1
-    assert samples["wslab_connections_total"] == 1
-    assert samples["wslab_messages_in_total"] >= 1
-    assert samples["wslab_store_save_seconds_count"] == 1
+    assert samples["wslab_open_connections", ()] == 1
+    assert samples["wslab_connections_total", ()] == 1
+    assert samples["wslab_websocket_messages_total", (("direction", "in"),)] >= 1
+    assert samples["wslab_store_save_seconds_count", ()] == 1
     await conn.close()
 
 

@@ -14,6 +14,22 @@ server; :meth:`Hub.stop` undoes it in reverse (clients get 1001 first).
 
 What it serves: the chat page at ``/``, the WebSocket at ``/ws``, ``/healthz``, ``/metrics``
 (Prometheus) and ``/config.json`` (what the page needs to know).
+
+``/metrics`` (all ``wslab_`` unless noted): ``build_info{version,python,engine}``,
+``open_connections``, ``connections_total``, ``websocket_messages_total{direction}``,
+``websocket_bytes_total{direction}``, ``websocket_frames_total{direction}`` (wslab's engine
+only: ``websockets`` keeps its frames to itself, and its ``out`` bytes are payloads),
+``close_codes_total{direction,code}``, ``handshakes_refused_total{reason}``,
+``auth_failures_total{reason}``, ``rate_limit_verdicts_total{verdict}``, ``errors_total{code}``,
+``ping_rtt_seconds``, the chat's own metrics, and prometheus_client's ``process_*``,
+``python_info`` and ``python_gc_*``. Traffic totals are summed from each connection's own
+counters when scraped (see :mod:`wslab.infrastructure.traffic`), so the hot path pays nothing
+for them.
+
+Logs (INFO, on ``wslab.hub``): ``connection opened`` (connection_id, remote, user_id, engine),
+``connection closed`` (code, reason, closed_by ``hub``/``peer``, duration_s), and, throttled to
+:data:`REFUSAL_LOG_RATE` lines a second each with a ``suppressed`` count, ``handshake refused``
+(reason, status) and ``token refused`` (reason, method).
 """
 
 from __future__ import annotations
@@ -23,6 +39,7 @@ import contextlib
 import errno
 import json
 import logging
+import platform
 import secrets
 import ssl as ssl_module
 import threading
@@ -32,6 +49,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from importlib import resources
 from typing import Any, ClassVar, TypeVar
 
+from wslab import __version__
 from wslab.application.chat import ChatService
 from wslab.application.session import Authenticator
 from wslab.application.versioning import CURRENT_VERSION, DEPRECATED_VERSIONS
@@ -46,12 +64,13 @@ from wslab.infrastructure.engines import serve
 from wslab.infrastructure.events import EventKind, EventLog
 from wslab.infrastructure.fairness import LoopStallWatch
 from wslab.infrastructure.heartbeat import HeartbeatMonitor
-from wslab.infrastructure.logs import bind, log_context, new_correlation_id
+from wslab.infrastructure.logs import ThrottledLog, bind, log_context, new_correlation_id
 from wslab.infrastructure.manager import ConnectionManager
 from wslab.infrastructure.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from wslab.infrastructure.metrics import Metrics
 from wslab.infrastructure.ratelimit import AddressLimiter, ConnectionLimiter, Verdict
 from wslab.infrastructure.router import MessageRouter, error_envelope
+from wslab.infrastructure.traffic import TrafficTotals
 from wslab.infrastructure.transport import HttpResponse
 from wslab.integration.auth import (
     AuthConfig,
@@ -65,6 +84,63 @@ from wslab.integration.backends import broker_from_url, store_from_url
 __all__ = ["ConnectionsView", "Hub", "ThreadedHub"]
 
 log = logging.getLogger("wslab.hub")
+
+#: Lines per second for refused handshakes and refused tokens (each throttled on its own).
+REFUSAL_LOG_RATE = 10
+
+#: The ``reason`` label of ``wslab_handshakes_refused_total``: why an upgrade was refused.
+REFUSAL_REASONS = ("origin", "rate", "capacity", "per_ip", "path", "bad_request", "internal")
+
+#: The ``reason`` label of ``wslab_auth_failures_total``, from the failure's message.
+AUTH_FAILURE_REASONS = (
+    "missing",
+    "malformed",
+    "signature",
+    "expired",
+    "not_yet_valid",
+    "claims",
+    "timeout",
+    "other",
+)
+
+_KNOWN_CLOSE_CODES = frozenset(int(code) for code in CloseCode)
+
+
+def _close_code_label(code: int | None) -> str:
+    """A close code as a label value: known codes as themselves, any other as ``other``.
+
+    Peers may send any code from 3000 to 4999: folded, they cannot blow up the series count.
+    """
+    if code is None:
+        return "none"
+    return str(code) if code in _KNOWN_CLOSE_CODES else "other"
+
+
+def _auth_failure_reason(message: str) -> str:
+    """One of :data:`AUTH_FAILURE_REASONS` for an authentication failure's safe message."""
+    text = message.lower()
+    if text.startswith("no auth message within"):
+        return "timeout"
+    if "expired" in text:
+        return "expired"
+    if "not yet valid" in text:
+        return "not_yet_valid"
+    if "signature" in text or "algorithm" in text:
+        return "signature"
+    if "audience" in text or "issuer" in text or "claim" in text or "another user" in text:
+        return "claims"
+    if "needs a token" in text or "first message must be" in text:
+        return "missing"
+    if "malformed" in text or "too large" in text or "more than one" in text or "scheme" in text:
+        return "malformed"
+    return "other"
+
+
+def _refusal(error: HandshakeError, reason: str) -> HandshakeError:
+    """Tag a refusal with its ``reason`` label, read back when the engine refuses the upgrade."""
+    error.refusal_reason = reason  # type: ignore[attr-defined]
+    return error
+
 
 T = TypeVar("T")
 
@@ -88,6 +164,12 @@ def _ref_of(raw: str | bytes) -> str | int | None:
     except (ValueError, AttributeError, RecursionError):
         return None
     return ref if isinstance(ref, (str, int)) and not isinstance(ref, bool) else None
+
+
+def _remote(connection: Connection) -> str | None:
+    """``host:port`` of the connection's peer, for log lines."""
+    remote = connection.remote
+    return f"{remote[0]}:{remote[1]}" if remote else None
 
 
 class ConnectionsView:
@@ -180,7 +262,10 @@ class Hub:
             broker=self.broker,
             manager=self.manager,
             authenticator=Authenticator(
-                verifier, auth_timeout=config.auth_timeout, event_log=self.events
+                verifier,
+                auth_timeout=config.auth_timeout,
+                event_log=self.events,
+                on_failure=self._auth_failed,
             ),
             event_log=self.events,
             metrics=self.metrics,
@@ -201,6 +286,9 @@ class Hub:
         self.address_limiter = AddressLimiter(config.connections_per_ip_per_minute)
         #: Notices when this hub's event loop was blocked (see wslab.infrastructure.fairness).
         self.stalls = LoopStallWatch()
+        self.traffic = TrafficTotals()
+        self._refusal_log = ThrottledLog(log, REFUSAL_LOG_RATE)
+        self._auth_log = ThrottledLog(log, REFUSAL_LOG_RATE)
         self.limits = ConnectionLimits(
             max_message_size=config.max_message_size,
             max_frame_size=config.max_frame_size,
@@ -272,7 +360,7 @@ class Hub:
     async def _listen(self) -> Any:
         config = self.config
         try:
-            return await serve(
+            server = await serve(
                 self._handle,
                 config.host,
                 config.port,
@@ -280,10 +368,12 @@ class Hub:
                 limits=self.limits,
                 http_handler=self._http,
                 process_upgrade=self._check_upgrade,
-                admission=self.address_limiter.allow,
+                admission=self._admit,
                 event_log=self.events,
                 ssl=self._ssl_context(),
             )
+            server.on_refused = self._handshake_refused
+            return server
         except OSError as error:
             if error.errno == errno.EADDRINUSE:
                 raise ConfigError(
@@ -398,36 +488,90 @@ class Hub:
         self, upgrade: Upgrade, remote: tuple[str, int] | None
     ) -> dict[str, Any] | None:
         if upgrade.path != self.config.path:
-            raise HandshakeError(
-                f"no WebSocket endpoint at {upgrade.path}; use {self.config.path}", status=404
+            raise _refusal(
+                HandshakeError(
+                    f"no WebSocket endpoint at {upgrade.path}; use {self.config.path}", status=404
+                ),
+                "path",
             )
-        self.origins.check(upgrade.origin, host=upgrade.host)  # the hub's own page is welcome
+        try:
+            self.origins.check(upgrade.origin, host=upgrade.host)  # the hub's own page is welcome
+        except HandshakeError as error:
+            raise _refusal(error, "origin") from None
         # Counted at the server, so connections still authenticating take their place too.
         if self.server is not None and len(self.server.connections) >= self.config.max_connections:
-            raise HandshakeError(
-                f"the hub is full ({self.config.max_connections} connections); try again later",
-                status=503,
+            raise _refusal(
+                HandshakeError(
+                    f"the hub is full ({self.config.max_connections} connections); try again later",
+                    status=503,
+                ),
+                "capacity",
             )
         if remote is not None and self.server is not None:
             # Counts connections the server holds (open or still authenticating): one address
             # cannot take more than its share of the hub, whatever its connection rate.
             ip = remote[0]
-            mine = sum(1 for c in self.server.connections.values() if c.remote and c.remote[0] == ip)
+            mine = sum(
+                1 for c in self.server.connections.values() if c.remote and c.remote[0] == ip
+            )
             if mine >= self.config.max_connections_per_ip:
-                raise HandshakeError(
-                    f"too many connections from {ip} ({self.config.max_connections_per_ip})",
-                    status=429,
+                raise _refusal(
+                    HandshakeError(
+                        f"too many connections from {ip} ({self.config.max_connections_per_ip})",
+                        status=429,
+                    ),
+                    "per_ip",
                 )
         return None
+
+    def _admit(self, address: str) -> bool:
+        """The per-address connection rate (the server's admission hook), counted when it says no."""
+        if self.address_limiter.allow(address):
+            return True
+        self._m_refused["rate"].inc()
+        self._refusal_log.info(
+            "handshake refused", reason="rate", status=429, remote=address, path=self.config.path
+        )
+        return False
+
+    def _handshake_refused(self, error: HandshakeError, remote: tuple[str, int] | None) -> None:
+        """The engine refuses an upgrade with an HTTP status: count it and log it (throttled)."""
+        reason = getattr(error, "refusal_reason", None)
+        if reason is None:
+            reason = "internal" if error.status >= 500 else "bad_request"
+        self._m_refused[reason].inc()
+        self._refusal_log.info(
+            "handshake refused",
+            reason=reason,
+            status=error.status,
+            detail=error.message,
+            remote=f"{remote[0]}:{remote[1]}" if remote else None,
+        )
+
+    def _auth_failed(self, connection: Connection, message: str, method: str) -> None:
+        """A token was refused (or expired): count it by reason and log it (throttled)."""
+        reason = _auth_failure_reason(message)
+        self._m_auth_failures[reason].inc()
+        self._auth_log.info(
+            "token refused",
+            connection_id=connection.id,
+            remote=_remote(connection),
+            reason=reason,
+            detail=message,
+            method=method,
+        )
 
     async def _handle(self, connection: Connection) -> None:
         """One connection's life: authenticate, then route its messages until it closes."""
         bind(connection_id=connection.id, hub_id=self.hub_id)  # this task's log context
+        self.traffic.track(connection)
+        connection.add_close_callback(self._connection_closed)
         try:
             await self._serve_connection(connection)
         except Exception as error:
-            # Reported here (hub.errors, log, event) and re-raised: the server closes with 1011.
-            self._report_error(error)
+            # Kept here (hub.errors, event) and re-raised: the server logs it with its traceback
+            # and closes with 1011, so logging it here too would say it twice.
+            self._report_error(error, logged=True)
             raise
 
     async def _serve_connection(self, connection: Connection) -> None:
@@ -446,15 +590,26 @@ class Hub:
         bind(user_id=session.user_id)
         self.heartbeat.watch(connection)
         self._m_connections_total.inc()
+        log.info(
+            "connection opened",
+            extra={
+                "connection_id": connection.id,
+                "remote": _remote(connection),
+                "user_id": session.user_id,
+                "engine": connection.engine,
+            },
+        )
+        connection.add_close_callback(lambda closed: self._log_close(closed, session.user_id))
+        allowed = self._m_verdicts[Verdict.ALLOW]
         try:
             async for raw in connection:
-                self._m_messages_in.inc()
                 verdict = limiter.check(len(raw))
                 if verdict is not Verdict.ALLOW:
                     self._refuse_flood(connection, raw, verdict)
                     if verdict is Verdict.CLOSE:
                         break
                     continue
+                allowed.inc()
                 with log_context(correlation_id=_ref_of(raw) or new_correlation_id()):
                     reply = await self.router.dispatch(connection, raw)
                     if reply is not None:
@@ -465,6 +620,7 @@ class Hub:
             await self.chat.close_session(session)
 
     def _refuse_flood(self, connection: Connection, raw: str | bytes, verdict: Verdict) -> None:
+        self._m_verdicts[verdict].inc()
         self.events.record(
             EventKind.RATE_LIMIT, connection.id, verdict=verdict.value, nbytes=len(raw)
         )
@@ -482,7 +638,11 @@ class Hub:
             return
         self._m_errors.inc(code=reply["error"].get("name", "UNKNOWN"))
         if reply["error"].get("code") == ErrorCode.INTERNAL_ERROR:
-            self._report_error(RuntimeError(f"internal error handling {str(raw)[:80]!r}"))
+            # The router has logged the failure (with its traceback, throttled per type): the
+            # hub only keeps it in hub.errors and the event log.
+            self._report_error(
+                RuntimeError(f"internal error handling {str(raw)[:80]!r}"), logged=True
+            )
 
     # -- plain HTTP --------------------------------------------------------------------------------
 
@@ -536,27 +696,128 @@ class Hub:
 
     def _declare_metrics(self) -> None:
         m = self.metrics
-        m.gauge("connections", "Open WebSocket connections").set_function(lambda: len(self.manager))
-        m.gauge("retry_queue", "Messages waiting for the store").set_function(
+        m.add_runtime_collectors()
+        m.gauge(
+            "build_info",
+            "The running wslab: version, Python and WebSocket engine (always 1)",
+            ["version", "python", "engine"],
+        ).set(1, version=__version__, python=platform.python_version(), engine=self.config.engine)
+        m.gauge(
+            "open_connections", "WebSocket connections authenticated and open now"
+        ).set_function(lambda: len(self.manager))
+        m.gauge("retry_queue", "Messages waiting for the store to come back").set_function(
             lambda: len(self.chat.retry)
         )
-        self._m_connections_total = m.counter("connections_total", "Connections authenticated")
-        self._m_messages_in = m.counter("messages_in_total", "WebSocket messages received")
-        self._m_errors = m.counter("errors_total", "Error replies sent", ["code"])
+        self._m_connections_total = m.counter(
+            "connections_total", "WebSocket connections authenticated since start"
+        )
+        self._declare_traffic_metrics()
+        self._m_close_codes = m.counter(
+            "close_codes_total",
+            "Connections closed, by close code sent (direction=out) or received (direction=in; "
+            "1006: the connection ended without a close frame)",
+            ["direction", "code"],
+        )
+        refused = m.counter(
+            "handshakes_refused_total", "WebSocket upgrade requests refused, by reason", ["reason"]
+        )
+        self._m_refused = {reason: refused.labels(reason) for reason in REFUSAL_REASONS}
+        failures = m.counter(
+            "auth_failures_total",
+            "Tokens refused or expired (each closes its connection with 4001), by reason",
+            ["reason"],
+        )
+        self._m_auth_failures = {r: failures.labels(r) for r in AUTH_FAILURE_REASONS}
+        verdicts = m.counter(
+            "rate_limit_verdicts_total",
+            "Rate-limit verdicts on messages from authenticated connections",
+            ["verdict"],
+        )
+        self._m_verdicts = {v: verdicts.labels(v.value) for v in Verdict}
+        self._m_errors = m.counter(
+            "errors_total", "Error replies to WebSocket requests, by error name", ["code"]
+        )
         self._m_rtt = m.histogram(
             "ping_rtt_seconds",
             "Heartbeat round-trip time",
             buckets=(0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5),
         )
 
+    def _declare_traffic_metrics(self) -> None:
+        """Messages, bytes and (wslab's engine only) frames, summed from the connections' own
+        counters when scraped: nothing is counted twice on the hot path."""
+        m = self.metrics
+        traffic = self.traffic
+        engine = self.config.engine
+        messages = m.counter(
+            "websocket_messages_total", "WebSocket data messages received and sent", ["direction"]
+        )
+        out_bytes = "data frames written" if engine == "wslab" else "data payloads sent"
+        transferred = m.counter(
+            "websocket_bytes_total",
+            f"Bytes read from WebSocket sockets (in) and bytes of {out_bytes} (out)",
+            ["direction"],
+        )
+        for direction in ("in", "out"):
+            messages.set_function(
+                lambda d=direction: traffic.total(f"messages_{d}"), direction=direction
+            )
+            transferred.set_function(
+                lambda d=direction: traffic.total(f"bytes_{d}"), direction=direction
+            )
+        if engine == "wslab":  # the websockets library does not show its frames
+            frames = m.counter(
+                "websocket_frames_total",
+                "WebSocket frames (data and control) received and sent",
+                ["direction"],
+            )
+            for direction in ("in", "out"):
+                frames.set_function(
+                    lambda d=direction: traffic.total(f"frames_{d}"), direction=direction
+                )
+
+    def _connection_closed(self, connection: Connection) -> None:
+        """TCP is closed: fold the connection's counts into the totals, count its close codes."""
+        self.traffic.fold(connection)
+        sent = connection.close_sent
+        if sent is not None:
+            self._m_close_codes.labels("out", _close_code_label(sent[0])).inc()
+        self._m_close_codes.labels("in", _close_code_label(connection.close_code)).inc()
+
+    def _log_close(self, connection: Connection, user_id: str) -> None:
+        """The INFO line for the end of an authenticated connection: who closed it, how."""
+        sent = connection.close_sent
+        by_hub = connection.closed_locally
+        if by_hub and sent is not None:
+            code, reason = sent
+        else:
+            code, reason = connection.close_code, connection.close_reason
+        log.info(
+            "connection closed",
+            extra={
+                "connection_id": connection.id,
+                "remote": _remote(connection),
+                "user_id": user_id,
+                "code": code,
+                "reason": reason,
+                "closed_by": "hub" if by_hub else "peer",
+                "duration_s": round(connection.clock() - connection.stats.opened_at, 3),
+            },
+        )
+
     def _observe_rtt(self, connection: Connection, rtt: float) -> None:
         self._m_rtt.observe(rtt)
 
-    def _report_error(self, error: BaseException) -> None:
-        """Background failures are kept (bounded) in ``hub.errors``, logged and recorded."""
+    def _report_error(self, error: BaseException, *, logged: bool = False) -> None:
+        """Background failures are kept (bounded) in ``hub.errors``, logged and recorded.
+
+        ``logged``: whoever saw the failure first has logged it already (with the traceback);
+        it is kept and recorded here, not logged a second time.
+        """
         entry = {"time": time.time(), "error": type(error).__name__, "message": str(error)}
         self.errors.append(entry)
-        log.error("hub %s: %s: %s", self.hub_id, entry["error"], entry["message"])
+        if not logged:
+            log.error("hub %s: %s: %s", self.hub_id, entry["error"], entry["message"])
         self.events.record(
             EventKind.ERROR, None, error=entry["error"], message=entry["message"], where="hub"
         )

@@ -183,3 +183,43 @@ def test_formatter_works_without_configure() -> None:
         line = json.loads(JsonFormatter().format(record))
     assert line["logger"] == "x" and line["message"] == "m 1" and line["correlation_id"] == "r2"
     assert new_correlation_id() != new_correlation_id()
+
+
+def test_a_throttled_log_keeps_to_its_rate_and_says_what_it_dropped(
+    stream: io.StringIO,
+) -> None:
+    from wslab.infrastructure.logs import ThrottledLog
+
+    now = [0.0]
+    throttle = ThrottledLog(get_logger("test.throttle"), per_second=3, clock=lambda: now[0])
+    logged = [throttle.info("refused", reason="origin", n=i) for i in range(10)]
+    assert logged == [True] * 3 + [False] * 7
+    assert throttle.suppressed == 7
+    now[0] = 1.0  # the next window
+    assert throttle.info("refused", reason="origin", n=10)
+    records = lines(stream)
+    assert [r["n"] for r in records] == [0, 1, 2, 10]
+    assert "suppressed" not in records[0]
+    assert records[-1]["suppressed"] == 7 and records[-1]["reason"] == "origin"
+    assert throttle.suppressed == 0
+
+
+def test_a_throttled_log_below_its_level_costs_nothing(stream: io.StringIO) -> None:
+    from wslab.infrastructure.logs import ThrottledLog
+
+    logger = get_logger("test.quiet")
+    logger.setLevel(logging.WARNING)
+    try:
+        throttle = ThrottledLog(logger, per_second=1)
+        assert not throttle.info("refused")
+        assert throttle.suppressed == 0  # not a suppression: nobody wanted the line
+        assert lines(stream) == []
+    finally:
+        logger.setLevel(logging.NOTSET)
+
+
+def test_a_throttle_needs_a_positive_rate() -> None:
+    from wslab.infrastructure.logs import ThrottledLog
+
+    with pytest.raises(ConfigError):
+        ThrottledLog(get_logger("test.zero"), per_second=0)

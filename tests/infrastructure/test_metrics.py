@@ -303,12 +303,21 @@ def test_reset_zeroes_values_and_keeps_declarations() -> None:
     lab = m.counter("lab", "x", labels=("k",))
     h = m.histogram("h", "x")
     c.inc(5)
-    lab.inc(k="a")
+    held = lab.labels(k="a")  # as a hot path holds it
+    held.inc()
     h.observe(1.0)
+    total = [7]
+    fed = m.counter("fed_total", "read from a function")
+    fed.set_function(lambda: total[0])
     m.reset()
     assert c.value() == 0 and h.summary()["count"] == 0 and h.summary()["p50"] is None
-    assert m.snapshot()["counters"]["lab"] == []
+    assert m.snapshot()["counters"]["lab"] == [{"labels": {"k": "a"}, "value": 0}]
     assert m.get("lab") is lab
+    held.inc()  # the held child is still the exported series
+    assert lab.value(k="a") == 1
+    assert fed.value() == 0
+    total[0] = 10
+    assert fed.value() == 3
 
 
 # -- Prometheus exposition -----------------------------------------------------------------------
@@ -374,3 +383,70 @@ def test_registries_are_independent() -> None:
     a.counter("frames", "x").inc()
     b.counter("frames", "x")
     assert samples(b.prometheus_text())[("wslab_frames_total", ())] == 0
+
+
+# -- totals kept elsewhere, names that cannot clash, runtime collectors ------------------------
+
+
+def test_a_counter_can_read_its_total_from_a_function() -> None:
+    metrics = Metrics()
+    total = {"in": 0}
+    received = metrics.counter("received_bytes_total", "Bytes received", ["direction"])
+    received.set_function(lambda: total["in"], direction="in")
+    total["in"] = 1234
+    assert received.value(direction="in") == 1234
+    assert (
+        samples(metrics.prometheus_text())[("wslab_received_bytes_total", (("direction", "in"),))]
+        == 1234
+    )
+    assert metrics.snapshot()["counters"]["received_bytes_total"][0]["value"] == 1234
+
+
+def test_a_failing_counter_function_reads_nan() -> None:
+    metrics = Metrics()
+    counter = metrics.counter("broken_total", "Never readable")
+    counter.set_function(lambda: 1 / 0)
+    assert math.isnan(counter.value())
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        (("counter", "connections_total"), ("gauge", "connections")),
+        (("gauge", "connections"), ("counter", "connections_total")),
+        (("histogram", "latency_seconds"), ("gauge", "latency_seconds_count")),
+        (("counter", "frames"), ("counter", "frames_total")),
+    ],
+)
+def test_metrics_that_would_share_an_exposed_name_are_refused(
+    first: tuple[str, str], second: tuple[str, str]
+) -> None:
+    metrics = Metrics()
+    getattr(metrics, first[0])(first[1], "the first one")
+    with pytest.raises(ConfigError, match="same name"):
+        getattr(metrics, second[0])(second[1], "the second one")
+
+
+def test_runtime_collectors_are_on_the_registry_only() -> None:
+    from prometheus_client import REGISTRY
+
+    before = {m.name for m in REGISTRY.collect()}
+    metrics = Metrics()
+    metrics.add_runtime_collectors()
+    metrics.add_runtime_collectors()  # harmless twice
+    names = [f.name for f in text_string_to_metric_families(metrics.prometheus_text())]
+    assert "process_cpu_seconds" in names and "python_info" in names
+    assert len(names) == len(set(names))
+    assert {m.name for m in REGISTRY.collect()} == before
+
+
+def test_a_custom_collector_is_exposed() -> None:
+    from prometheus_client.core import GaugeMetricFamily
+
+    class Rooms:
+        def collect(self):  # type: ignore[no-untyped-def]
+            yield GaugeMetricFamily("wslab_rooms", "Rooms with members", value=3)
+
+    metrics = Metrics()
+    metrics.add_collector(Rooms())
+    assert samples(metrics.prometheus_text())[("wslab_rooms", ())] == 3

@@ -124,7 +124,11 @@ class ChatService:
         self._unsubscribe_state: Callable[[], None] | None = None
         m = self.metrics
         self._m_messages = m.counter("chat_messages_total", "Chat messages accepted", ["kind"])
-        self._m_errors = m.counter("chat_errors_total", "Error replies sent", ["code"])
+        self._m_errors = m.counter(
+            "chat_errors_total",
+            "Chat messages delivered live but not stored yet (degraded replies), by error code",
+            ["code"],
+        )
         self._m_store = m.histogram("store_save_seconds", "Time to store one message")
         self._m_fanout = m.histogram(
             "fanout_recipients",

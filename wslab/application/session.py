@@ -40,6 +40,9 @@ __all__ = ["Authenticator", "Session"]
 
 #: How the authenticator sends ``auth:expiring`` to the client.
 Sender = Callable[[dict[str, object]], "Awaitable[None] | bool | None"]
+#: Called with the connection, the failure's safe message and where the token came from
+#: (``"header"``, ``"query"``, ``"message"``, ``"upgrade"`` or ``"expiry"``).
+FailureHook = Callable[[Connection, str, str], None]
 
 log = logging.getLogger("wslab.session")
 
@@ -80,11 +83,14 @@ class Authenticator:
         auth_timeout: float = 10.0,
         event_log: EventLog | None = None,
         wall_clock: Callable[[], float] = time.time,
+        on_failure: FailureHook | None = None,
     ) -> None:
         self.verifier = verifier
         self.auth_timeout = auth_timeout
         self.events = event_log
         self.wall_clock = wall_clock
+        #: Told of every refused or expired token, before the 4001 (metrics, the hub's log).
+        self.on_failure = on_failure
 
     async def admit(self, connection: Connection) -> tuple[Identity, str] | None:
         """The identity of ``connection`` and how it was proven; None after closing it with 4001."""
@@ -101,6 +107,8 @@ class Authenticator:
             identity = self.verifier.verify(token)
         except AuthenticationError as error:
             self._record(connection, ok=False, reason=error.message, method=source)
+            if self.on_failure is not None:
+                self.on_failure(connection, error.message, source)
             await connection.close(
                 CloseCode.AUTHENTICATION_FAILED, f"authentication failed: {error.message}"
             )
@@ -156,6 +164,8 @@ class Authenticator:
         await asyncio.sleep(max(0.0, plan.close_at - self.wall_clock()))
         if not connection.closed:
             self._record(connection, ok=False, reason="token expired")
+            if self.on_failure is not None:
+                self.on_failure(connection, "token expired", "expiry")
             await connection.close(CloseCode.AUTHENTICATION_FAILED, "token expired")
 
     def _record(self, connection: Connection, **fields: object) -> None:

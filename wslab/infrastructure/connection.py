@@ -290,6 +290,15 @@ class Connection:
         """True if this end started the close."""
         raise NotImplementedError
 
+    @property
+    def close_sent(self) -> tuple[int, str] | None:
+        """The code and reason of the close frame this end sent, once sent; else ``None``."""
+        return None
+
+    def frame_counts(self) -> tuple[int, int] | None:
+        """Frames received and sent so far, on engines that see frames (``None`` otherwise)."""
+        return None
+
     async def wait_writable(self) -> None:
         """Wait until the socket accepts more data (flow control for a single producer)."""
 
@@ -451,6 +460,14 @@ class Connection:
     def closed(self) -> bool:
         """True once TCP is closed."""
         return self._closed.done()
+
+    def add_close_callback(self, callback: Callable[[Connection], object]) -> None:
+        """Call ``callback(connection)`` soon after TCP is closed (at once if it already is).
+
+        For bookkeeping that needs the final counters and close codes (metrics, the close log
+        line): it runs on the event loop, in the context of the task that added it.
+        """
+        self._closed.add_done_callback(lambda _: callback(self))
 
     def _lost(self, cause: str) -> None:
         """An engine reports that TCP is closed: wake every waiter."""

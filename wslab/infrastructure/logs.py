@@ -19,6 +19,10 @@ copies its parent's context when it is created, and what it binds later stays in
 Exceptions go into an ``exc`` field (type, message and traceback). The log is for the operators
 of the hub; what a peer sees is the safe message of a ``WslabError``, never this.
 
+Lines a client can cause at will (a refused handshake, a refused token) go through a
+:class:`ThrottledLog`: at most so many per second, and the next line that gets through says how
+many were suppressed, so a flood costs the log a few lines a second, not one per attempt.
+
 Jupyter: :func:`configure_logging` touches only the ``wslab`` logger (never the root logger the
 kernel uses), writes to whatever ``sys.stderr`` is at the moment of each record (the kernel swaps
 it for a cell-aware stream) and stops propagation so records are not printed twice.
@@ -30,10 +34,12 @@ import contextlib
 import contextvars
 import json as _json
 import logging
+import math
 import sys
+import time
 import traceback
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timezone
 from types import MappingProxyType
 from typing import IO, Any
@@ -44,6 +50,7 @@ __all__ = [
     "ROOT_LOGGER",
     "JsonFormatter",
     "TextFormatter",
+    "ThrottledLog",
     "bind",
     "configure_logging",
     "current_context",
@@ -120,6 +127,59 @@ def current_context() -> dict[str, Any]:
 def new_correlation_id() -> str:
     """A random id to follow one request through the logs of every layer (and hub)."""
     return uuid.uuid4().hex
+
+
+# -- throttling ----------------------------------------------------------------------------------
+
+
+class ThrottledLog:
+    """Logs at most ``per_second`` records per one-second window through ``logger``.
+
+    Records beyond that are dropped and counted; the next record let through carries the count
+    as its ``suppressed`` field. One throttle is shared by one kind of line (refused handshakes,
+    refused tokens), so a flood of one kind cannot silence the other.
+    """
+
+    __slots__ = ("_clock", "_in_window", "_logger", "_window_start", "per_second", "suppressed")
+
+    def __init__(
+        self,
+        logger: logging.Logger,
+        per_second: int = 10,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if per_second < 1:
+            raise ConfigError(f"per_second must be at least 1, got {per_second}")
+        self._logger = logger
+        self.per_second = per_second
+        self._clock = clock
+        self._window_start = -math.inf
+        self._in_window = 0
+        #: Records dropped since the last one that was logged.
+        self.suppressed = 0
+
+    def log(self, level: int, message: str, **fields: Any) -> bool:
+        """Log ``message`` with ``fields`` (as ``extra=``) unless over the rate; True if logged."""
+        if not self._logger.isEnabledFor(level):
+            return False
+        now = self._clock()
+        if now - self._window_start >= 1.0:
+            self._window_start = now
+            self._in_window = 0
+        if self._in_window >= self.per_second:
+            self.suppressed += 1
+            return False
+        self._in_window += 1
+        if self.suppressed:
+            fields["suppressed"] = self.suppressed
+            self.suppressed = 0
+        self._logger.log(level, message, extra=fields)
+        return True
+
+    def info(self, message: str, **fields: Any) -> bool:
+        """:meth:`log` at INFO."""
+        return self.log(logging.INFO, message, **fields)
 
 
 # -- formatting ----------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ Example::
     frames.inc(direction="in")
     frames_in = frames.labels(direction="in")  # hold the child on hot paths: no label lookup
     frames_in.inc()
+    metrics.counter("bytes_in_total", "Bytes received.").set_function(lambda: totals.bytes_in)
     rtt.observe(0.0021)
     with metrics.time_it(rtt):
         ...
@@ -44,6 +45,19 @@ Label cardinality
     ``metrics_label_overflow{metric="<name>"}`` counts each fold. So a metric never holds more
     than ``max_series + 1`` series, whatever the input (room names, user ids...).
 
+Naming
+    A counter is exposed as ``<namespace>_<name>`` with ``_total`` (added if the name lacks it),
+    so name counters ``..._total`` and put the unit before it (``received_bytes_total``);
+    gauges and histograms carry their unit too (``..._seconds``, ``..._bytes``). Declaring a
+    metric whose exposed family or sample names clash with another's (a gauge ``connections``
+    next to a counter ``connections_total``) raises ``ConfigError``. Every help text should be
+    distinct: it is all a dashboard user sees of the metric.
+
+Totals kept elsewhere
+    ``counter.set_function(fn)`` exposes a total that is counted as plain ints somewhere else
+    (per-connection byte and frame counts): the hot path increments its own int and the
+    metric reads the sum only when scraped.
+
 Threads
     Updates are meant to come from the event loop's thread; they take no lock. Reading
     (snapshot, exposition) copies the series first, so it is safe from another thread.
@@ -63,7 +77,14 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    GCCollector,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -131,12 +152,13 @@ _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 
 
 class CounterChild:
-    """One series of a counter: a value that only goes up."""
+    """One series of a counter: a value that only goes up (or one read from a function)."""
 
-    __slots__ = ("value",)
+    __slots__ = ("_fn", "value")
 
     def __init__(self) -> None:
         self.value: float = 0
+        self._fn: Callable[[], float] | None = None
 
     def inc(self, n: float = 1) -> None:
         """Add ``n`` (>= 0)."""
@@ -144,12 +166,34 @@ class CounterChild:
             raise ConfigError(f"a counter can only increase, got inc({n})")
         self.value += n
 
+    def set_function(self, fn: Callable[[], float]) -> None:
+        """Read the value from ``fn()`` (plus what ``inc`` added) whenever it is read.
+
+        For totals that live elsewhere as plain ints (bytes and frames counted by each
+        connection): the hot path keeps incrementing its own ints and pays nothing for the
+        metric. ``fn`` must never go down. If it raises, the reading is NaN and the error is
+        logged on ``wslab.metrics``.
+        """
+        self._fn = fn
+
     def get(self) -> float:
         """The current value."""
-        return self.value
+        fn = self._fn
+        if fn is None:
+            return self.value
+        try:
+            return self.value + float(fn())
+        except Exception:
+            logger.exception("counter function %r failed", fn)
+            return math.nan
 
     def _reset(self) -> None:
+        # A total read from a function cannot be zeroed at its source: start from its current
+        # reading instead, so the series counts up from 0 again.
+        fn = self._fn
         self.value = 0
+        if fn is not None:
+            self.value = -self.get()
 
 
 class GaugeChild:
@@ -266,6 +310,18 @@ class HistogramChild:
         self.max = -math.inf
 
 
+def _exposed_names(name: str, kind: str) -> tuple[str, frozenset[str]]:
+    """The Prometheus family name and sample names a metric of ``kind`` called ``name`` gets."""
+    if kind == "counter":
+        family = name[: -len("_total")] if name.endswith("_total") else name
+        return family, frozenset({family + "_total", family + "_created"})
+    if kind == "histogram":
+        return name, frozenset(
+            {name + "_bucket", name + "_count", name + "_sum", name + "_created"}
+        )
+    return name, frozenset({name})
+
+
 def _nearest_rank(ordered: Sequence[float], q: float) -> float | None:
     if not 0 < q <= 1:
         raise ConfigError(f"a quantile must be in (0, 1], got {q}")
@@ -358,11 +414,13 @@ class _Metric(Generic[ChildT]):
         ]
 
     def reset(self) -> None:
-        """Zero every series (labelled series are forgotten, as if never used)."""
-        if self._default is None:
-            self._children.clear()
-        else:
-            self._default._reset()
+        """Zero every series; the series themselves stay.
+
+        They stay because callers hold children on hot paths (``labels()`` once, ``inc()``
+        many times): a forgotten child would keep counting where nobody reads it.
+        """
+        for child in tuple(self._children.values()):
+            child._reset()
         self.overflowed = 0
 
     def _family(self, full_name: str) -> Metric:
@@ -383,6 +441,10 @@ class Counter(_Metric[CounterChild]):
     def inc(self, n: float = 1, **labels: object) -> None:
         """Add ``n`` (>= 0) to the series for ``labels``."""
         self._child(labels).inc(n)
+
+    def set_function(self, fn: Callable[[], float], **labels: object) -> None:
+        """Read the series for ``labels`` from ``fn()`` (a total that never goes down)."""
+        self._child(labels).set_function(fn)
 
     def value(self, **labels: object) -> float:
         """The current value of the series for ``labels``."""
@@ -564,6 +626,7 @@ class Metrics:
         )
         self._registry = CollectorRegistry(auto_describe=False)
         self._registry.register(_Collector(self))  # type: ignore[arg-type]
+        self._runtime = False
 
     # -- declaring ------------------------------------------------------------------------------
 
@@ -633,7 +696,43 @@ class Metrics:
                 f"metric {name!r} is already declared as a {existing.type} "
                 f"with labels {existing.labelnames}"
             )
+        if existing is None:
+            self._check_exposed_names(name, cls)
         return labelnames
+
+    def _check_exposed_names(self, name: str, cls: type[_Metric[Any]]) -> None:
+        """Refuse a metric whose Prometheus family or sample names another metric already has.
+
+        A gauge ``connections`` and a counter ``connections_total`` are both the family
+        ``connections`` once exposed (a counter's family drops ``_total``): scrapers then reject
+        or silently merge the two. Caught here, at declaration, rather than in production.
+        """
+        family, samples = _exposed_names(name, cls.type)
+        for other in self._by_name.values():
+            other_family, other_samples = _exposed_names(other.name, other.type)
+            if family == other_family or samples & other_samples:
+                raise ConfigError(
+                    f"metric {name!r} ({cls.type}) would be exposed under the same name as "
+                    f"{other.type} {other.name!r}: rename one of them"
+                )
+
+    def add_collector(self, collector: Any) -> None:
+        """Expose what ``collector`` yields (an object with ``collect()`` returning metric
+        families, as prometheus_client defines it) in :meth:`prometheus_text`, after the
+        registry's own metrics. Not part of :meth:`snapshot`."""
+        self._registry.register(collector)
+
+    def add_runtime_collectors(self) -> None:
+        """Expose prometheus_client's process, platform and garbage-collector metrics
+        (``process_cpu_seconds_total``, ``process_resident_memory_bytes``, ``python_info``,
+        ``python_gc_*``), on this registry only. They carry no namespace: dashboards look for
+        them under these standard names. Calling it twice is harmless."""
+        if self._runtime:
+            return
+        self._runtime = True
+        ProcessCollector(registry=self._registry)
+        PlatformCollector(registry=self._registry)
+        GCCollector(registry=self._registry)
 
     def _label_overflow(self, name: str) -> None:
         # The overflow counter is labelled by metric name, so its own cardinality is bounded by
@@ -660,7 +759,10 @@ class Metrics:
         return len(self._by_name)
 
     def reset(self) -> None:
-        """Zero every metric (declarations stay); handy between notebook experiments."""
+        """Zero every metric (declarations and series stay); handy between notebook experiments.
+
+        Counters read from a function start from their current reading again.
+        """
         for metric in tuple(self._by_name.values()):
             metric.reset()
 

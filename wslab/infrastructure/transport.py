@@ -184,6 +184,17 @@ class WslabConnection(Connection):
         return self.protocol.closed_locally or self._aborted_locally
 
     @property
+    def close_sent(self) -> tuple[int, str] | None:
+        sent = self.protocol.close_sent
+        if sent is None or sent[0] is None:
+            return None
+        return sent[0], sent[1]
+
+    def frame_counts(self) -> tuple[int, int] | None:
+        stats = self.protocol.stats
+        return stats.frames_in, stats.frames_out
+
+    @property
     def extensions(self) -> str | None:
         params = self.protocol.deflate
         return params.header() if params is not None else None
@@ -485,6 +496,8 @@ class WslabConnection(Connection):
         else:
             data = prepared.wire(self._encode_unmasked)
         protocol.stats.messages_out += 1
+        protocol.stats.frames_out += 1  # encoded once for many, but sent on this connection
+        protocol.stats.bytes_out += len(data)
         self._write_frame_bytes(data, len(prepared.data))
         if self.events is not None and self.events.enabled_for(EventKind.FRAME_OUT):
             frame = Frame(_opcode_of(prepared.data), b"", True, rsv1=inflated is not None)
@@ -666,6 +679,7 @@ class _Wire(_ForwardsFlowControl):
 
     def _refuse(self, error: HandshakeError) -> None:
         assert self.transport is not None
+        self.server.refused(error, self.remote)
         self.server.record(
             EventKind.ERROR,
             None,
@@ -756,6 +770,8 @@ class Server:
     admission: AdmissionHook | None = None
     event_log: EventLog | None = None
     on_connection_error: Callable[[Connection, BaseException], None] | None = None
+    #: Called with each upgrade request refused with an HTTP status (and the client's address).
+    on_refused: Callable[[HandshakeError, tuple[str, int] | None], None] | None = None
     engine: str = "wslab"
     connections: dict[str, Connection] = field(default_factory=dict)
     _server: asyncio.base_events.Server | None = None
@@ -784,6 +800,11 @@ class Server:
         """Record a server-level event in the event log, if there is one."""
         if self.event_log is not None and self.event_log.enabled_for(kind):
             self.event_log.record(kind, connection_id, **fields)
+
+    def refused(self, error: HandshakeError, remote: tuple[str, int] | None) -> None:
+        """An upgrade request is being refused with ``error.status``: tell ``on_refused``."""
+        if self.on_refused is not None:
+            self.on_refused(error, remote)
 
     def _track(self, task: asyncio.Task[Any]) -> None:
         self._tasks.add(task)

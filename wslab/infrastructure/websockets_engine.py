@@ -21,8 +21,9 @@ the shape of the wslab engine wherever the library allows:
   frame received (``protocol.close_rcvd``); ``closed_locally`` is true when this end started.
 - **events** — CONNECT, DISCONNECT, CLOSE (in and out), PING, PONG, ERROR, BACKPRESSURE and
   SLOW_CONSUMER are recorded. Frames and state transitions are *not* observable on this engine
-  (the library keeps them inside), so FRAME_IN/FRAME_OUT/TRANSITION events never appear, and
-  ``bytes_out`` counts message payloads rather than frame bytes.
+  (the library keeps them inside), so FRAME_IN/FRAME_OUT/TRANSITION events never appear,
+  ``frame_counts()`` is ``None`` (the hub exposes no frame counter), and ``bytes_out`` counts
+  message payloads rather than frame bytes.
 
 HTTP on :func:`serve_websockets` goes through ``websockets``' ``process_request`` hook: plain
 requests are answered by the same ``http_handler`` (given a :class:`wslab.foundation.http.Request`),
@@ -289,6 +290,11 @@ class WebsocketsConnection(Connection):
     @property
     def closed_locally(self) -> bool:
         return self._closed_by_us
+
+    @property
+    def close_sent(self) -> tuple[int, str] | None:
+        sent = self.ws.protocol.close_sent
+        return (int(sent.code), sent.reason) if sent is not None else None
 
     @property
     def extensions(self) -> str | None:
@@ -687,7 +693,7 @@ class WebsocketsServer(Server):
         try:
             request = _to_request(ws_request)
         except HandshakeError as error:
-            return self._refuse(error)
+            return self._refuse(error, remote)
         # Plain HTTP (/healthz, /metrics) is outside the WebSocket admission budget: monitoring
         # behind the same NAT as a busy crowd of clients must still get its answer.
         upgrading = handshake.is_upgrade_request(request)
@@ -705,14 +711,15 @@ class WebsocketsServer(Server):
             upgrade = handshake.validate_upgrade_request(request)
             context = await self.process_upgrade(upgrade, remote) if self.process_upgrade else None
         except HandshakeError as error:
-            return self._refuse(error)
+            return self._refuse(error, remote)
         except Exception:
             log.exception("upgrade hook failed")
-            return self._refuse(HandshakeError("internal error", status=500))
+            return self._refuse(HandshakeError("internal error", status=500), remote)
         ws.wslab_upgrade = (upgrade, context)  # type: ignore[attr-defined]
         return None  # websockets sends the 101
 
-    def _refuse(self, error: HandshakeError) -> WsResponse:
+    def _refuse(self, error: HandshakeError, remote: tuple[str, int] | None) -> WsResponse:
+        self.refused(error, remote)
         self.record(
             EventKind.ERROR,
             None,
