@@ -49,6 +49,9 @@ LIFTED = {  # the baseline: fairness out of reach
 def hub_process(extra_env: dict[str, str]) -> Iterator[str]:
     """A ``wslab serve`` process of its own; yields its ws:// URL."""
     with tempfile.TemporaryDirectory() as folder:
+        # Every client here shares 127.0.0.1, so the polite ones connect before the floods
+        # start: the flooders' reconnects then meet the per-IP connection rate (60/min), as a
+        # real attacker's address would.
         env = {**os.environ, **extra_env, "WSLAB_RATE_MESSAGES_PER_SECOND": "50"}
         process = subprocess.Popen(
             [sys.executable, "-m", "wslab.cli", "serve", "--port", "0", "--no-auth",
@@ -97,11 +100,11 @@ async def hostile(url: str, kind: int, stop: asyncio.Event) -> None:
         connection.abort()  # closed by the hub (as it should be): come back, as a flooder would
 
 
-async def polite(url: str, stop: asyncio.Event, rtts: list[float], closed: list[int]) -> None:
-    connection: Connection = await connect(url)
+async def polite(
+    connection: Connection, stop: asyncio.Event, rtts: list[float], closed: list[int]
+) -> None:
     refs = itertools.count()
     try:
-        json.loads(await connection.recv())  # system:connected
         while not stop.is_set():
             ref = f"r{next(refs)}"
             sent = time.perf_counter()
@@ -114,22 +117,37 @@ async def polite(url: str, stop: asyncio.Event, rtts: list[float], closed: list[
             await asyncio.sleep(0.1)
     except Exception:
         closed.append(connection.close_code or 1006)
-    finally:
-        if not connection.closed:
-            await connection.close()
 
 
-async def phase(url: str, hostiles: int, seconds: float) -> tuple[list[float], int]:
+async def phase(
+    url: str, connections: list[Connection], hostiles: int, seconds: float
+) -> tuple[list[float], int]:
     stop = asyncio.Event()
     rtts: list[float] = []
     closed: list[int] = []
-    tasks = [asyncio.create_task(hostile(url, n % 3, stop)) for n in range(hostiles)]
-    await asyncio.sleep(0.5 if hostiles else 0)  # the floods are on before we measure
-    tasks += [asyncio.create_task(polite(url, stop, rtts, closed)) for _ in range(5)]
+    floods = None
+    if hostiles:
+        floods = await asyncio.create_subprocess_exec(
+            sys.executable, __file__, "--flood", url, "--hostiles", str(hostiles),
+            "--seconds", str(seconds + 1),
+        )  # fmt: skip
+        await asyncio.sleep(0.5)  # the floods are on before we measure
+    tasks = [asyncio.create_task(polite(c, stop, rtts, closed)) for c in connections]
     await asyncio.sleep(seconds)
     stop.set()
     await asyncio.gather(*tasks, return_exceptions=True)
+    if floods is not None:
+        await floods.wait()
     return rtts, len(closed)
+
+
+async def floods(url: str, hostiles: int, seconds: float) -> None:
+    """The hostile side of a phase (run in its own process by :func:`phase`)."""
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(hostile(url, n % 3, stop)) for n in range(hostiles)]
+    await asyncio.sleep(seconds)
+    stop.set()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def p(values: list[float], q: float) -> float:
@@ -138,9 +156,16 @@ def p(values: list[float], q: float) -> float:
 
 async def run(label: str, env: dict[str, str], seconds: float) -> None:
     with hub_process(env) as url:
+        # Connected once for the whole run, before any flood: every client shares 127.0.0.1,
+        # and the flooders' reconnects exhaust that address's connection rate (60/min), as a
+        # real attacker's address would; the polite clients must not be refused for it.
+        connections = [await connect(url) for _ in range(5)]
+        for connection in connections:
+            json.loads(await connection.recv())  # system:connected
         quiet_p99 = None
         for hostiles in (0, 1, 10):
-            rtts, closed = await phase(url, hostiles, seconds)
+            alive = [c for c in connections if not c.closed]
+            rtts, closed = await phase(url, alive, hostiles, seconds)
             p50, p99 = p(rtts, 50) * 1000, p(rtts, 99) * 1000
             quiet_p99 = quiet_p99 or p99
             print(
@@ -157,4 +182,10 @@ async def main(seconds: float) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=5.0)
-    asyncio.run(main(parser.parse_args().seconds))
+    parser.add_argument("--flood", metavar="URL", help=argparse.SUPPRESS)
+    parser.add_argument("--hostiles", type=int, default=1, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.flood:
+        asyncio.run(floods(args.flood, args.hostiles, args.seconds))
+    else:
+        asyncio.run(main(args.seconds))
