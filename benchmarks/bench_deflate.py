@@ -153,7 +153,7 @@ async def run_mode(mode: str, clients: int, messages: list[str]) -> Result:
         after = rss()
         zlib_bytes = sum(
             (c.protocol.deflater.memory if c.protocol.deflater else 0)  # type: ignore[attr-defined]
-            + (c.protocol._inflater.memory if c.protocol._inflater else 0)  # type: ignore[attr-defined]
+            + (c.protocol.inflater.memory if c.protocol.inflater else 0)  # type: ignore[attr-defined]
             for c in held
         )
         for transport in transports:

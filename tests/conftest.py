@@ -11,7 +11,8 @@ import os
 import shutil
 import socket
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import pytest
 
@@ -88,3 +89,23 @@ async def pg_schema(postgres_dsn: str, unique_name: str) -> AsyncIterator[str]:
     finally:
         await conn.execute(f'DROP SCHEMA IF EXISTS "{unique_name}" CASCADE')
         await conn.close()
+
+
+@pytest.fixture
+async def started(settings: dict[str, Any]) -> AsyncIterator[Callable[..., Awaitable[Any]]]:
+    """``await started(**overrides)``: a running hub on the module's ``settings``, stopped after.
+
+    Each test module that uses it defines its own ``settings`` fixture.
+    """
+    from wslab.hub import Hub
+
+    hubs: list[Any] = []
+
+    async def start(**overrides: Any) -> Any:
+        hub = await Hub.start(**{**settings, **overrides})
+        hubs.append(hub)
+        return hub
+
+    yield start
+    for hub in hubs:
+        await hub.stop()

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import json
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -65,21 +64,6 @@ def settings(tmp_path: Path, unique_name: str) -> dict[str, Any]:
         "broker": f"memory://{unique_name}",
         "jwt_secret": "hub-test-secret-0123456789abcdef0123",
     }
-
-
-@pytest.fixture
-async def started(settings: dict[str, Any]) -> AsyncIterator[Callable[..., Awaitable[Hub]]]:
-    """``await started(**overrides)``: a running hub, stopped after the test."""
-    hubs: list[Hub] = []
-
-    async def start(**overrides: Any) -> Hub:
-        hub = await Hub.start(**{**settings, **overrides})
-        hubs.append(hub)
-        return hub
-
-    yield start
-    for hub in hubs:
-        await hub.stop()
 
 
 # -- start and stop --------------------------------------------------------------------------------

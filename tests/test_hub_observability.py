@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,20 +41,6 @@ def settings(tmp_path: Path, unique_name: str) -> dict[str, Any]:
         "jwt_secret": "hub-test-secret-0123456789abcdef0123",
         "ping_interval": 3600.0,  # no heartbeat frames in the counts
     }
-
-
-@pytest.fixture
-async def started(settings: dict[str, Any]) -> AsyncIterator[Callable[..., Awaitable[Hub]]]:
-    hubs: list[Hub] = []
-
-    async def start(**overrides: Any) -> Hub:
-        hub = await Hub.start(**{**settings, **overrides})
-        hubs.append(hub)
-        return hub
-
-    yield start
-    for hub in hubs:
-        await hub.stop()
 
 
 async def scrape(hub: Hub) -> tuple[Samples, list[Any]]:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from .assembler import MessageAssembler
 from .codes import CloseCode, Opcode
-from .deflate import DeflateParams, Deflater, DeflateSettings
+from .deflate import DeflateParams, Deflater, DeflateSettings, Inflater
 from .errors import (
     ConnectionBroken,
     ConnectionClosedLocally,
@@ -510,6 +510,11 @@ class Protocol:
     def deflater(self) -> Deflater | None:
         """This end's compressor when permessage-deflate was negotiated, else ``None``."""
         return self._deflater
+
+    @property
+    def inflater(self) -> Inflater | None:
+        """The decompressor of the peer's messages when permessage-deflate was negotiated."""
+        return self._inflater
 
     def _send_data(self, opcode: Opcode, payload: bytes, fin: bool) -> bytes:
         self._check_can_send(control=False)
