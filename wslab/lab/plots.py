@@ -12,7 +12,13 @@ if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.axes import Axes
 
-__all__ = ["plot_event_timeline", "plot_latency", "plot_latency_cdf"]
+__all__ = [
+    "plot_arrivals",
+    "plot_event_timeline",
+    "plot_latency",
+    "plot_latency_cdf",
+    "plot_latency_vs_load",
+]
 
 
 def _axes(ax: Axes | None, figsize: tuple[float, float] = (7, 3.5)) -> Axes:
@@ -46,17 +52,35 @@ def plot_latency(
 
 
 def plot_latency_cdf(
-    frames: dict[str, pd.DataFrame], *, column: str = "latency_ms", ax: Axes | None = None
+    frames: dict[str, pd.DataFrame],
+    *,
+    column: str = "latency_ms",
+    ax: Axes | None = None,
+    log: bool = False,
+    percentiles: tuple[float, ...] = (),
+    title: str | None = None,
 ) -> Axes:
-    """Cumulative distributions of several latency measurements, one line each (for comparisons)."""
+    """Cumulative distributions of several latency measurements, one line each (for comparisons).
+
+    ``log`` puts the latency axis on a log scale, so that one outlier does not squash the rest;
+    ``percentiles`` (e.g. ``(0.5, 0.99)``) draws a dotted guide at each of those fractions.
+    """
     ax = _axes(ax)
     for label, df in frames.items():
         values = df[column].dropna().sort_values().to_numpy()
         if len(values) == 0:
             continue
         fraction = [(i + 1) / len(values) for i in range(len(values))]
-        ax.plot(values, fraction, label=label)
-    ax.set_xlabel(column.replace("_", " "))
+        ax.step(values, fraction, where="post", label=label)
+    for q in percentiles:
+        ax.axhline(q, color="grey", linestyle=":", linewidth=1)
+        ax.annotate(f"p{q * 100:g}", (1.0, q), xycoords=("axes fraction", "data"),
+                    ha="right", va="bottom", fontsize=8, color="grey")  # fmt: skip
+    if log:
+        ax.set_xscale("log")
+    if title:
+        ax.set_title(title)
+    ax.set_xlabel(column.replace("_", " ") + (" (log scale)" if log else ""))
     ax.set_ylabel("fraction of messages")
     ax.set_ylim(0, 1.01)
     ax.grid(alpha=0.3)
@@ -81,4 +105,57 @@ def plot_event_timeline(events: pd.DataFrame, *, kinds: Any = None, ax: Axes | N
     ax.set_yticks(range(len(names)), names)
     ax.set_xlabel("seconds since the first event")
     ax.grid(axis="x", alpha=0.3)
+    return ax
+
+
+def plot_arrivals(
+    runs: dict[str, Any], *, bin_s: float = 0.1, ax: Axes | None = None, title: str | None = None
+) -> Axes:
+    """Reconnections per ``bin_s`` seconds after a restart, one line per run.
+
+    ``runs`` maps a label to anything with ``arrivals`` (seconds after the restart, e.g. a
+    :class:`~wslab.lab.checkers.reliability.ReconnectRun`) or to a list of those seconds.
+    """
+    import numpy as np
+
+    ax = _axes(ax, (8, 3.2))
+    series = {k: list(getattr(v, "arrivals", v)) for k, v in runs.items()}
+    end = max((max(v) for v in series.values() if v), default=1.0)
+    edges = np.arange(0.0, end + 2 * bin_s, bin_s)
+    for label, arrivals in series.items():
+        counts, _ = np.histogram(arrivals, bins=edges)
+        ax.step(edges[:-1], counts, where="post", label=f"{label} (peak {counts.max(initial=0)})")
+    ax.set_xlabel("seconds after the hub listened again")
+    ax.set_ylabel(f"reconnections per {bin_s * 1000:g} ms")
+    ax.set_title(title or "the reconnect storm")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return ax
+
+
+def plot_latency_vs_load(
+    table: pd.DataFrame,
+    *,
+    x: str = "offered",
+    columns: tuple[str, ...] = ("p50_ms", "p99_ms"),
+    ax: Axes | None = None,
+    xlabel: str = "offered load (messages per second)",
+    title: str | None = None,
+    limit_ms: float | None = None,
+) -> Axes:
+    """Latency percentiles against a load (or a count), on a log latency axis; one line each.
+
+    ``limit_ms`` draws the target a chapter sets (e.g. p99 under 100 ms) as a dashed line.
+    """
+    ax = _axes(ax)
+    for column in columns:
+        ax.plot(table[x], table[column], marker="o", label=column.replace("_ms", ""))
+    if limit_ms is not None:
+        ax.axhline(limit_ms, color="#c44e52", linestyle="--", label=f"target {limit_ms:g} ms")
+    ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("latency (ms, log scale)")
+    ax.set_title(title or "latency against load")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
     return ax

@@ -8,6 +8,7 @@ import pytest
 
 from wslab.lab.checkers.heartbeat import (
     DETECT_WITHIN,
+    JITTER_MARGIN,
     MAX_PINGS_PER_MINUTE,
     SLOWEST_RTT,
     check_heartbeat_exercise,
@@ -24,7 +25,7 @@ def test_settings_that_meet_every_requirement_pass(capsys: pytest.CaptureFixture
     ("interval", "timeout"),
     [
         (60 / MAX_PINGS_PER_MINUTE, DETECT_WITHIN - 60 / MAX_PINGS_PER_MINUTE),  # both at the limit
-        (40.0, SLOWEST_RTT + 0.5),
+        (40.0, SLOWEST_RTT + JITTER_MARGIN + 0.5),
         (30.5, 12.25),
     ],
 )
@@ -36,6 +37,8 @@ def test_boundary_and_other_valid_settings_pass(interval: float, timeout: float)
     ("interval", "timeout", "hint"),
     [
         (30, SLOWEST_RTT, "declared dead"),  # a pong at the deadline is too late
+        (30, 3.0001, "jitter"),  # a hair above the slowest round trip leaves no margin
+        (30, SLOWEST_RTT + JITTER_MARGIN, "declared dead"),  # the margin's own edge is too late
         (30, 1, "declared dead"),
         (20, 10, "pings per minute"),  # the hub's defaults ping too often here
         (29.99, 5, "2.001 pings per minute"),

@@ -30,7 +30,7 @@ from wslab.foundation import (
 from wslab.foundation.deflate import TAIL, DeflateParams, Inflater
 from wslab.foundation.errors import WslabError
 
-from .verdicts import hint, success
+from .verdicts import exercise, hint, success
 
 __all__ = [
     "DEFLATE_EXERCISE_MESSAGES",
@@ -48,6 +48,7 @@ FRAME_EXERCISE_KEY = bytes([1, 2, 3, 4])
 # -- exercise 1: a frame by hand -------------------------------------------------------------------
 
 
+@exercise('01.frame', 'Build `my_frame` from two header bytes, the key and the masked payload (§5.2, §5.3).')
 def check_frame_exercise(student_bytes: object) -> None:
     """Check a hand-built frame: a masked client text frame carrying ``"wslab"``, key ``01 02 03 04``.
 
@@ -154,6 +155,7 @@ def _expected_header_size(payload_length: int, masked: bool) -> int:
     return len(encode_header(Opcode.BINARY, payload_length, mask_key=key))
 
 
+@exercise('01.header_size', 'Replace `raise NotImplementedError` with the rules of §5.2: a 2-byte base, the extended length, the key.')
 def check_header_size_exercise(header_size: Callable[[int, bool], int]) -> None:
     """Check ``header_size(payload_length, masked) -> int``, the bytes a frame header takes.
 
@@ -215,6 +217,7 @@ DEFLATE_EXERCISE_MESSAGES = (
 _INFLATE_LIMIT = 1 << 20  # far above any right answer; a runaway stream is refused, not held
 
 
+@exercise('01.deflate', 'Replace `raise NotImplementedError` with zlib calls: raw DEFLATE, a sync flush, the tail removed (RFC 7692 §7.2.1).')
 def check_deflate_exercise(compress_message: Callable[[str], bytes]) -> None:
     """Check ``compress_message(text) -> bytes``: the payload of a compressed frame (RFC 7692).
 

@@ -23,7 +23,7 @@ from typing import Any
 from wslab.application.validation import DEFAULT_ROOM, validate
 from wslab.foundation.errors import ValidationError
 
-from .verdicts import hint, success
+from .verdicts import exercise, hint, success
 
 __all__ = [
     "GAP_EXERCISE_LATEST",
@@ -83,6 +83,7 @@ def _as_request(request: object) -> dict[str, Any]:
     return dict(request)
 
 
+@exercise('04.gap_request', 'Replace `...` with the `chat:history` request, as a dict.')
 def check_gap_request_exercise(request: object) -> None:
     """Check the ``chat:history`` request that fetches what the client missed.
 
@@ -175,6 +176,7 @@ _DELIVERY_CASES: tuple[tuple[str, int, tuple[int, ...], tuple[int, ...]], ...] =
 )
 
 
+@exercise('04.delivery', 'Replace `raise NotImplementedError` in `deliver` with the merge: each message once, in seq order, none past a gap.')
 def check_delivery_exercise(deliver: Deliver) -> None:
     """Check ``deliver(last_seq, incoming) -> messages``, the merge after a reconnect.
 

@@ -18,7 +18,7 @@ import math
 from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any
 
-from .verdicts import hint, success
+from .verdicts import exercise, hint, success
 
 __all__ = [
     "BROKER_TARGET_CASES",
@@ -116,6 +116,7 @@ def _hubs_needed(users: int, capacity: int) -> int:
     return math.ceil(users / capacity) + 1
 
 
+@exercise('05.hub_count', 'Replace `raise NotImplementedError` in `hubs_needed` with the count, remembering that one hub may be gone.')
 def check_hub_count_exercise(hubs_needed: Callable[[int, int], int]) -> None:
     """Check ``hubs_needed(users, capacity)``: the fewest hubs that survive losing any one.
 
@@ -211,6 +212,7 @@ def _members(presence: Presence, hub: str, room: str) -> str:
     return ", ".join(sorted(presence[hub].get(room, ()))) or "nobody"
 
 
+@exercise('05.broker_targets', 'Replace `raise NotImplementedError` in `must_receive` with the set of hubs that need the message.')
 def check_broker_targets_exercise(
     must_receive: Callable[[str, str, Presence], Collection[str]],
 ) -> None:

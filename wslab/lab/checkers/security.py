@@ -33,7 +33,7 @@ from wslab.foundation.errors import ConfigError
 from wslab.infrastructure.config import HubConfig
 from wslab.infrastructure.ratelimit import ConnectionLimiter, Verdict
 
-from .verdicts import hint, success
+from .verdicts import exercise, hint, success
 
 __all__ = [
     "CLOSE_WITHIN",
@@ -342,6 +342,7 @@ def rate_limit_report(settings: object) -> Any:
     return pd.DataFrame(rows)
 
 
+@exercise('06.rate_limit', 'Replace each `...` in `my_settings` with a number.')
 def check_rate_limit_exercise(settings: object) -> None:
     """Check rate settings against every profile of :data:`TRAFFIC_PROFILES`.
 

@@ -21,7 +21,7 @@ from wslab.foundation.protocol import Protocol, Role
 from wslab.foundation.state import TRANSITIONS, ConnectionState
 from wslab.testing import FakeClock, fixed_mask
 
-from .verdicts import hint, success
+from .verdicts import exercise, hint, success
 
 __all__ = ["STATE_SCENARIOS", "Scenario", "check_state_exercise"]
 
@@ -268,6 +268,7 @@ def _code_hint(name: str, given: object, want: _Outcome) -> str:
     )
 
 
+@exercise('02.state', 'Replace each `...` with (list of states, close code) for that scenario.')
 def check_state_exercise(answers: Mapping[str, object]) -> None:
     """Check predictions for every scenario of :data:`STATE_SCENARIOS`.
 

@@ -1,0 +1,12 @@
+"""Chapter 6 (security): rate limits that let people through and stop scripts."""
+
+from __future__ import annotations
+
+
+def rate_settings() -> dict[str, float]:
+    """Above a heated discussion's 4/s, a burst for quick replies, a quick end for floods."""
+    return {
+        "rate_messages_per_second": 5,
+        "rate_burst": 10,
+        "rate_flood_close_after": 20,
+    }
