@@ -9,7 +9,8 @@ belongs to the engine: an answer is only "correct" once wslab's own code accepts
 - :mod:`.tour` — chapter 00: the user the latency tail hurts most;
 - :mod:`.frames` — chapter 01: a frame by hand, header sizes, a compressed payload;
 - :mod:`.state` — chapter 02: the state machine's scenarios;
-- :mod:`.heartbeat` — chapter 03: ping interval and pong timeout;
+- :mod:`.heartbeat` — chapter 03: ping interval and pong timeout, on simulated time;
+- :mod:`.heartbeat_live` — chapter 03: the same plugged into a live hub under jitter;
 - :mod:`.messaging` — chapter 04: gap requests, delivery;
 - :mod:`.scaling` — chapter 05: hub counts, broker targets;
 - :mod:`.security` — chapter 06: rate-limit settings;
@@ -21,11 +22,22 @@ belongs to the engine: an answer is only "correct" once wslab's own code accepts
 from collections.abc import Callable
 from typing import Any
 
-from . import frames, heartbeat, messaging, reliability, scaling, security, state, tour
+from . import (
+    frames,
+    heartbeat,
+    heartbeat_live,
+    messaging,
+    reliability,
+    scaling,
+    security,
+    state,
+    tour,
+)
 from .frames import check_deflate_exercise as check_deflate_exercise
 from .frames import check_frame_exercise as check_frame_exercise
 from .frames import check_header_size_exercise as check_header_size_exercise
 from .heartbeat import check_heartbeat_exercise as check_heartbeat_exercise
+from .heartbeat_live import check_live_heartbeat_exercise as check_live_heartbeat_exercise
 from .messaging import check_delivery_exercise as check_delivery_exercise
 from .messaging import check_gap_request_exercise as check_gap_request_exercise
 from .reliability import check_reconnect_exercise as check_reconnect_exercise
@@ -41,7 +53,9 @@ from .verdicts import success as success
 #: Exercise name -> its checker, gathered from the checkers' ``exercise_name``.
 CHECKERS: dict[str, Callable[..., Any]] = {
     checker.exercise_name: checker
-    for module in (tour, frames, state, heartbeat, messaging, scaling, security, reliability)
+    for module in (
+        tour, frames, state, heartbeat, heartbeat_live, messaging, scaling, security, reliability
+    )
     for name in module.__all__
     if name.startswith("check_") and hasattr(checker := getattr(module, name), "exercise_name")
 }

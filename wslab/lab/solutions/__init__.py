@@ -29,6 +29,7 @@ SOLUTIONS: dict[str, Callable[[], Arguments]] = {
     "01.deflate": lambda: ((ch01.compress_message,), {}),
     "02.state": lambda: ((ch02.predictions(),), {}),
     "03.heartbeat": lambda: ((ch03.PING_INTERVAL, ch03.PONG_TIMEOUT), {}),
+    "03.live_heartbeat": lambda: ((ch03.LIVE_PING_INTERVAL, ch03.LIVE_PONG_TIMEOUT), {}),
     "04.gap_request": lambda: ((ch04.gap_request(),), {}),
     "04.delivery": lambda: ((ch04.deliver,), {}),
     "05.hub_count": lambda: ((ch05.hubs_needed,), {}),
