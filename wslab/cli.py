@@ -4,7 +4,7 @@
   ``/metrics`` (see ``docs/protocol.md``).
 - ``wslab echo`` — an RFC 6455 echo server on every path, the target of conformance runs.
 - ``wslab token USER`` — a signed JWT for the configured secret.
-- ``wslab lab`` — open the course in JupyterLab.
+- ``wslab lab`` — copy the course into a working folder and become JupyterLab on it.
 """
 
 from __future__ import annotations
@@ -13,13 +13,10 @@ import argparse
 import asyncio
 import contextlib
 import importlib.util
-import os
 import signal
 import ssl
-import subprocess
 import sys
 from collections.abc import Awaitable, Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 from wslab.hub import Hub
@@ -27,14 +24,6 @@ from wslab.infrastructure.config import HubConfig
 from wslab.integration.auth import AuthConfig, issue_token
 
 __all__ = ["main"]
-
-
-def _notebooks_dir() -> Path:
-    """The course's folder: next to the package in a checkout, else ./notebooks, else here."""
-    for candidate in (Path(__file__).resolve().parents[1] / "notebooks", Path.cwd() / "notebooks"):
-        if candidate.is_dir():
-            return candidate
-    return Path.cwd()
 
 
 def _ssl_context(certfile: str | None, keyfile: str | None) -> ssl.SSLContext | None:
@@ -82,19 +71,39 @@ def _cmd_echo(args: argparse.Namespace) -> int:
 
 
 def _cmd_lab(args: argparse.Namespace) -> int:
-    if importlib.util.find_spec("jupyterlab") is None:
-        print('wslab lab needs JupyterLab: pip install -e ".[lab]"', file=sys.stderr)
+    """Copy what is missing of the course into the working folder, then become JupyterLab."""
+    from wslab import course
+    from wslab.foundation.errors import ConfigError, WslabError
+
+    try:
+        if args.list:
+            print(course.format_listing())
+            return 0
+        if importlib.util.find_spec("jupyterlab") is None:
+            message = 'JupyterLab is not installed: pip install "wslab[lab]"'
+            print(f"wslab lab: error: {message}", file=sys.stderr)
+            return 2
+        report = course.prepare(args.dir or course.DEFAULT_DIR)
+    except ConfigError as exc:
+        print(f"wslab lab: error: {exc}", file=sys.stderr)
         return 2
-    folder = Path(args.dir) if args.dir else _notebooks_dir()
-    passed_on = [a for a in args.jupyter_args if a != "--"]
-    if hasattr(os, "geteuid") and os.geteuid() == 0 and "--allow-root" not in passed_on:
-        # Containers and CI machines often run as root, where JupyterLab refuses to start.
-        passed_on.append("--allow-root")
-    command = [sys.executable, "-m", "jupyterlab", f"--notebook-dir={folder}", *passed_on]
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename else ""
+        reason = exc.strerror or str(exc)
+        print(f"wslab lab: error: cannot fill the working folder{where}: {reason}", file=sys.stderr)
+        return 1
+    except WslabError as exc:
+        print(f"wslab lab: error: {exc}", file=sys.stderr)
+        return 1
+    for line in report.lines():
+        print(f"wslab lab: {line}")
+    # Everything after `--` is JupyterLab's; argparse may or may not keep the `--` itself.
+    passed_on = list(args.jupyter_args)
+    if passed_on[:1] == ["--"]:
+        passed_on = passed_on[1:]
+    command = course.lab_command(report.folder, passed_on)
     print("wslab lab:", " ".join(command), flush=True)
-    with contextlib.suppress(KeyboardInterrupt):
-        return subprocess.call(command, env=os.environ.copy())
-    return 0
+    course.become(command)  # exec: this process is JupyterLab from here on
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -113,9 +122,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     echo.set_defaults(run=_cmd_echo)
 
-    lab = commands.add_parser("lab", help="open the course in JupyterLab")
-    lab.add_argument("--dir", help="folder to open (default: the course's notebooks/)")
-    lab.add_argument("jupyter_args", nargs=argparse.REMAINDER, help="passed on to jupyter lab")
+    lab = commands.add_parser(
+        "lab",
+        help="open the course in JupyterLab",
+        description="Copy the course's notebooks into a working folder (only those missing: "
+        "your edits are never overwritten) and run JupyterLab on it, in this process.",
+        usage="%(prog)s [--dir DIR] [--list] [-- JUPYTERLAB_ARGS ...]",
+    )
+    lab.add_argument(
+        "--dir", help="working folder, created and filled the first time (default: ./wslab-course)"
+    )
+    lab.add_argument("--list", action="store_true", help="list the course's notebooks and exit")
+    lab.add_argument(
+        "jupyter_args",
+        nargs=argparse.REMAINDER,
+        metavar="-- JUPYTERLAB_ARGS",
+        help="passed on to JupyterLab, e.g. -- --no-browser --ServerApp.port=8888",
+    )
     lab.set_defaults(run=_cmd_lab)
 
     _add_application_commands(commands)
