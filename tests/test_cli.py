@@ -13,11 +13,8 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
-import urllib.parse
-import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -238,48 +235,3 @@ def test_token_without_a_secret_says_what_to_do(tmp_path: Path) -> None:
     result = run_token(tmp_path, "alice")
     assert result.returncode == 2
     assert "--secret" in result.stdout + result.stderr
-
-
-# -- wslab lab -------------------------------------------------------------------------------------
-
-
-def read_url(url: str) -> bytes:
-    """GET ``url`` (blocking; run it in a thread)."""
-    with urllib.request.urlopen(url, timeout=5) as response:
-        return response.read()
-
-
-async def test_lab_opens_the_course_in_jupyterlab(tmp_path: Path) -> None:
-    """The README's main command: JupyterLab starts on the course folder (options passed on)."""
-    pytest.importorskip("jupyterlab")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    home = tmp_path / "home"
-    home.mkdir()
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "wslab.cli", "lab", "--no-browser", f"--ServerApp.port={port}",
-        "--ServerApp.ip=127.0.0.1", "--IdentityProvider.token=", "--ServerApp.port_retries=0",
-        stdout=asyncio.subprocess.DEVNULL, stderr=(tmp_path / "lab.log").open("ab"),
-        env=clean_env(home), cwd=tmp_path,
-    )  # fmt: skip
-    try:
-        listing = None
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 60
-        while listing is None and loop.time() < deadline and process.returncode is None:
-            with contextlib.suppress(OSError, ValueError):
-                body = await asyncio.to_thread(read_url, f"http://127.0.0.1:{port}/api/contents")
-                listing = json.loads(body)
-            await asyncio.sleep(0.5)
-        assert listing is not None, (tmp_path / "lab.log").read_text()[-2000:]
-        names = {item["name"] for item in listing["content"]}
-        assert {"00_tour.ipynb", "01_frames.ipynb"} <= names
-    finally:
-        if process.returncode is None:
-            process.terminate()
-            try:
-                await asyncio.wait_for(process.wait(), WAIT)
-            except asyncio.TimeoutError:
-                process.kill()
-                await process.wait()
