@@ -71,30 +71,33 @@ def _cmd_echo(args: argparse.Namespace) -> int:
 
 
 def _cmd_lab(args: argparse.Namespace) -> int:
-    """Copy what is missing of the course into the working folder, then become JupyterLab."""
+    """List the course, or copy what is missing of it into the working folder and become
+    JupyterLab there (see ``wslab/course.py``)."""
     from wslab import course
     from wslab.foundation.errors import ConfigError, WslabError
 
+    def fail(message: str, status: int) -> int:
+        print(f"wslab lab: error: {message}", file=sys.stderr)
+        return status
+
+    if args.list:
+        try:
+            listing = course.format_listing()
+        except WslabError as exc:
+            return fail(str(exc), 1)
+        print(listing)
+        return 0
+    if importlib.util.find_spec("jupyterlab") is None:
+        return fail('JupyterLab is not installed: pip install "wslab[lab]"', 2)
     try:
-        if args.list:
-            print(course.format_listing())
-            return 0
-        if importlib.util.find_spec("jupyterlab") is None:
-            message = 'JupyterLab is not installed: pip install "wslab[lab]"'
-            print(f"wslab lab: error: {message}", file=sys.stderr)
-            return 2
         report = course.prepare(args.dir or course.DEFAULT_DIR)
     except ConfigError as exc:
-        print(f"wslab lab: error: {exc}", file=sys.stderr)
-        return 2
+        return fail(str(exc), 2)
+    except WslabError as exc:
+        return fail(str(exc), 1)
     except OSError as exc:
         where = f" ({exc.filename})" if exc.filename else ""
-        reason = exc.strerror or str(exc)
-        print(f"wslab lab: error: cannot fill the working folder{where}: {reason}", file=sys.stderr)
-        return 1
-    except WslabError as exc:
-        print(f"wslab lab: error: {exc}", file=sys.stderr)
-        return 1
+        return fail(f"cannot fill the working folder{where}: {exc.strerror or exc}", 1)
     for line in report.lines():
         print(f"wslab lab: {line}")
     # Everything after `--` is JupyterLab's; argparse may or may not keep the `--` itself.
