@@ -16,7 +16,7 @@ from wslab.foundation.codes import CloseCode
 from wslab.foundation.errors import ConfigError, ConnectionClosed, DependencyError
 from wslab.hub import Hub
 from wslab.infrastructure.connection import Connection
-from wslab.infrastructure.transport import connect
+from wslab.infrastructure.engines.wslab import connect
 from wslab.testing import http_request
 
 pytestmark = pytest.mark.timeout(60)

@@ -70,8 +70,8 @@ from wslab.infrastructure.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from wslab.infrastructure.metrics import Metrics
 from wslab.infrastructure.ratelimit import AddressLimiter, ConnectionLimiter, Verdict
 from wslab.infrastructure.router import MessageRouter, error_envelope
+from wslab.infrastructure.server import HttpResponse
 from wslab.infrastructure.traffic import TrafficTotals
-from wslab.infrastructure.transport import HttpResponse
 from wslab.integration.auth import (
     AuthConfig,
     OriginPolicy,

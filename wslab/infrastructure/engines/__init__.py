@@ -6,6 +6,11 @@ single argument (``HubConfig.engine``) and never import an engine module themsel
 
     server = await serve(handler, port=0, engine="websockets")
     client = await connect(server.url, engine="wslab")
+
+The engines themselves are two parallel packages, :mod:`.wslab` and :mod:`.websockets`, each
+with a ``connection``, a ``server`` and a ``client`` module; both fulfil the contract of
+:mod:`wslab.infrastructure.server` and share the outgoing queue and slow-consumer policy of
+:class:`~wslab.infrastructure.connection.Connection`.
 """
 
 from __future__ import annotations
@@ -14,13 +19,14 @@ import ssl as ssl_module
 from collections.abc import Iterable
 
 from wslab.foundation.errors import ConfigError
+from wslab.infrastructure.connection import Connection, ConnectionLimits
+from wslab.infrastructure.events import EventLog
+from wslab.infrastructure.server import AdmissionHook, Handler, HttpHandler, Server, UpgradeHook
 
-from .connection import Connection, ConnectionLimits
-from .events import EventLog
-from .transport import AdmissionHook, Handler, HttpHandler, Server, UpgradeHook
-from .transport import connect as connect_wslab
-from .transport import serve as serve_wslab
-from .websockets_engine import connect_websockets, serve_websockets
+from .websockets import connect as connect_websockets
+from .websockets import serve as serve_websockets
+from .wslab import connect as connect_wslab
+from .wslab import serve as serve_wslab
 
 __all__ = ["DEFAULT_ENGINE", "ENGINES", "check_engine", "connect", "serve"]
 
