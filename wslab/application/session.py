@@ -26,15 +26,9 @@ from wslab.foundation.errors import AuthenticationError, ConnectionClosed
 from wslab.infrastructure.connection import Connection
 from wslab.infrastructure.events import EventKind, EventLog
 from wslab.infrastructure.ratelimit import ConnectionLimiter
-from wslab.integration.auth import (
-    ExpiryPlan,
-    Identity,
-    TokenVerifier,
-    check_refresh,
-    plan_expiry,
-    token_from_message,
-    token_from_upgrade,
-)
+from wslab.integration.auth.expiry import ExpiryPlan, check_refresh, plan_expiry
+from wslab.integration.auth.sources import token_from_message, token_from_upgrade
+from wslab.integration.auth.tokens import Identity, TokenVerifier
 
 __all__ = ["Authenticator", "Session"]
 
