@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ssl as ssl_module
 from collections.abc import Iterable
+from typing import TypedDict, Unpack
 
 from wslab.foundation.errors import ConfigError
 from wslab.infrastructure.connection import Connection, ConnectionLimits
@@ -28,11 +29,43 @@ from .websockets import serve as serve_websockets
 from .wslab import connect as connect_wslab
 from .wslab import serve as serve_wslab
 
-__all__ = ["DEFAULT_ENGINE", "ENGINES", "check_engine", "connect", "serve"]
+__all__ = [
+    "DEFAULT_ENGINE",
+    "ENGINES",
+    "ConnectOptions",
+    "ServeOptions",
+    "check_engine",
+    "connect",
+    "serve",
+]
 
 #: The engines, in the order the docs and the tests list them.
 ENGINES: tuple[str, ...] = ("wslab", "websockets")
 DEFAULT_ENGINE = "wslab"
+
+
+class ServeOptions(TypedDict, total=False):
+    """What both engines' ``serve`` take besides ``handler``, ``host`` and ``port``."""
+
+    limits: ConnectionLimits | None
+    http_handler: HttpHandler | None
+    process_upgrade: UpgradeHook | None
+    admission: AdmissionHook | None
+    event_log: EventLog | None
+    ssl: ssl_module.SSLContext | None
+    backlog: int
+
+
+class ConnectOptions(TypedDict, total=False):
+    """What both engines' ``connect`` take besides the URL."""
+
+    headers: Iterable[tuple[str, str]]
+    origin: str | None
+    subprotocols: Iterable[str]
+    limits: ConnectionLimits | None
+    event_log: EventLog | None
+    ssl: ssl_module.SSLContext | bool | None
+    open_timeout: float
 
 
 def check_engine(engine: str) -> str:
@@ -48,51 +81,16 @@ async def serve(
     port: int = 0,
     *,
     engine: str = DEFAULT_ENGINE,
-    limits: ConnectionLimits | None = None,
-    http_handler: HttpHandler | None = None,
-    process_upgrade: UpgradeHook | None = None,
-    admission: AdmissionHook | None = None,
-    event_log: EventLog | None = None,
-    ssl: ssl_module.SSLContext | None = None,
-    backlog: int = 1024,
+    **options: Unpack[ServeOptions],
 ) -> Server:
     """Listen on ``host:port`` with ``engine`` and run ``handler(connection)`` per connection."""
     start = serve_websockets if check_engine(engine) == "websockets" else serve_wslab
-    return await start(
-        handler,
-        host,
-        port,
-        limits=limits,
-        http_handler=http_handler,
-        process_upgrade=process_upgrade,
-        admission=admission,
-        event_log=event_log,
-        ssl=ssl,
-        backlog=backlog,
-    )
+    return await start(handler, host, port, **options)
 
 
 async def connect(
-    url: str,
-    *,
-    engine: str = DEFAULT_ENGINE,
-    headers: Iterable[tuple[str, str]] = (),
-    origin: str | None = None,
-    subprotocols: Iterable[str] = (),
-    limits: ConnectionLimits | None = None,
-    event_log: EventLog | None = None,
-    ssl: ssl_module.SSLContext | bool | None = None,
-    open_timeout: float = 10.0,
+    url: str, *, engine: str = DEFAULT_ENGINE, **options: Unpack[ConnectOptions]
 ) -> Connection:
     """Open a WebSocket connection to ``url`` (``ws://`` or ``wss://``) with ``engine``."""
     open_with = connect_websockets if check_engine(engine) == "websockets" else connect_wslab
-    return await open_with(
-        url,
-        headers=headers,
-        origin=origin,
-        subprotocols=subprotocols,
-        limits=limits,
-        event_log=event_log,
-        ssl=ssl,
-        open_timeout=open_timeout,
-    )
+    return await open_with(url, **options)
