@@ -44,6 +44,7 @@ from wslab.foundation.errors import (
 )
 from wslab.infrastructure.backoff import full_jitter
 from wslab.infrastructure.connection import Connection
+from wslab.integration.store import DEFAULT_HISTORY_LIMIT
 
 from .bounds import MAX_BACKOFFS, MAX_LATENCIES
 from .events import ChatMessage, Connected, Disconnected, Event, Reconnected
@@ -356,7 +357,7 @@ class ChatClient:
     async def history(
         self,
         room: str = "lobby",
-        limit: int = 50,
+        limit: int = DEFAULT_HISTORY_LIMIT,
         before_seq: int | None = None,
         since_seq: int | None = None,
         with_user: str | None = None,
