@@ -14,56 +14,52 @@ means the same on both.
 from __future__ import annotations
 
 from collections import deque
-from typing import Generic, TypeVar
+from typing import TypeVar
 
 __all__ = ["OutgoingQueue"]
 
 T = TypeVar("T")
 
 
-class OutgoingQueue(Generic[T]):
+class OutgoingQueue(deque[T]):
     """A FIFO of items waiting for the socket, with their total size kept.
 
     It only counts; :meth:`fits` says whether one more item stays inside both bounds, and the
-    owner decides what to do when it does not.
+    owner decides what to do when it does not. It is a ``deque`` so that the question every
+    write asks first — is anything queued? — costs no more than it did on a plain one.
     """
 
-    __slots__ = ("_items", "max_bytes", "max_items", "nbytes")
-
     def __init__(self, max_items: int, max_bytes: int) -> None:
-        self._items: deque[tuple[T, int]] = deque()
+        super().__init__()
+        self._sizes: deque[int] = deque()
         self.max_items = max_items
         self.max_bytes = max_bytes
         #: Bytes of everything queued (at most ``max_bytes`` but for control frames, see
         #: :meth:`fits_bytes`).
         self.nbytes = 0
 
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def __bool__(self) -> bool:
-        return bool(self._items)
-
     def fits(self, size: int) -> bool:
         """True if one more item of ``size`` bytes stays within both bounds."""
-        return len(self._items) < self.max_items and self.nbytes + size <= self.max_bytes
+        return len(self) < self.max_items and self.nbytes + size <= self.max_bytes
 
     def fits_bytes(self, size: int) -> bool:
         """True if ``size`` more bytes stay within the byte bound (control frames: no count)."""
         return self.nbytes + size <= self.max_bytes
 
-    def append(self, item: T, size: int) -> None:
+    def append(self, item: T, size: int) -> None:  # type: ignore[override]
         """Queue ``item``, which stands for ``size`` bytes on the wire."""
-        self._items.append((item, size))
+        super().append(item)
+        self._sizes.append(size)
         self.nbytes += size
 
     def popleft(self) -> T:
         """Take the oldest item (``IndexError`` if empty)."""
-        item, size = self._items.popleft()
-        self.nbytes -= size
+        item = super().popleft()
+        self.nbytes -= self._sizes.popleft()
         return item
 
     def clear(self) -> None:
         """Drop everything queued (a close that cannot wait for it)."""
-        self._items.clear()
+        super().clear()
+        self._sizes.clear()
         self.nbytes = 0
