@@ -21,7 +21,7 @@ from pathlib import Path
 import jwt
 import pytest
 
-from wslab.infrastructure.transport import connect
+from wslab.infrastructure.engines.wslab import connect
 from wslab.testing import http_request
 
 pytestmark = pytest.mark.timeout(90)

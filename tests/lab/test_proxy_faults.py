@@ -26,7 +26,7 @@ from wslab.client import ChatClient, Disconnected
 from wslab.client.events import ChatMessage
 from wslab.foundation.errors import ConfigError
 from wslab.hub import Hub
-from wslab.infrastructure.transport import connect, serve
+from wslab.infrastructure.engines.wslab import connect, serve
 from wslab.lab.faults import TcpProxy
 
 pytestmark = pytest.mark.timeout(60)

@@ -43,10 +43,19 @@ __all__ = [
     "encode_frame",
     "encode_header",
     "parse_close_payload",
+    "truncate_close_reason",
 ]
 
 MAX_CONTROL_PAYLOAD = 125  # RFC 6455 5.5: control frames carry at most 125 bytes.
 MAX_CLOSE_REASON = MAX_CONTROL_PAYLOAD - 2  # two bytes go to the status code.
+
+
+def truncate_close_reason(reason: str) -> str:
+    """Cut a close reason to 123 bytes of UTF-8 without splitting a character (both engines)."""
+    encoded = reason.encode("utf-8")
+    if len(encoded) <= MAX_CLOSE_REASON:
+        return reason
+    return encoded[:MAX_CLOSE_REASON].decode("utf-8", errors="ignore")
 
 _FIN, _RSV1, _RSV2, _RSV3 = 0x80, 0x40, 0x20, 0x10
 _MASK_BIT = 0x80

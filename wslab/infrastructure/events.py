@@ -60,12 +60,14 @@ if TYPE_CHECKING:
 
 __all__ = [
     "LEVELS",
+    "NULL_EVENT_LOG",
     "TRAFFIC_KINDS",
     "ConnectionEvents",
     "Event",
     "EventKind",
     "EventLevel",
     "EventLog",
+    "NullEventLog",
     "Subscriber",
 ]
 
@@ -372,6 +374,29 @@ class EventLog:
         appears as ``field_<name>``.
         """
         return _rows_to_dataframe(self._select(kind, connection_id))
+
+
+class NullEventLog(EventLog):
+    """An event log that keeps nothing: what a part holds when it was given no log.
+
+    Parts record through it unconditionally instead of asking ``if events is not None`` first;
+    its level stays ``"off"`` (setting another is a :class:`ConfigError`, since the one
+    instance is shared).
+    """
+
+    def __init__(self) -> None:
+        super().__init__(maxlen=1, level="off", max_subscribers=0)
+
+    @EventLog.level.setter  # type: ignore[attr-defined, untyped-decorator]
+    def level(self, level: EventLevel) -> None:
+        if level != "off":
+            raise ConfigError("the null event log records nothing; give the part an EventLog")
+        self._level = "off"
+        self._enabled = frozenset()
+
+
+#: The one :class:`NullEventLog`, shared by every part built without an event log.
+NULL_EVENT_LOG: EventLog = NullEventLog()
 
 
 class ConnectionEvents:

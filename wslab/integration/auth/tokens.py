@@ -1,7 +1,4 @@
-"""Who is on the other end: JWT verification, token extraction, Origin policy, expiry planning.
-
-The hub admits a connection only with a valid JWT (see ``docs/protocol.md``, *Authentication*).
-This module holds every decision about that, and no I/O or scheduling:
+"""JWT tokens: :class:`AuthConfig` (keys and rules), :class:`TokenVerifier`, :func:`issue_token`.
 
 - :class:`AuthConfig` — the keys and rules, validated once at construction. The algorithm list is
   pinned and handed to pyjwt as is; ``none`` is never accepted; one config never mixes HMAC
@@ -12,17 +9,11 @@ This module holds every decision about that, and no I/O or scheduling:
   bounded) and a cached entry never outlives the token's ``exp``.
 - :func:`issue_token`, :func:`generate_secret` — minting tokens for tests, notebooks and
   ``wslab token``.
-- :func:`token_from_upgrade`, :func:`token_from_message` — where a token may come from, in the
-  protocol's order of preference (``Authorization: Bearer`` header, first ``auth`` message,
-  ``?token=`` query).
-- :class:`OriginPolicy` — the ``Origin`` allow-list checked during the handshake (HTTP 403).
-- :func:`plan_expiry`, :func:`seconds_until_expiry`, :func:`check_refresh` — pure arithmetic the
-  application layer uses to schedule ``auth:expiring``, accept ``auth:refresh`` and close with 4001.
 
-Time enters as a ``clock`` or a ``now`` argument everywhere, never read behind the caller's back,
-so tests and notebooks can drive expiry with a fake clock. For that reason the time claims
-(``exp``, ``nbf``, ``iat``) are checked here, against that clock, rather than by pyjwt (which reads
-the wall clock); pyjwt checks the signature, the algorithm, ``iss``, ``aud`` and required claims.
+Time enters as a ``clock`` or a ``now`` argument, never read behind the caller's back, so the
+time claims (``exp``, ``nbf``, ``iat``) are checked here against that clock rather than by pyjwt
+(which reads the wall clock); pyjwt checks the signature, the algorithm, ``iss``, ``aud`` and
+required claims.
 
 Short HMAC secrets are **refused** (:class:`ConfigError`), not merely warned about: RFC 7518
 section 3.2 requires an HMAC key at least as long as the hash output (32 bytes for HS256, 48 for
@@ -43,31 +34,21 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Literal
-from urllib.parse import urlsplit
+from typing import Any
 
 import jwt
 
-from wslab.foundation.errors import AuthenticationError, ConfigError, ForbiddenOrigin
+from wslab.foundation.errors import AuthenticationError, ConfigError
 
 __all__ = [
     "SUPPORTED_ALGORITHMS",
     "AuthConfig",
     "CacheStats",
-    "ExpiryPlan",
     "Identity",
     "LoadedKeys",
-    "OriginPolicy",
-    "TokenSource",
     "TokenVerifier",
-    "check_refresh",
     "generate_secret",
     "issue_token",
-    "normalize_origin",
-    "plan_expiry",
-    "seconds_until_expiry",
-    "token_from_message",
-    "token_from_upgrade",
 ]
 
 # -- algorithms and key families -----------------------------------------------------------------
@@ -99,8 +80,6 @@ _JWT = jwt.PyJWT(options={"enforce_minimum_key_length": True})
 # JWS compact serialization: three base64url segments; the signature may be empty only so that an
 # ``alg: none`` token reaches pyjwt and is refused there as "algorithm not allowed".
 _COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
-# RFC 6750 section 2.1: the characters a bearer token may use in an Authorization header.
-_B64TOKEN = re.compile(r"[A-Za-z0-9._~+/-]+=*")
 
 
 def _family(algorithm: str) -> str:
@@ -582,260 +561,3 @@ def issue_token(
     if extra_claims:
         payload.update(extra_claims)
     return _JWT.encode(payload, config.keys().signing, algorithm=alg)
-
-
-# -- where the token comes from ------------------------------------------------------------------
-
-#: Where a token was found: the ``Authorization`` header, the ``?token=`` query parameter, or
-#: (when neither had one) it must come in the first message.
-TokenSource = Literal["header", "query", "message"]
-
-
-def _header_values(headers: Any, name: str) -> list[str]:
-    """Every value of header ``name`` in ``headers``, whatever kind of mapping it is."""
-    get_all = getattr(headers, "get_all", None)
-    if callable(get_all):  # websockets.Headers, email.message.Message
-        return [str(v) for v in (get_all(name) or [])]
-    items = getattr(headers, "items", None)
-    if callable(items):  # a plain dict whose keys may be in any case
-        wanted = name.lower()
-        return [str(v) for k, v in items() if isinstance(k, str) and k.lower() == wanted]
-    value = headers.get(name)
-    return [] if value is None else [str(value)]
-
-
-def _bearer(values: list[str]) -> str:
-    if len(values) > 1:
-        raise AuthenticationError("more than one Authorization header")
-    parts = values[0].split()
-    if not parts:
-        raise AuthenticationError("malformed Authorization header")
-    if parts[0].lower() != "bearer":
-        raise AuthenticationError("unsupported authorization scheme")
-    if len(parts) != 2 or not _B64TOKEN.fullmatch(parts[1]):
-        raise AuthenticationError("malformed Authorization header")
-    return parts[1]
-
-
-def token_from_upgrade(
-    headers: Any, query: Mapping[str, Any] | None = None
-) -> tuple[str | None, TokenSource]:
-    """The token offered on the upgrade request and where it came from.
-
-    ``Authorization: Bearer <t>`` (scheme case-insensitive) wins over ``?token=<t>``. A malformed
-    Authorization header (another scheme, no token, two tokens, two headers) is refused with
-    :class:`AuthenticationError` rather than ignored, so a client's mistake is not silently
-    downgraded to the weaker query or message path. Two ``token`` query values are refused too.
-    Returns ``(None, "message")`` when neither carries a token: it must then arrive in the first
-    message. ``headers`` is any object with ``get_all``, ``items`` or ``get``; ``query`` maps
-    names to a string or a list of strings (as :func:`urllib.parse.parse_qs` returns).
-    """
-    values = _header_values(headers, "Authorization") if headers is not None else []
-    if values:
-        return _bearer(values), "header"
-    raw = query.get("token") if query is not None else None
-    if isinstance(raw, (list, tuple)):
-        if len(raw) > 1:
-            raise AuthenticationError("more than one token in the query")
-        raw = raw[0] if raw else None
-    if raw is None:
-        return None, "message"
-    if not isinstance(raw, str) or not raw.strip():
-        raise AuthenticationError("malformed token")
-    return raw.strip(), "query"
-
-
-def token_from_message(msg: object, *, expected_type: str = "auth") -> str:
-    """The token of an ``{"type": "auth", "token": "..."}`` message (or ``auth:refresh``).
-
-    Anything else - another type, a non-object, a missing or empty token - is an
-    :class:`AuthenticationError`: before authentication no other message is accepted.
-    """
-    if not isinstance(msg, Mapping) or msg.get("type") != expected_type:
-        raise AuthenticationError(
-            "first message must be auth" if expected_type == "auth" else f"expected {expected_type}"
-        )
-    token = msg.get("token")
-    if not isinstance(token, str) or not token.strip():
-        raise AuthenticationError(f"{expected_type} message needs a token")
-    return token.strip()
-
-
-# -- Origin policy -------------------------------------------------------------------------------
-
-_DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
-_HOSTNAME = re.compile(r"[a-z0-9._-]+")
-
-
-def normalize_origin(value: str) -> str:
-    """``scheme://host[:port]`` in lower case with the default port dropped; ValueError if bad.
-
-    ``HTTPS://Chat.Example.com:443`` and ``https://chat.example.com`` are the same origin.
-    """
-    parts = urlsplit(value.strip())
-    scheme = parts.scheme.lower()
-    if not scheme or not parts.netloc or "@" in parts.netloc:
-        raise ValueError(f"not an origin: {value!r}")
-    if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise ValueError(f"an origin has no path, query or fragment: {value!r}")
-    host = parts.hostname or ""
-    port = parts.port  # raises ValueError for a port out of range or not a number
-    if ":" in host:
-        host = f"[{host}]"  # IPv6 literal
-    elif not _HOSTNAME.fullmatch(host):
-        raise ValueError(f"not an origin: {value!r}")
-    if port is None or port == _DEFAULT_PORTS.get(scheme):
-        return f"{scheme}://{host}"
-    return f"{scheme}://{host}:{port}"
-
-
-def _same_host(origin: str, host: str | None) -> bool:
-    """True if ``origin`` (``scheme://host[:port]``) names the ``Host`` the request was sent to."""
-    if not host or "://" not in origin:
-        return False
-    return origin.split("://", 1)[1].rstrip("/").lower() == host.strip().lower()
-
-
-class OriginPolicy:
-    """The ``Origin`` allow-list checked during the opening handshake.
-
-    Browsers attach ``Origin`` to every WebSocket upgrade, and WebSockets are not covered by the
-    same-origin policy: without this check any web page a user visits could open a socket to
-    the hub with the user's cookies (cross-site WebSocket hijacking). Rules:
-
-    - an empty allow-list admits everything (the teaching default: notebooks, ``file://``
-      pages and any local port work out of the box); say which origins you trust in production;
-    - ``"*"`` admits every real origin, but not ``"null"``;
-    - other entries are exact origins, compared after :func:`normalize_origin`;
-    - ``"null"`` (sandboxed iframes, ``file://`` pages, some redirects) is refused unless listed;
-    - a request **without** ``Origin`` is admitted: it does not come from a browser page, and a
-      non-browser client could send any ``Origin`` it likes, so the header protects nothing
-      there - such clients are held back by the token, not by this policy.
-    """
-
-    def __init__(self, allowed: Iterable[str] = ()) -> None:
-        entries = [allowed] if isinstance(allowed, str) else list(allowed)
-        self._any = False
-        self._null = False
-        self._origins: set[str] = set()
-        for entry in entries:
-            if not isinstance(entry, str):
-                raise ConfigError("allowed_origins entries must be strings")
-            text = entry.strip()
-            if text == "*":
-                self._any = True
-            elif text.lower() == "null":
-                self._null = True
-            elif "*" in text:
-                raise ConfigError(
-                    f"allowed_origins: wildcards other than '*' are not supported: {entry!r}"
-                )
-            else:
-                try:
-                    self._origins.add(normalize_origin(text))
-                except ValueError as exc:
-                    raise ConfigError(f"allowed_origins: {exc}") from exc
-        self._open = not entries
-
-    @property
-    def allows_all(self) -> bool:
-        """True if no allow-list was configured (every origin, including ``null``, is admitted)."""
-        return self._open
-
-    def allows(self, origin: str | None, *, host: str | None = None) -> bool:
-        """True if a handshake with this ``Origin`` value (``None``: no header) is admitted.
-
-        ``host`` is the request's ``Host`` header: a page served by the hub itself (its origin
-        names that same host and port) is always admitted, whatever the list says.
-        """
-        if origin is None or self._open or _same_host(origin, host):
-            return True
-        text = origin.strip()
-        if text.lower() == "null":
-            return self._null
-        try:
-            normalized = normalize_origin(text)
-        except ValueError:
-            return False
-        return self._any or normalized in self._origins
-
-    def check(self, origin: str | None, *, host: str | None = None) -> None:
-        """Raise :class:`ForbiddenOrigin` (HTTP 403) unless :meth:`allows` admits ``origin``."""
-        if not self.allows(origin, host=host):
-            raise ForbiddenOrigin("origin not allowed")
-
-    def __repr__(self) -> str:
-        if self._open:
-            return "OriginPolicy(allow all)"
-        listed = (
-            sorted(self._origins) + (["*"] if self._any else []) + (["null"] if self._null else [])
-        )
-        return f"OriginPolicy({listed!r})"
-
-
-# -- expiry while connected ----------------------------------------------------------------------
-
-
-def seconds_until_expiry(identity: Identity, now: float) -> float:
-    """Seconds left before ``identity``'s token expires (negative once past; ``inf`` for guests)."""
-    return identity.expires_at - now
-
-
-@dataclass(frozen=True)
-class ExpiryPlan:
-    """When to warn a connected client that its token expires, and when to close it (4001).
-
-    ``warn_at <= expires_at <= close_at``; ``close_at`` adds the verifier's leeway, so a connection
-    is closed exactly when a fresh verification of its token would start failing.
-    """
-
-    expires_at: float
-    warn_at: float
-    close_at: float
-
-    def phase(self, now: float) -> Literal["valid", "expiring", "expired"]:
-        """``valid`` before ``warn_at``, ``expiring`` until ``close_at``, then ``expired``."""
-        if now >= self.close_at:
-            return "expired"
-        if now >= self.warn_at:
-            return "expiring"
-        return "valid"
-
-    def expires_in(self, now: float) -> float:
-        """The ``expires_in`` of an ``auth:expiring`` message sent at ``now`` (never negative)."""
-        return max(0.0, self.expires_at - now)
-
-
-def plan_expiry(
-    identity: Identity,
-    now: float,
-    *,
-    leeway: float = 0.0,
-    warn_before: float = 60.0,
-    warn_fraction: float = 0.1,
-) -> ExpiryPlan | None:
-    """When to send ``auth:expiring`` and when to close, for a connection authenticated at ``now``.
-
-    The warning goes out ``min(warn_before, warn_fraction * lifetime)`` seconds before expiry,
-    where lifetime is ``exp - iat`` (or ``exp - now`` without ``iat``): 60 s is ample for a client
-    to fetch a new token, while 10 % keeps short-lived demo tokens (say 30 s) from being warned
-    about the moment they connect. If that moment has passed, the warning is due at once.
-    Returns ``None`` for an identity that never expires (guests).
-    """
-    if math.isinf(identity.expires_at):
-        return None
-    start = identity.issued_at if identity.issued_at is not None else now
-    lifetime = max(0.0, identity.expires_at - start)
-    lead = min(warn_before, warn_fraction * lifetime)
-    warn_at = max(now, identity.expires_at - lead)
-    close_at = identity.expires_at + leeway
-    return ExpiryPlan(
-        expires_at=identity.expires_at, warn_at=min(warn_at, close_at), close_at=close_at
-    )
-
-
-def check_refresh(current: Identity, refreshed: Identity) -> None:
-    """Refuse an ``auth:refresh`` whose token belongs to someone else (a connection never
-    changes hands); the caller then closes with 4001 like any other authentication failure."""
-    if refreshed.user_id != current.user_id:
-        raise AuthenticationError("refresh token is for another user")

@@ -1,90 +1,38 @@
-"""The ``websockets`` library as a second engine behind the same :class:`Connection` interface.
+"""One connection on the ``websockets`` engine: :class:`WebsocketsConnection`.
 
-wslab's own engine (:mod:`wslab.infrastructure.transport`) is the default; this module runs the
-very same handlers, limits and policies on ``websockets`` (its asyncio implementation), so that
-the test suite can prove both engines behave alike and a notebook can compare them. It follows
-the shape of the wslab engine wherever the library allows:
-
-- **incoming** — a reader task moves messages from ``websockets`` into the bounded incoming
-  queue of :class:`Connection`. When that queue is full the reader stops calling ``recv()``;
-  ``websockets`` then buffers at most ``max_queue`` frames (set to ``limits.max_incoming``) and
-  stops reading the socket, so TCP pushes back on the peer as with the wslab engine.
-- **outgoing** — while the socket keeps up, a message is written at once (as
-  ``websockets.broadcast`` does); while the transport's buffer is over ``write_high`` it waits in
-  the bounded outgoing queue, which a writer task flushes with ``send()`` as the socket drains.
-  The slow-consumer policy (close 1013, drop_oldest, drop_new) applies to that queue exactly as
-  on the wslab engine, so a peer that never reads cannot grow memory past the bound.
-- **ping** — ``websockets``' own ``ping()``; its pong resolves :meth:`Connection.ping`'s future.
-  Unsolicited pongs are not reported by the library, so they are neither counted nor logged.
-- **close** — ``close()`` sends the close frame after what is queued; ``fail()`` sends it at
-  once and closes TCP; ``abort()`` drops TCP. ``close_code``/``close_reason`` come from the close
-  frame received (``protocol.close_rcvd``); ``closed_locally`` is true when this end started.
-- **events** — CONNECT, DISCONNECT, CLOSE (in and out), PING, PONG, ERROR, BACKPRESSURE and
-  SLOW_CONSUMER are recorded. Frames and state transitions are *not* observable on this engine
-  (the library keeps them inside), so FRAME_IN/FRAME_OUT/TRANSITION events never appear,
-  ``frame_counts()`` is ``None`` (the hub exposes no frame counter), and ``bytes_out`` counts
-  message payloads rather than frame bytes.
-
-HTTP on :func:`serve_websockets` goes through ``websockets``' ``process_request`` hook: plain
-requests are answered by the same ``http_handler`` (given a :class:`wslab.foundation.http.Request`),
-upgrade requests are checked by :mod:`wslab.foundation.handshake` and offered to
-``process_upgrade`` before ``websockets`` accepts them. Differences that remain: only ``GET``
-requests without a body reach the ``http_handler`` (the library refuses the others), and
-``admission`` is asked once the request head has arrived rather than on TCP accept.
+A reader task moves messages from ``websockets`` into the bounded incoming queue; a writer task
+flushes the bounded outgoing queue (shared with wslab's engine, in
+:class:`~wslab.infrastructure.connection.Connection`) as the socket drains. ``websockets``'
+own connection classes get small hooks (:class:`_Hooks`) that tell ours what asyncio says.
+The package docstring (:mod:`wslab.infrastructure.engines.websockets`) lists what is and is not
+observable on this engine.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import ssl as ssl_module
-import time
-import urllib.parse
-import weakref
-from collections import deque
-from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection
-from websockets.asyncio.client import connect as websockets_connect
 from websockets.asyncio.server import ServerConnection
-from websockets.asyncio.server import serve as websockets_serve
-from websockets.datastructures import Headers as WsHeaders
 from websockets.exceptions import ConnectionClosed as WsConnectionClosed
-from websockets.exceptions import InvalidHandshake, InvalidStatus, InvalidURI
 from websockets.extensions.base import ClientExtensionFactory, ServerExtensionFactory
 from websockets.extensions.permessage_deflate import (
     ClientPerMessageDeflateFactory,
     ServerPerMessageDeflateFactory,
 )
-from websockets.http11 import Request as WsRequest
-from websockets.http11 import Response as WsResponse
 from websockets.protocol import State as WsState
 
 from wslab.foundation import handshake
 from wslab.foundation.codes import CloseCode
 from wslab.foundation.deflate import DeflateSettings
-from wslab.foundation.errors import (
-    HandshakeError,
-    InvalidHandshakeResponse,
-    InvalidUpgrade,
-    OperationTimeout,
-)
-from wslab.foundation.http import Headers, Request, reason_phrase
+from wslab.foundation.frames import truncate_close_reason
 from wslab.foundation.state import ConnectionState
+from wslab.infrastructure.connection import Connection, ConnectionLimits, Message
+from wslab.infrastructure.events import EventKind, EventLog
 
-from .connection import Connection, ConnectionLimits, Message, SlowConsumerPolicy
-from .events import EventKind, EventLog
-from .transport import AdmissionHook, Handler, HttpHandler, HttpResponse, Server, UpgradeHook
-
-__all__ = [
-    "WebsocketsConnection",
-    "WebsocketsServer",
-    "connect_websockets",
-    "serve_websockets",
-]
+__all__ = ["WebsocketsConnection"]
 
 log = logging.getLogger("wslab.websockets_engine")
 
@@ -94,16 +42,6 @@ _STATES = {
     WsState.CLOSING: ConnectionState.CLOSING,
     WsState.CLOSED: ConnectionState.CLOSED,
 }
-
-_MAX_CLOSE_REASON = 123  # bytes: a control frame payload is 125 at most, 2 are the code
-
-
-def _truncate_reason(reason: str) -> str:
-    """Cut a close reason to what fits in a close frame, on a character boundary."""
-    data = reason.encode("utf-8")
-    if len(data) <= _MAX_CLOSE_REASON:
-        return reason
-    return data[:_MAX_CLOSE_REASON].decode("utf-8", errors="ignore")
 
 
 def _deflate_factories(
@@ -141,7 +79,7 @@ def _deflate_factories(
     ]
 
 
-def _websockets_limits(limits: ConnectionLimits, *, server: bool) -> dict[str, Any]:
+def websockets_limits(limits: ConnectionLimits, *, server: bool) -> dict[str, Any]:
     """The ``websockets`` arguments that carry our limits and compression settings."""
     return {
         # Our heartbeat (wslab.infrastructure.heartbeat) pings; the library's keepalive is off.
@@ -199,26 +137,6 @@ class _Hooks:
             self.wslab_connection._transport_lost(exc)
 
 
-class _ServerConnection(_Hooks, ServerConnection):
-    """``websockets``' server connection with our hooks."""
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(transport)
-        owner: WebsocketsServer | None = getattr(self.server, "wslab_server", None)
-        if owner is not None:
-            owner._unwrapped.add(self)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        super().connection_lost(exc)
-        owner: WebsocketsServer | None = getattr(self.server, "wslab_server", None)
-        if owner is not None:
-            owner._unwrapped.discard(self)
-
-
-class _ClientConnection(_Hooks, ClientConnection):
-    """``websockets``' client connection with our hooks."""
-
-
 # -- one connection ----------------------------------------------------------------------------
 
 
@@ -238,10 +156,7 @@ class WebsocketsConnection(Connection):
     ) -> None:
         super().__init__(role=role, limits=limits, event_log=event_log, **kwargs)
         self.ws = ws
-        # Outgoing messages waiting for the socket: (payload, is_text). Bounded by max_queue and
-        # max_queue_bytes; the slow-consumer policy decides at the bound.
-        self._queue: deque[tuple[bytes, bool]] = deque()
-        self._queued_bytes = 0
+        # Outgoing messages wait in Connection._queue as (payload, is_text) pairs.
         self._in_flight = 0  # bytes of the message the writer is handing to websockets
         self._writer_wakeup: asyncio.Future[None] | None = None
         self._writable: asyncio.Future[None] | None = None
@@ -300,14 +215,6 @@ class WebsocketsConnection(Connection):
     def extensions(self) -> str | None:
         response = self.ws.response
         return response.headers.get("Sec-WebSocket-Extensions") if response else None
-
-    @property
-    def queue_depth(self) -> int:
-        return len(self._queue)
-
-    @property
-    def queued_bytes(self) -> int:
-        return self._queued_bytes
 
     @property
     def transport(self) -> asyncio.Transport:
@@ -411,7 +318,6 @@ class WebsocketsConnection(Connection):
         if self._close_timer is not None:
             self._close_timer.cancel()
         self._queue.clear()
-        self._queued_bytes = 0
         if not self._writer.done():
             self._writer.cancel()
         super()._lost(cause)
@@ -435,36 +341,11 @@ class WebsocketsConnection(Connection):
                 ws.protocol.send_binary(data)
             ws.send_data()
             return
-        limits = self.limits
-        if (
-            len(self._queue) >= limits.max_queue
-            or self._queued_bytes + len(data) > limits.max_queue_bytes
-        ) and not self._overflow():
+        if not self._queue_outgoing((data, text), len(data)):
             self.stats.messages_out -= 1
             self.stats.bytes_out -= len(data)
             return
-        self._queue.append((data, text))
-        self._queued_bytes += len(data)
-        if len(self._queue) > self.stats.queue_peak:
-            self.stats.queue_peak = len(self._queue)
         self._wake_writer()
-
-    def _overflow(self) -> bool:
-        """The outgoing queue is full. Returns True if the new message may still be queued."""
-        policy = self.limits.slow_consumer_policy
-        self.stats.dropped_out += 1
-        self._record(EventKind.SLOW_CONSUMER, policy=policy.value, queued=len(self._queue))
-        if policy is SlowConsumerPolicy.DROP_OLDEST:
-            dropped, _ = self._queue.popleft()
-            self._queued_bytes -= len(dropped)
-            return True
-        if policy is SlowConsumerPolicy.CLOSE:
-            # The peer is not reading, so it would not read what is queued either: drop it,
-            # send the close now, and abort if the handshake does not finish in time.
-            self._queue.clear()
-            self._queued_bytes = 0
-            self._start_close(CloseCode.TRY_AGAIN_LATER, "slow consumer: outgoing queue overflowed")
-        return False
 
     async def _write_loop(self) -> None:
         """Flush the queue while the socket drains; then send the requested close frame."""
@@ -485,7 +366,6 @@ class WebsocketsConnection(Connection):
                     await self._writer_wakeup
                     continue
                 data, text = self._queue.popleft()
-                self._queued_bytes -= len(data)
                 self._in_flight = len(data)
                 try:
                     await ws.send(data, text=text)
@@ -556,7 +436,7 @@ class WebsocketsConnection(Connection):
         ws = self.ws
         if self._close_request is not None or ws.protocol.state is not WsState.OPEN:
             return
-        reason = _truncate_reason(reason)
+        reason = truncate_close_reason(reason)
         self._mark_local_close()
         self._close_request = (code, reason)
         self._close_out_recorded = True
@@ -584,14 +464,13 @@ class WebsocketsConnection(Connection):
         ws = self.ws
         protocol = ws.protocol
         if protocol.state is WsState.OPEN:
-            reason = _truncate_reason(reason)
+            reason = truncate_close_reason(reason)
             self._mark_local_close()
             self._close_request = (code, reason)
             self._close_now = True
             self._close_out_recorded = True
             self._record(EventKind.CLOSE, direction="out", code=code, reason=reason)
             self._queue.clear()
-            self._queued_bytes = 0
             protocol.fail(code, reason)
             ws.send_data()
         if protocol.state is not WsState.CLOSED:
@@ -622,284 +501,6 @@ class WebsocketsConnection(Connection):
 # -- the server --------------------------------------------------------------------------------------
 
 
-def _address(peer: Any) -> tuple[str, int] | None:
+def address(peer: Any) -> tuple[str, int] | None:
+    """A peer address as ``(host, port)`` (``None`` if unknown)."""
     return (peer[0], peer[1]) if peer else None
-
-
-def _to_request(ws_request: WsRequest) -> Request:
-    """A ``websockets`` request as the :class:`wslab.foundation.http.Request` our hooks take."""
-    try:
-        headers = Headers(ws_request.headers.raw_items())
-    except ValueError as error:  # e.g. a non-ASCII byte, which our parser refuses too
-        raise InvalidUpgrade(str(error)) from None
-    target = ws_request.path
-    path, _, query = target.partition("?")
-    return Request(
-        method="GET",  # websockets' parser lets nothing else through
-        target=target,
-        path=path,
-        query=urllib.parse.parse_qs(query, keep_blank_values=True),
-        version="HTTP/1.1",
-        headers=headers,
-    )
-
-
-def _ws_response(
-    status: int,
-    headers: Iterable[tuple[str, str]],
-    body: bytes,
-    content_type: str | None,
-) -> WsResponse:
-    """A complete ``websockets`` response, framed like ``build_response`` frames ours."""
-    fields = WsHeaders()
-    for name, value in headers:
-        fields[name] = value
-    if content_type is not None:
-        fields["Content-Type"] = content_type
-    if status not in (204, 304):
-        fields["Content-Length"] = str(len(body))
-    if "Connection" not in fields:
-        fields["Connection"] = "close"  # websockets closes the connection after it anyway
-    return WsResponse(status, reason_phrase(status), fields, body)
-
-
-def _http_response(response: HttpResponse) -> WsResponse:
-    return _ws_response(response.status, response.headers, response.body, response.content_type)
-
-
-def _refusal(error: HandshakeError) -> WsResponse:
-    body = (error.message + "\n").encode("utf-8")
-    return _ws_response(error.status, error.headers.items(), body, "text/plain; charset=utf-8")
-
-
-@dataclass
-class WebsocketsServer(Server):
-    """A listening server on the ``websockets`` engine, with :class:`Server`'s surface.
-
-    ``port``, ``host``, ``url``, ``connections``, ``close(code=1001)`` and ``async with`` behave
-    as on the wslab engine. Create it with :func:`serve_websockets`.
-    """
-
-    engine: str = "websockets"
-    _ws_server: Any = None
-    #: TCP connections not handed to a handler yet (HTTP, handshake): dropped on close().
-    _unwrapped: weakref.WeakSet[ServerConnection] = field(default_factory=weakref.WeakSet)
-
-    async def _process_request(
-        self, ws: ServerConnection, ws_request: WsRequest
-    ) -> WsResponse | None:
-        """websockets' request hook: admission, plain HTTP routes, handshake checks, hooks."""
-        remote = _address(ws.remote_address)
-        try:
-            request = _to_request(ws_request)
-        except HandshakeError as error:
-            return self._refuse(error, remote)
-        # Plain HTTP (/healthz, /metrics) is outside the WebSocket admission budget: monitoring
-        # behind the same NAT as a busy crowd of clients must still get its answer.
-        upgrading = handshake.is_upgrade_request(request)
-        if upgrading and self.admission is not None and remote and not self.admission(remote[0]):
-            self.record(EventKind.RATE_LIMIT, None, scope="address", address=remote[0])
-            return _http_response(HttpResponse(429, b"too many connection attempts\n"))
-        if not upgrading:
-            try:
-                response = await self.http_handler(request)
-            except Exception:
-                log.exception("HTTP handler failed for %s", request.path)
-                response = HttpResponse(500, b"internal error\n")
-            return _http_response(response)
-        try:
-            upgrade = handshake.validate_upgrade_request(request)
-            context = await self.process_upgrade(upgrade, remote) if self.process_upgrade else None
-        except HandshakeError as error:
-            return self._refuse(error, remote)
-        except Exception:
-            log.exception("upgrade hook failed")
-            return self._refuse(HandshakeError("internal error", status=500), remote)
-        ws.wslab_upgrade = (upgrade, context)  # type: ignore[attr-defined]
-        return None  # websockets sends the 101
-
-    def _refuse(self, error: HandshakeError, remote: tuple[str, int] | None) -> WsResponse:
-        self.refused(error, remote)
-        self.record(
-            EventKind.ERROR,
-            None,
-            error=type(error).__name__,
-            status=error.status,
-            message=error.message,
-        )
-        return _refusal(error)
-
-    async def _accept(self, ws: ServerConnection) -> None:
-        """websockets' connection handler: wrap the connection and run ours, as _Wire does."""
-        task = asyncio.current_task()
-        assert task is not None
-        self._track(task)  # so that close() waits for it, and cancels it when it must
-        self._unwrapped.discard(ws)
-        upgrade, context = ws.wslab_upgrade or (None, None)  # type: ignore[attr-defined]
-        connection = WebsocketsConnection(
-            ws,
-            "server",
-            self.limits,
-            event_log=self.event_log,
-            remote=_address(ws.remote_address),
-            path=upgrade.path if upgrade else "/",
-            query=upgrade.query if upgrade else None,
-            headers=upgrade.headers if upgrade else None,
-            subprotocol=ws.subprotocol,
-        )
-        if context:
-            connection.context.update(context)
-        self.connections[connection.id] = connection
-        self.record(
-            EventKind.CONNECT, connection.id, remote=str(connection.remote), path=connection.path
-        )
-        try:
-            await self._run_handler(connection)
-        finally:
-            await connection._join()
-
-    async def close(
-        self,
-        code: int = CloseCode.GOING_AWAY,
-        reason: str = "server shutting down",
-        *,
-        timeout: float | None = None,
-    ) -> None:
-        """Stop accepting, close every connection with ``code``, wait for the handlers.
-
-        Connections still in their opening handshake are refused by ``websockets`` with 503.
-        """
-        first = not self._closing
-        await super().close(code, reason, timeout=timeout)
-        ws_server = self._ws_server
-        if not first or ws_server is None:
-            return
-        ws_server.close(close_connections=True, code=code, reason=reason)
-        # Like the wslab engine, shutdown does not wait for clients still in their opening
-        # handshake or reading a plain HTTP answer: websockets would wait for each of them
-        # to close TCP for up to close_timeout.
-        for straggler in list(self._unwrapped):
-            straggler.transport.abort()
-        close_task = ws_server.close_task
-        timeout = self.limits.close_timeout if timeout is None else timeout
-        try:
-            await asyncio.wait_for(asyncio.shield(close_task), timeout)
-        except asyncio.TimeoutError:
-            for task in list(ws_server.handler_tasks):
-                task.cancel()
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(close_task, 1.0)
-
-
-async def serve_websockets(
-    handler: Handler,
-    host: str = "127.0.0.1",
-    port: int = 0,
-    *,
-    limits: ConnectionLimits | None = None,
-    http_handler: HttpHandler | None = None,
-    process_upgrade: UpgradeHook | None = None,
-    admission: AdmissionHook | None = None,
-    event_log: EventLog | None = None,
-    ssl: ssl_module.SSLContext | None = None,
-    backlog: int = 1024,
-) -> WebsocketsServer:
-    """Listen on ``host:port`` and run ``handler(connection)`` for each connection, on websockets.
-
-    Same arguments and behaviour as :func:`wslab.infrastructure.transport.serve`.
-    """
-    limits = limits or ConnectionLimits()
-    server = WebsocketsServer(
-        handler=handler,
-        limits=limits,
-        process_upgrade=process_upgrade,
-        admission=admission,
-        event_log=event_log,
-    )
-    if http_handler is not None:
-        server.http_handler = http_handler
-    ws_server = await websockets_serve(
-        server._accept,
-        host,
-        port,
-        process_request=server._process_request,
-        server_header=None,
-        open_timeout=limits.handshake_timeout,
-        create_connection=_ServerConnection,
-        ssl=ssl,
-        backlog=backlog,
-        **_websockets_limits(limits, server=True),
-    )
-    server._ws_server = ws_server
-    ws_server.wslab_server = server  # lets our connection class find the server's bookkeeping
-    server._server = ws_server.server
-    server._scheme = "wss" if ssl is not None else "ws"
-    return server
-
-
-# -- the client ---------------------------------------------------------------------------------------
-
-
-async def connect_websockets(
-    url: str,
-    *,
-    headers: Iterable[tuple[str, str]] = (),
-    origin: str | None = None,
-    subprotocols: Iterable[str] = (),
-    limits: ConnectionLimits | None = None,
-    event_log: EventLog | None = None,
-    ssl: ssl_module.SSLContext | bool | None = None,
-    open_timeout: float = 10.0,
-) -> WebsocketsConnection:
-    """Open a WebSocket connection to ``url`` on websockets; same signature as ``transport.connect``.
-
-    Errors are wslab's: a refused handshake raises :class:`InvalidHandshakeResponse` whose
-    ``status`` is the server's, a timeout :class:`OperationTimeout`.
-    """
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme not in ("ws", "wss"):
-        raise InvalidUpgrade(f"not a WebSocket URL: {url!r}")
-    limits = limits or ConnectionLimits()
-    extra: dict[str, Any] = {}
-    if parts.scheme == "wss":
-        extra["ssl"] = True if ssl is None else ssl
-    offered = list(subprotocols)
-    started = time.monotonic()
-    try:
-        ws = await websockets_connect(
-            url,
-            origin=origin,  # type: ignore[arg-type]
-            subprotocols=offered or None,  # type: ignore[arg-type]
-            additional_headers=list(headers) or None,
-            user_agent_header=None,
-            proxy=None,  # 127.0.0.1 in a notebook must not go through a system proxy
-            open_timeout=open_timeout,
-            create_connection=_ClientConnection,
-            **_websockets_limits(limits, server=False),
-            **extra,
-        )
-    except InvalidStatus as error:
-        status = error.response.status_code
-        raise InvalidHandshakeResponse(
-            f"expected 101 Switching Protocols, got {status}", status=status
-        ) from None
-    except InvalidURI as error:
-        raise InvalidUpgrade(str(error)) from None
-    except InvalidHandshake as error:
-        raise InvalidHandshakeResponse(str(error)) from error
-    except (asyncio.TimeoutError, TimeoutError):
-        raise OperationTimeout(f"opening handshake with {url} timed out") from None
-    response = ws.response
-    connection = WebsocketsConnection(
-        ws,
-        "client",
-        limits,
-        event_log=event_log,
-        remote=_address(ws.remote_address),
-        path=parts.path or "/",
-        headers=Headers(response.headers.raw_items()) if response is not None else None,
-        subprotocol=ws.subprotocol,
-    )
-    connection.stats.opened_at = started
-    connection._record(EventKind.CONNECT, remote=str(connection.remote), path=connection.path)
-    return connection
