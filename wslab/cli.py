@@ -212,6 +212,7 @@ def _cmd_config(args: argparse.Namespace) -> int:
     width = max(len(name) for name in shown)
     values = {name: _value_text(value) for name, value in shown.items()}
     value_width = min(40, max(len(v) for v in values.values()))
+    print(f"{'setting':<{width}}  {'value':<{value_width}}  source")
     for setting in settings():
         name = setting.name
         print(f"{name:<{width}}  {values[name]:<{value_width}}  {sources[name]}")
@@ -349,8 +350,6 @@ def _cmd_serve(args: argparse.Namespace) -> int:
                     lines.append(
                         f"  warning: listening on {config.host} with the development secret"
                     )
-            elif hub.generated_secret:  # a public key without a secret: never happens today
-                lines.append("  generated secret (set WSLAB_JWT_SECRET to keep it)")
             if config.jwt_secret is not None:
                 lines.append(
                     f"  dev token for 'dev' (1 h): {hub.token('dev', username='dev', ttl=3600)}"
@@ -476,6 +475,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser(
         "serve", parents=[debug], help="run the chat hub (page, /ws, /healthz, /metrics)",
+        usage="wslab serve [--config FILE] [--debug] [SETTING FLAGS...]",
         description="Run the chat hub: the page at /, the WebSocket at /ws, /healthz, /metrics.\n"
         "Every setting is also a WSLAB_* variable and a key of the [hub] table of --config FILE;\n"
         "a flag beats the environment, which beats the file.",
@@ -488,6 +488,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     config = commands.add_parser(
         "config", parents=[debug], help="print the effective configuration and its sources",
+        usage="wslab config [--json] [--config FILE] [SETTING FLAGS...]",
         description="Print every setting as `wslab serve` with the same flags, environment and\n"
         "file would use it, and where its value came from. Secrets are masked.",
     )  # fmt: skip

@@ -158,6 +158,8 @@ def add_arguments(parser: argparse.ArgumentParser, fields: Iterable[str] | None 
                 metavar = "{" + ",".join(setting.choices) + "}"
             elif setting.kind == "strs":
                 metavar = setting.name.upper().removesuffix("S") + "[,...]"
+            elif setting.kind in ("int", "float"):
+                metavar = "N"
             else:
                 metavar = setting.name.upper()
             group.add_argument(
