@@ -290,19 +290,26 @@ async def test_wslab_token_works_against_a_default_wslab_serve(
     await server.read_until(re.compile(r"development secret .*dev-secret"))
     late = await asyncio.to_thread(run, home, "token", "alice", "--role", "admin")
     assert early.returncode == late.returncode == 0, early.stderr + late.stderr
-    for token, user in ((late.stdout.strip(), "alice"), (early.stdout.strip(), "early")):
-        conn = await connect(
-            url.replace("http://", "ws://") + "/ws", headers=[("Authorization", f"Bearer {token}")]
-        )
+    ws_url = url.replace("http://", "ws://") + "/ws"
+    for token, user, roles in (
+        (late.stdout.strip(), "alice", ["admin"]),
+        (early.stdout.strip(), "early", []),
+    ):
+        conn = await connect(ws_url, headers=[("Authorization", f"Bearer {token}")])
         hello = json.loads(await asyncio.wait_for(conn.recv(), WAIT))
         assert hello["type"] == "system:connected" and hello["user_id"] == user
+        assert hello["roles"] == roles
         await conn.close()
-    assert hello["roles"] == [] or hello["user_id"] == "early"
+    # A token signed with another secret is refused, and the refusal is logged.
+    other = run(home, "token", "mallory", "--secret", "another-secret-0123456789abcdef0123456789")
+    conn = await connect(ws_url, headers=[("Authorization", f"Bearer {other.stdout.strip()}")])
+    await asyncio.wait_for(conn.wait_closed(), WAIT)
+    assert conn.close_code == 4001
     assert await server.interrupt() == 0
     log = (tmp_path / "stderr.log").read_text()
     opened = [json.loads(line) for line in log.splitlines() if '"connection opened"' in line]
     assert {line["user_id"] for line in opened} == {"alice", "early"}  # INFO logs by default
-    assert '"connection closed"' in log
+    assert '"connection closed"' in log and '"token refused"' in log
 
 
 # -- one-line errors -------------------------------------------------------------------------------
