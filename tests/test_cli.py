@@ -391,7 +391,8 @@ def test_an_unreachable_postgresql_is_one_line_exit_1(tmp_path: Path) -> None:
     assert (result.returncode, one_line(result)) == (
         1,
         "wslab serve: error: --db postgresql://127.0.0.1:1/x: message store (PostgreSQL) "
-        "unavailable: connect failed (ConnectionRefusedError)",
+        "unavailable: connect failed (ConnectionRefusedError): [Errno 111] Connect call failed "
+        "('127.0.0.1', 1)",
     )
 
 
@@ -401,15 +402,11 @@ def test_an_unreachable_redis_is_one_line_exit_1(tmp_path: Path) -> None:
     result = run(tmp_path, "serve", "--port", "0", "--db", db, "--broker", "redis://127.0.0.1:1")
     assert result.returncode == 1
     assert one_line(result).startswith(
-        "wslab serve: error: --broker redis://127.0.0.1:1: cannot reach the Redis broker at "
-        "redis://127.0.0.1:1: "
+        "wslab serve: error: --broker: cannot reach the Redis broker at redis://127.0.0.1:1: "
     )
-    named_by_env = run(
-        tmp_path, "serve", "--port", "0", "--db", db, WSLAB_BROKER="redis://127.0.0.1:1"
-    )
-    assert one_line(named_by_env).startswith(
-        "wslab serve: error: WSLAB_BROKER=redis://127.0.0.1:1: "
-    )
+    by_env = run(tmp_path, "serve", "--port", "0", "--db", db, WSLAB_BROKER="redis://127.0.0.1:1")
+    assert by_env.returncode == 1
+    assert one_line(by_env).startswith("wslab serve: error: WSLAB_BROKER: cannot reach the Redis")
 
 
 def test_an_import_error_in_the_hub_is_an_error_not_invalid_choice(tmp_path: Path) -> None:

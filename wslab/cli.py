@@ -301,7 +301,15 @@ def _runtime_failure(config: HubConfig, exc: BaseException) -> Failure | None:
             frame.f_globals.get("__name__", "") for frame, _ in traceback.walk_tb(exc.__traceback__)
         ]
         name = "broker" if any("broker" in m for m in modules) else "database"
-        return Failure(f"{_setting_value(config, name)}: {exc}", RUNTIME)
+        message = str(exc)
+        # The store's message is safe for peers (the error's type only); an operator also
+        # wants the reason: 'database "chat" does not exist', 'Name or service not known'.
+        cause = " ".join(str(exc.__cause__ or "").split())
+        if cause and cause not in message:
+            message += f": {cause}"
+        url = config.to_dict()[name]
+        given = config.label(name) if url in message else _setting_value(config, name)
+        return Failure(f"{given}: {message}", RUNTIME)
     if isinstance(exc, WslabError):
         return Failure(str(exc), RUNTIME)
     return None
