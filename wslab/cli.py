@@ -29,7 +29,13 @@ from typing import Any, NoReturn
 
 import wslab
 from wslab.foundation.errors import ConfigError, DependencyError, WslabError
-from wslab.infrastructure.config import CONFIG_FILE_ENV, HubConfig, settings, unknown_env_vars
+from wslab.infrastructure.config import (
+    CONFIG_FILE_ENV,
+    HubConfig,
+    as_text,
+    settings,
+    unknown_env_vars,
+)
 from wslab.infrastructure.config_flags import add_arguments, overrides_from_args
 from wslab.integration.dev_secret import dev_secret_path, load_or_create_dev_secret
 
@@ -56,6 +62,8 @@ file (--config FILE): see docs/configuration.md.
 #: The command line being parsed, so that messages repeat a flag as it was typed.
 _ARGV: list[str] = []
 
+_COMMANDS = ("serve", "config", "token", "echo", "lab")
+
 #: Exit statuses: 2 for a wrong command line or configuration, 1 for a failure at run time.
 USAGE, RUNTIME = 2, 1
 
@@ -63,9 +71,10 @@ USAGE, RUNTIME = 2, 1
 class Failure(Exception):
     """Ends the command with one line on stderr and ``status``."""
 
-    def __init__(self, message: str, status: int = USAGE) -> None:
+    def __init__(self, message: str, status: int = USAGE, prog: str | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.prog = prog  # the (sub)command that failed, when known where it is raised
 
 
 class _Parser(argparse.ArgumentParser):
@@ -91,7 +100,7 @@ class _Parser(argparse.ArgumentParser):
             typed = [a.split("=", 1)[0] for a in _ARGV if a.split("=", 1)[0] in spellings]
             name = typed[-1] if typed else spellings[0]
             message = ("" if name == "command" else f"{name}: ") + message[match.end() :]
-        raise Failure(message, USAGE) from None
+        raise Failure(message, USAGE, prog=self.prog) from None
 
 
 def _prog_error(prog: str, message: str) -> None:
@@ -210,23 +219,13 @@ def _cmd_config(args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=2))
         return 0
     width = max(len(name) for name in shown)
-    values = {name: _value_text(value) for name, value in shown.items()}
+    values = {name: as_text(value) for name, value in shown.items()}
     value_width = min(40, max(len(v) for v in values.values()))
     print(f"{'setting':<{width}}  {'value':<{value_width}}  source")
     for setting in settings():
         name = setting.name
         print(f"{name:<{width}}  {values[name]:<{value_width}}  {sources[name]}")
     return 0
-
-
-def _value_text(value: Any) -> str:
-    if value is None:
-        return "none"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, tuple):
-        return ",".join(value) if value else "(empty)"
-    return str(value)
 
 
 # -- wslab serve -------------------------------------------------------------------------------------
@@ -598,9 +597,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Failure as failure:
         if debug and failure.__cause__ is not None:
             traceback.print_exception(failure.__cause__)
-        if prog == "wslab" and argv[:1] and not argv[0].startswith("-"):
-            prog = f"wslab {argv[0]}" if argv[0] in _COMMANDS else prog
-        _prog_error(prog, str(failure))
+        _prog_error(failure.prog or prog, str(failure))
         return failure.status
     except KeyboardInterrupt:
         return 130
@@ -617,9 +614,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         detail = str(exc) or type(exc).__name__
         _prog_error(prog, f"{kind}: {type(exc).__name__}: {detail} (--debug shows the traceback)")
         return RUNTIME
-
-
-_COMMANDS = ("serve", "config", "token", "echo", "lab")
 
 
 if __name__ == "__main__":
