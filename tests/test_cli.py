@@ -366,6 +366,16 @@ def test_a_bad_key_in_the_config_file_is_named_with_the_file(tmp_path: Path) -> 
     assert (result.returncode, one_line(result)) == (2, expected)
 
 
+def test_auth_layer_errors_name_the_users_settings(tmp_path: Path) -> None:
+    env = {"WSLAB_JWT_ALGORITHMS": "HS256,RS256", "WSLAB_JWT_PUBLIC_KEY": "-----BEGIN PUBLIC KEY-"}
+    result = run(tmp_path, "serve", "--port", "0", **env)
+    assert (result.returncode, one_line(result)) == (
+        2,
+        "wslab serve: error: WSLAB_JWT_ALGORITHMS must not mix HMAC (HS*) with RSA/EC algorithms: "
+        "one key read two ways enables key-confusion attacks",
+    )
+
+
 def test_a_busy_port_is_one_line_exit_1(tmp_path: Path) -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))

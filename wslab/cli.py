@@ -186,6 +186,27 @@ def _with_dev_secret(config: HubConfig) -> tuple[HubConfig, Path | None]:
     return config.replace_from(f"dev-secret:{path}", jwt_secret=secret), path
 
 
+#: How the auth layer names the settings it is built from (its messages are for Python callers).
+_AUTH_NAMES = {
+    "auth.secret": "jwt_secret",
+    "auth.public_key": "jwt_public_key",
+    "auth.algorithms": "jwt_algorithms",
+    "auth.issuer": "jwt_issuer",
+    "auth.audience": "jwt_audience",
+    "auth.leeway": "jwt_leeway",
+    "auth.cache_size": "token_cache_size",
+}
+
+
+def _in_user_terms(config: HubConfig, exc: ConfigError) -> str:
+    """A message from a layer below the configuration, with the settings named as the user gave
+    them and no advice meant for Python code."""
+    message = re.sub(r" - use wslab\.integration\.auth\.generate_secret\(\)$", "", str(exc))
+    for internal, name in _AUTH_NAMES.items():
+        message = re.sub(rf"\b{re.escape(internal)}\b", config.label(name), message)
+    return message
+
+
 def _source_text(source: str, name: str) -> str:
     """A source as ``wslab config`` shows it."""
     kind, _, detail = source.partition(":")
@@ -326,7 +347,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         # What the hub builds from the configuration (keys, the store's URL) checks it too.
         hub = Hub(config)
     except ConfigError as exc:
-        raise Failure(str(exc), USAGE) from None
+        raise Failure(_in_user_terms(config, exc), USAGE) from exc
     configure_logging(config.log_level, json=config.log_json)
 
     async def run() -> None:
@@ -382,15 +403,18 @@ def _cmd_token(args: argparse.Namespace) -> int:
             "signs HS256/HS384/HS512 tokens only (sign others with your identity provider)"
         )
     config, _ = _with_dev_secret(config)
-    auth = AuthConfig(
-        secret=config.jwt_secret,
-        algorithms=tuple(hmac),
-        issuer=config.jwt_issuer,
-        audience=config.jwt_audience,
-    )
-    print(
-        issue_token(auth, args.user, username=args.username, roles=tuple(args.roles), ttl=args.ttl)
-    )
+    try:
+        auth = AuthConfig(
+            secret=config.jwt_secret,
+            algorithms=tuple(hmac),
+            issuer=config.jwt_issuer,
+            audience=config.jwt_audience,
+        )
+        roles = tuple(args.roles)
+        token = issue_token(auth, args.user, username=args.username, roles=roles, ttl=args.ttl)
+    except ConfigError as exc:
+        raise Failure(_in_user_terms(config, exc), USAGE) from exc
+    print(token)
     return 0
 
 
