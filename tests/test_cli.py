@@ -376,6 +376,18 @@ def test_auth_layer_errors_name_the_users_settings(tmp_path: Path) -> None:
     )
 
 
+def test_a_certificate_that_is_not_one_is_a_configuration_error(tmp_path: Path) -> None:
+    (tmp_path / "c.pem").write_text("not a certificate\n")
+    result = run(
+        tmp_path, "serve", "--port", "0", "--tls-certfile", "c.pem", "--tls-keyfile", "c.pem"
+    )
+    assert result.returncode == 2
+    assert one_line(result).startswith(
+        "wslab serve: error: cannot load the TLS certificate and key "
+        "(--tls-certfile c.pem, --tls-keyfile c.pem): "
+    )
+
+
 def test_a_busy_port_is_one_line_exit_1(tmp_path: Path) -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))

@@ -301,6 +301,10 @@ def _setting_value(config: HubConfig, name: str) -> str:
 
 def _runtime_failure(config: HubConfig, exc: BaseException) -> Failure | None:
     """A failure while the hub starts, said in the user's terms (None: not one we know)."""
+    if isinstance(exc, ssl.SSLError):
+        given = ", ".join(_setting_value(config, n) for n in ("tls_certfile", "tls_keyfile"))
+        reason = exc.reason or exc.strerror or str(exc)
+        return Failure(f"cannot load the TLS certificate and key ({given}): {reason}", USAGE)
     listen = f"{config.host}:{config.port}"
     context = exc.__context__ if isinstance(exc, ConfigError) else exc
     if (
