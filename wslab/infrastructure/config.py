@@ -569,7 +569,8 @@ class HubConfig:
 
         ``env`` defaults to ``os.environ``; pass ``{}`` to ignore the environment. ``file`` is a
         TOML file with a ``[hub]`` table; when None, ``WSLAB_CONFIG`` in ``env`` may name one.
-        ``argv_overrides`` is what :func:`wslab.infrastructure.config_flags.overrides_from_args` returns. Raises ConfigError.
+        ``argv_overrides`` is what
+        :func:`wslab.infrastructure.config_flags.overrides_from_args` returns. Raises ConfigError.
         """
         env = os.environ if env is None else env
         values: dict[str, Any] = {}
