@@ -347,6 +347,8 @@ async def test_wslab_token_works_against_a_default_wslab_serve(
          "this one has 5"),
         (["token", "alice", "--jwt-algorithms", "RS256"], {},
          "wslab token: error: --jwt-algorithms: RS256 needs jwt_public_key, which is not set"),
+        (["serve", "--broker", "memory://a/b"], {},
+         "wslab serve: error: --broker memory://a/b: broker URL memory://NAME takes only a name"),
         (["echo", "--port", "99999"], {},
          "wslab echo: error: --port: expected an integer 0..65535, got 99999"),
     ],

@@ -204,7 +204,32 @@ def _in_user_terms(config: HubConfig, exc: ConfigError) -> str:
     message = re.sub(r" - use wslab\.integration\.auth\.generate_secret\(\)$", "", str(exc))
     for internal, name in _AUTH_NAMES.items():
         message = re.sub(rf"\b{re.escape(internal)}\b", config.label(name), message)
+    if message == str(exc):
+        blamed = _blamed(exc)
+        if blamed is None and "store url" in message:
+            blamed = "database"
+        elif blamed is None and "broker URL" in message:
+            blamed = "broker"
+        if blamed is not None:
+            message = f"{_setting_value(config, blamed)}: {message}"
     return message
+
+
+def _blamed(exc: BaseException) -> str | None:
+    """``"database"`` or ``"broker"`` when ``exc`` was raised by the store's or the broker's
+    code (their messages say what failed, not which setting it came from)."""
+    modules = [
+        frame.f_globals.get("__name__", "") for frame, _ in traceback.walk_tb(exc.__traceback__)
+    ]
+    for module in reversed(modules):  # the innermost wslab frame decides
+        if module.startswith("wslab.integration."):
+            if "store" in module:
+                return "database"
+            if "broker" in module:
+                return "broker"
+        if module == "wslab.integration.backends":
+            return None
+    return None
 
 
 def _source_text(source: str, name: str) -> str:
@@ -320,11 +345,10 @@ def _runtime_failure(config: HubConfig, exc: BaseException) -> Failure | None:
                 RUNTIME,
             )
         return Failure(f"cannot listen on {listen} ({given}): {context.strerror}", RUNTIME)
+    if isinstance(exc, ConfigError):  # a store or broker option found wrong as it opens
+        return Failure(_in_user_terms(config, exc), USAGE)
     if isinstance(exc, DependencyError):
-        modules = [
-            frame.f_globals.get("__name__", "") for frame, _ in traceback.walk_tb(exc.__traceback__)
-        ]
-        name = "broker" if any("broker" in m for m in modules) else "database"
+        name = _blamed(exc) or "database"
         message = str(exc)
         # The store's message is safe for peers (the error's type only); an operator also
         # wants the reason: 'database "chat" does not exist', 'Name or service not known'.
