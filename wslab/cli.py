@@ -12,7 +12,6 @@ import argparse
 import asyncio
 import contextlib
 import difflib
-import errno
 import importlib.util
 import ipaddress
 import json
@@ -28,7 +27,14 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import wslab
-from wslab.foundation.errors import ConfigError, DependencyError, WslabError
+from wslab.cli_errors import (
+    RUNTIME,
+    USAGE,
+    Failure,
+    in_user_terms,
+    runtime_failure,
+)
+from wslab.foundation.errors import ConfigError
 from wslab.infrastructure.config import (
     CONFIG_FILE_ENV,
     HubConfig,
@@ -40,6 +46,15 @@ from wslab.infrastructure.config_flags import add_arguments, overrides_from_args
 from wslab.integration.dev_secret import dev_secret_path, load_or_create_dev_secret
 
 __all__ = ["main"]
+
+
+def _notebooks_dir() -> Path:
+    """The course's folder: next to the package in a checkout, else ./notebooks, else here."""
+    for candidate in (Path(__file__).resolve().parents[1] / "notebooks", Path.cwd() / "notebooks"):
+        if candidate.is_dir():
+            return candidate
+    return Path.cwd()
+
 
 _DESCRIPTION = """\
 wslab: a WebSocket chat hub that runs in Jupyter, and a course that takes it apart.
@@ -63,18 +78,6 @@ file (--config FILE): see docs/configuration.md.
 _ARGV: list[str] = []
 
 _COMMANDS = ("serve", "config", "token", "echo", "lab")
-
-#: Exit statuses: 2 for a wrong command line or configuration, 1 for a failure at run time.
-USAGE, RUNTIME = 2, 1
-
-
-class Failure(Exception):
-    """Ends the command with one line on stderr and ``status``."""
-
-    def __init__(self, message: str, status: int = USAGE, prog: str | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.prog = prog  # the (sub)command that failed, when known where it is raised
 
 
 class _Parser(argparse.ArgumentParser):
@@ -186,52 +189,6 @@ def _with_dev_secret(config: HubConfig) -> tuple[HubConfig, Path | None]:
     return config.replace_from(f"dev-secret:{path}", jwt_secret=secret), path
 
 
-#: How the auth layer names the settings it is built from (its messages are for Python callers).
-_AUTH_NAMES = {
-    "auth.secret": "jwt_secret",
-    "auth.public_key": "jwt_public_key",
-    "auth.algorithms": "jwt_algorithms",
-    "auth.issuer": "jwt_issuer",
-    "auth.audience": "jwt_audience",
-    "auth.leeway": "jwt_leeway",
-    "auth.cache_size": "token_cache_size",
-}
-
-
-def _in_user_terms(config: HubConfig, exc: ConfigError) -> str:
-    """A message from a layer below the configuration, with the settings named as the user gave
-    them and no advice meant for Python code."""
-    message = re.sub(r" - use wslab\.integration\.auth\.generate_secret\(\)$", "", str(exc))
-    for internal, name in _AUTH_NAMES.items():
-        message = re.sub(rf"\b{re.escape(internal)}\b", config.label(name), message)
-    if message == str(exc):
-        blamed = _blamed(exc)
-        if blamed is None and "store url" in message:
-            blamed = "database"
-        elif blamed is None and "broker URL" in message:
-            blamed = "broker"
-        if blamed is not None:
-            message = f"{_setting_value(config, blamed)}: {message}"
-    return message
-
-
-def _blamed(exc: BaseException) -> str | None:
-    """``"database"`` or ``"broker"`` when ``exc`` was raised by the store's or the broker's
-    code (their messages say what failed, not which setting it came from)."""
-    modules = [
-        frame.f_globals.get("__name__", "") for frame, _ in traceback.walk_tb(exc.__traceback__)
-    ]
-    for module in reversed(modules):  # the innermost wslab frame decides
-        if module.startswith("wslab.integration."):
-            if "store" in module:
-                return "database"
-            if "broker" in module:
-                return "broker"
-        if module == "wslab.integration.backends":
-            return None
-    return None
-
-
 def _source_text(source: str, name: str) -> str:
     """A source as ``wslab config`` shows it."""
     kind, _, detail = source.partition(":")
@@ -315,54 +272,6 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _setting_value(config: HubConfig, name: str) -> str:
-    """``--port 8765``, ``WSLAB_PORT=8765`` or ``port 8765``: a setting and its value, as given."""
-    value = config.to_dict()[name]
-    label = config.label(name)
-    if label.startswith("WSLAB_"):
-        return f"{label}={value}"
-    return f"{label} {value}"
-
-
-def _runtime_failure(config: HubConfig, exc: BaseException) -> Failure | None:
-    """A failure while the hub starts, said in the user's terms (None: not one we know)."""
-    if isinstance(exc, ssl.SSLError):
-        given = ", ".join(_setting_value(config, n) for n in ("tls_certfile", "tls_keyfile"))
-        reason = exc.reason or exc.strerror or str(exc)
-        return Failure(f"cannot load the TLS certificate and key ({given}): {reason}", USAGE)
-    listen = f"{config.host}:{config.port}"
-    context = exc.__context__ if isinstance(exc, ConfigError) else exc
-    if (
-        isinstance(context, OSError)
-        and context.errno is not None
-        and not isinstance(exc, DependencyError)
-    ):
-        given = ", ".join(_setting_value(config, n) for n in ("host", "port"))
-        if context.errno == errno.EADDRINUSE:
-            return Failure(
-                f"cannot listen on {listen} ({given}): the address is in use by another program; "
-                "stop it or choose another port (0 picks a free one)",
-                RUNTIME,
-            )
-        return Failure(f"cannot listen on {listen} ({given}): {context.strerror}", RUNTIME)
-    if isinstance(exc, ConfigError):  # a store or broker option found wrong as it opens
-        return Failure(_in_user_terms(config, exc), USAGE)
-    if isinstance(exc, DependencyError):
-        name = _blamed(exc) or "database"
-        message = str(exc)
-        # The store's message is safe for peers (the error's type only); an operator also
-        # wants the reason: 'database "chat" does not exist', 'Name or service not known'.
-        cause = " ".join(str(exc.__cause__ or "").split())
-        if cause and cause not in message:
-            message += f": {cause}"
-        url = config.to_dict()[name]
-        given = config.label(name) if url in message else _setting_value(config, name)
-        return Failure(f"{given}: {message}", RUNTIME)
-    if isinstance(exc, WslabError):
-        return Failure(str(exc), RUNTIME)
-    return None
-
-
 def _cmd_serve(args: argparse.Namespace) -> int:
     from wslab.hub import Hub  # here, so that a broken install fails as an error of `serve`
     from wslab.infrastructure.logs import configure_logging
@@ -375,14 +284,14 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         # What the hub builds from the configuration (keys, the store's URL) checks it too.
         hub = Hub(config)
     except ConfigError as exc:
-        raise Failure(_in_user_terms(config, exc), USAGE) from exc
+        raise Failure(in_user_terms(config, exc), USAGE) from exc
     configure_logging(config.log_level, json=config.log_json)
 
     async def run() -> None:
         try:
             await hub.__aenter__()  # starts it; stopped by _run_until_signalled
         except Exception as exc:
-            failure = _runtime_failure(config, exc)
+            failure = runtime_failure(config, exc)
             if failure is None:
                 raise
             raise failure from exc
@@ -441,7 +350,7 @@ def _cmd_token(args: argparse.Namespace) -> int:
         roles = tuple(args.roles)
         token = issue_token(auth, args.user, username=args.username, roles=roles, ttl=args.ttl)
     except ConfigError as exc:
-        raise Failure(_in_user_terms(config, exc), USAGE) from exc
+        raise Failure(in_user_terms(config, exc), USAGE) from exc
     print(token)
     return 0
 
@@ -489,14 +398,6 @@ def _cmd_echo(args: argparse.Namespace) -> int:
 
 
 # -- wslab lab ---------------------------------------------------------------------------------------
-
-
-def _notebooks_dir() -> Path:
-    """The course's folder: next to the package in a checkout, else ./notebooks, else here."""
-    for candidate in (Path(__file__).resolve().parents[1] / "notebooks", Path.cwd() / "notebooks"):
-        if candidate.is_dir():
-            return candidate
-    return Path.cwd()
 
 
 def _cmd_lab(args: argparse.Namespace) -> int:
