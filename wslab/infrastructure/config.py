@@ -7,13 +7,17 @@ later one beats the earlier ones::
                  ([hub] table)  (WSLAB_PORT=9000)      (--port 9000)          (Hub.start(port=0))
 
 :meth:`HubConfig.load` merges them and :attr:`HubConfig.sources` says where each value came from
-(``"default"``, ``"file:/path/wslab.toml"``, ``"env:WSLAB_PORT"``, ``"cli"`` or ``"override"``).
+(``"default"``, ``"file:/path/wslab.toml"``, ``"env:WSLAB_PORT"``, ``"cli:--port"`` or
+``"override"``). :func:`settings` describes every setting (names, default, rules) for help text,
+``docs/configuration.md`` and ``wslab config``; :mod:`wslab.infrastructure.config_flags` turns
+them into command-line flags.
 
 Rules worth knowing:
 
 - **A wrong value fails fast** with :class:`~wslab.foundation.errors.ConfigError`, whose message
   names the key as its source spells it and the value: ``WSLAB_PORT: expected an integer
-  0..65535, got 'abc'``, ``--port: ...``, ``port (file /etc/wslab.toml): ...``. A bad value is an
+  0..65535, got abc``, ``--db: ...``, ``port (file /etc/wslab.toml): ...``. Text values are
+  repeated as a shell would take them back, typed ones as Python writes them, secrets never. A bad value is an
   error even where a higher source overrides it: it is still a mistake in that source.
 - **Unknown keys fail fast** in the TOML file, command-line overrides and keyword overrides, with a
   "did you mean" suggestion. **Unknown ``WSLAB_*`` environment variables are ignored**, because
@@ -27,21 +31,24 @@ Rules worth knowing:
   any case), lists as comma-separated strings; an empty value means "none" for settings that may
   be none (``WSLAB_JWT_SECRET=``) and is an error for the others.
 - **Keyword overrides are typed** like the TOML file (``port="8765"`` is an error), while
-  command-line values may be text or already converted (see :func:`add_arguments`).
+  command-line values may be text or already converted (see
+  :func:`wslab.infrastructure.config_flags.add_arguments`).
+- **An HMAC secret is long enough for its algorithms** (32 bytes for HS256, RFC 7518 section
+  3.2), checked here so the message names where the secret came from.
 - Secrets never leave through :meth:`HubConfig.to_dict` or ``repr``: ``jwt_secret`` shows as
   ``"***"`` and passwords inside the database and broker URLs are masked.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import difflib
 import math
 import os
 import re
+import shlex
 import sys
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -62,9 +69,10 @@ __all__ = [
     "CONFIG_FILE_ENV",
     "ENV_PREFIX",
     "HubConfig",
-    "add_arguments",
+    "Setting",
+    "as_text",
     "default_database",
-    "overrides_from_args",
+    "settings",
     "sqlite_path",
     "unknown_env_vars",
 ]
@@ -83,11 +91,13 @@ _SECRET_MASK = "***"
 
 
 class _Invalid(Exception):
-    """A value does not fit its setting; carries what was expected (the caller adds the key)."""
+    """A value does not fit its setting; carries what was expected (the caller adds the key) and,
+    for a list, the one item that is wrong."""
 
-    def __init__(self, expected: str) -> None:
+    def __init__(self, expected: str, item: str | None = None) -> None:
         super().__init__(expected)
         self.expected = expected
+        self.item = item
 
 
 @dataclass(frozen=True)
@@ -107,6 +117,10 @@ class _Spec:
     # _Invalid. ``expected`` replaces the generated description in error messages.
     validate: Callable[[Any], Any] | None = None
     expected: str | None = None
+    # The default as documentation shows it, when the real one depends on the machine.
+    shown_default: str | None = None
+    # Further command-line spellings (``--db`` for ``--database``).
+    aliases: tuple[str, ...] = ()
 
 
 def _setting(default: Any, help: str, group: str, kind: _Kind, **rules: Any) -> Any:
@@ -126,6 +140,7 @@ _JWT_ALGORITHMS = (
     "ES256", "ES384", "ES512",
     "EdDSA",
 )  # fmt: skip
+_HMAC_MIN_BYTES = {"HS256": 32, "HS384": 48, "HS512": 64}
 _HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
@@ -143,8 +158,9 @@ def _check_path(value: str) -> str:
 
 def _check_algorithms(value: tuple[str, ...]) -> tuple[str, ...]:
     # "none" is left out on purpose: an unsigned token must never authenticate anyone.
-    if not value or any(a not in _JWT_ALGORITHMS for a in value):
-        raise _Invalid("one or more of " + ", ".join(_JWT_ALGORITHMS))
+    wrong = next((a for a in value if a not in _JWT_ALGORITHMS), None)
+    if not value or wrong is not None:
+        raise _Invalid("one or more of " + ", ".join(_JWT_ALGORITHMS), wrong)
     return value
 
 
@@ -167,7 +183,9 @@ def _check_origins(value: tuple[str, ...]) -> tuple[str, ...]:
             or parts.query
             or parts.fragment
         ):
-            raise _Invalid("origins like 'https://chat.example.org' or 'http://localhost:8765'")
+            raise _Invalid(
+                "origins like 'https://chat.example.org' or 'http://localhost:8765'", origin
+            )
         # Browsers send scheme and host in lower case and without a trailing slash.
         origins.append(f"{parts.scheme}://{parts.netloc.lower()}")
     return tuple(origins)
@@ -380,11 +398,14 @@ class HubConfig:
     # -- authentication: JWT on the upgrade, the first message or the URL --
     auth_required: bool = _setting(
         True, "Require a JWT; false admits anyone as a guest (teaching, benchmarks).", _AUTH,
-        "bool",
+        "bool", aliases=("--no-auth",),
     )  # fmt: skip
     jwt_secret: str | None = _setting(
-        None, "HMAC key for HS* tokens; none means the hub generates one at start.", _AUTH,
-        "str", optional=True, redact="secret",
+        None,
+        "HMAC key for HS* tokens (32 bytes or more for HS256). None: `wslab serve` and "
+        "`wslab token` share a development secret kept in the user's data folder; a hub "
+        "started from Python generates one.",
+        _AUTH, "str", optional=True, redact="secret", aliases=("--secret",),
     )  # fmt: skip
     jwt_algorithms: tuple[str, ...] = _setting(
         ("HS256",), "Accepted JWT algorithms (never 'none').", _AUTH, "strs",
@@ -408,7 +429,7 @@ class HubConfig:
     )
     allowed_origins: tuple[str, ...] = _setting(
         (), "Origins allowed to open a WebSocket; empty allows every origin.", _AUTH, "strs",
-        validate=_check_origins,
+        validate=_check_origins, aliases=("--allowed-origin",),
     )  # fmt: skip
     token_cache_size: int = _setting(
         1024, "Verified tokens remembered (LRU, oldest evicted); 0 disables the cache.", _AUTH,
@@ -420,6 +441,7 @@ class HubConfig:
         default_database,
         "Message store: 'sqlite:///<path>', 'sqlite:///:memory:' or 'postgresql://...'.",
         _STORE, "str", validate=_check_database, redact="url",
+        shown_default="sqlite:///<user data dir>/wslab.db", aliases=("--db",),
     )  # fmt: skip
     broker: str = _setting(
         "memory://", "Fan-out between hubs: 'memory://' (one process) or 'redis://...'.",
@@ -457,7 +479,10 @@ class HubConfig:
         "INFO", "Level of the hub's log.", _OBS, "choice",
         choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
     )  # fmt: skip
-    log_json: bool = _setting(True, "Log one JSON object per line (else plain text).", _OBS, "bool")
+    log_json: bool = _setting(
+        True, "Log one JSON object per line (else plain text; `--log-format text|json`).", _OBS,
+        "bool",
+    )  # fmt: skip
 
     # -- TLS and shutdown --
     tls_certfile: str | None = _setting(
@@ -507,6 +532,17 @@ class HubConfig:
             given = "tls_certfile" if self.tls_certfile is not None else "tls_keyfile"
             missing = "tls_keyfile" if given == "tls_certfile" else "tls_certfile"
             raise ConfigError(f"{label(given)}: is set but {missing} is not; set both or neither")
+        hmac = [a for a in self.jwt_algorithms if a in _HMAC_MIN_BYTES]
+        if self.jwt_secret is not None and hmac:
+            # RFC 7518 section 3.2: an HMAC key at least as long as the hash. Checked here, not
+            # only where tokens are signed, so the message names the flag, variable or file key.
+            need = max(hmac, key=_HMAC_MIN_BYTES.__getitem__)
+            size = len(self.jwt_secret.encode())
+            if size < _HMAC_MIN_BYTES[need]:
+                raise ConfigError(
+                    f"{label('jwt_secret')}: {need} needs a secret of at least "
+                    f"{_HMAC_MIN_BYTES[need]} bytes; this one has {size}"
+                )
         asymmetric = [a for a in self.jwt_algorithms if not a.startswith("HS")]
         if self.auth_required and asymmetric and self.jwt_public_key is None:
             raise ConfigError(
@@ -533,7 +569,8 @@ class HubConfig:
 
         ``env`` defaults to ``os.environ``; pass ``{}`` to ignore the environment. ``file`` is a
         TOML file with a ``[hub]`` table; when None, ``WSLAB_CONFIG`` in ``env`` may name one.
-        ``argv_overrides`` is what :func:`overrides_from_args` returns. Raises ConfigError.
+        ``argv_overrides`` is what
+        :func:`wslab.infrastructure.config_flags.overrides_from_args` returns. Raises ConfigError.
         """
         env = os.environ if env is None else env
         values: dict[str, Any] = {}
@@ -554,9 +591,11 @@ class HubConfig:
             name = _env_to_name(var)
             if name is not None:  # unknown WSLAB_* variables belong to someone else: ignored
                 put(name, raw, f"env:{var}", text=True)
+        # What the user typed, when the parser recorded it (``--db`` rather than ``--database``).
+        flags: Mapping[str, str] = getattr(argv_overrides, "flags", {})
         for key, raw in (argv_overrides or {}).items():
             _require_known(key, "command-line arguments")
-            put(key, raw, "cli", text=True)
+            put(key, raw, f"cli:{flags[key]}" if key in flags else "cli", text=True)
         for key, raw in overrides.items():
             _require_known(key, "overrides")
             put(key, raw, "override", text=False)
@@ -564,12 +603,17 @@ class HubConfig:
 
     def replace(self, **changes: Any) -> HubConfig:
         """A copy with ``changes`` applied (as runtime overrides), validated like :meth:`load`."""
+        return self.replace_from("override", **changes)
+
+    def replace_from(self, source: str, **changes: Any) -> HubConfig:
+        """:meth:`replace` with ``source`` recorded in :attr:`sources` for the changed settings
+        (a command line that fills in a value itself says where it took it from)."""
         for key in changes:
             _require_known(key, "replace()")
         values = {name: getattr(self, name) for name in _SPECS}
         values.update(changes)
         sources = dict(self.__dict__["_sources"])
-        sources.update(dict.fromkeys(changes, "override"))
+        sources.update(dict.fromkeys(changes, source))
         return self._build(values, sources)
 
     # -- introspection ---------------------------------------------------------------------------
@@ -577,8 +621,16 @@ class HubConfig:
     @property
     def sources(self) -> Mapping[str, str]:
         """Where each setting's value came from: ``"default"``, ``"file:<path>"``,
-        ``"env:<VAR>"``, ``"cli"`` or ``"override"`` (every setting has an entry)."""
+        ``"env:<VAR>"``, ``"cli:<flag as typed>"`` (``"cli"`` when the parser did not say which
+        spelling) or ``"override"`` (every setting has an entry)."""
         return MappingProxyType(self.__dict__["_sources"])
+
+    def label(self, name: str) -> str:
+        """How a message should name setting ``name``: as the source of its value spells it
+        (``--db``, ``WSLAB_PORT``, ``port (file /etc/wslab.toml)``, or the plain name)."""
+        _require_known(name, "label()")
+        source = self.__dict__["_sources"][name]
+        return name if source in ("default", "override") else _label(name, source)
 
     @classmethod
     def field_help(cls) -> dict[str, str]:
@@ -632,6 +684,8 @@ def _label(name: str, source: str) -> str:
         return source[len("env:") :]
     if source == "cli":
         return "--" + name.replace("_", "-")
+    if source.startswith("cli:"):
+        return source[len("cli:") :]
     if source.startswith("file:"):
         return f"{name} (file {source[len('file:') :]})"
     return f"{name} ({source})"
@@ -730,11 +784,24 @@ def _convert(spec: _Spec, raw: Any, *, text: bool) -> Any:
     return value
 
 
+def _shown(spec: _Spec, raw: Any, *, text: bool) -> str:
+    """A wrong value as an error message repeats it: typed text as the shell would take it back,
+    typed values (TOML, Python) as Python writes them; secrets never, URL passwords masked."""
+    if spec.redact == "secret":
+        return "a value (not shown)"
+    if spec.redact == "url" and isinstance(raw, str):
+        raw = redact_url(raw)
+    if text and isinstance(raw, str):
+        return shlex.quote(raw)
+    return repr(raw)
+
+
 def _convert_or_raise(name: str, spec: _Spec, raw: Any, source: str, *, text: bool) -> Any:
     try:
         return _convert(spec, raw, text=text)
     except _Invalid as exc:
-        raise ConfigError(f"{_label(name, source)}: expected {exc.expected}, got {raw!r}") from None
+        shown = _shown(spec, exc.item if exc.item is not None else raw, text=text)
+        raise ConfigError(f"{_label(name, source)}: expected {exc.expected}, got {shown}") from None
 
 
 def _require_known(key: object, where: str) -> None:
@@ -792,71 +859,59 @@ def _read_toml(path: Path) -> dict[str, Any]:
     return data["hub"]
 
 
-# -- command line --------------------------------------------------------------------------------
+# -- description, for help, documentation and ``wslab config`` --------------------------------
 
 
-def _argparse_type(name: str) -> Callable[[str], Any]:
-    spec = _SPECS[name]
+@dataclass(frozen=True)
+class Setting:
+    """One setting as a reader sees it: its names in each source, its default and its rules."""
 
-    def convert(text: str) -> Any:
-        try:
-            return _convert(spec, text, text=True)
-        except _Invalid as exc:
-            # argparse prefixes "argument --flag: "
-            raise argparse.ArgumentTypeError(f"expected {exc.expected}, got {text!r}") from None
+    name: str  #: keyword and key in the TOML file's ``[hub]`` table
+    env: str  #: environment variable
+    flag: str  #: command-line flag (``--kebab-case``)
+    aliases: tuple[str, ...]  #: further flags (``--db``, ``--no-auth``)
+    kind: str  #: int, float, bool, str, choice or strs (a list)
+    group: str
+    help: str
+    default: Any
+    default_text: str  #: the default as text, machine-independent (``<user data dir>``)
+    expected: str  #: what a value must be: "an integer 0..65535"
+    choices: tuple[str, ...]
+    secret: bool  #: never shown
 
-    convert.__name__ = name  # argparse names the type in some messages
-    return convert
+
+def as_text(value: Any) -> str:
+    """A setting's value as one writes it in the environment: ``true``, ``a,b``, ``none``."""
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple):
+        return ",".join(value) if value else "(empty)"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
 
 
-def add_arguments(parser: argparse.ArgumentParser, fields: Iterable[str] | None = None) -> None:
-    """Expose settings as ``--kebab-case`` flags, grouped by concern in ``--help``.
-
-    A flag's default is "not given" (``argparse.SUPPRESS``), so :func:`overrides_from_args`
-    returns only what was typed and lower sources keep their say. Booleans get ``--flag`` and
-    ``--no-flag``; lists take comma-separated values. With ``fields=None`` every setting gets a
-    flag except ``jwt_secret``: a secret on the command line is visible to every user of the
-    machine (``ps``), so it comes from ``WSLAB_JWT_SECRET`` or the file unless named explicitly.
-    """
-    if fields is None:
-        names = [n for n, s in _SPECS.items() if s.redact != "secret"]
-    else:
-        names = list(fields)
-        for name in names:
-            _require_known(name, "add_arguments()")
-    groups: dict[str, argparse._ArgumentGroup] = {}
-    for name in names:
-        spec = _SPECS[name]
-        group = groups.get(spec.group)
-        if group is None:
-            group = groups[spec.group] = parser.add_argument_group(f"hub: {spec.group}")
-        flag = "--" + name.replace("_", "-")
+def settings() -> list[Setting]:
+    """Every setting of :class:`HubConfig`, in declaration order."""
+    result = []
+    for name, spec in _SPECS.items():
         default = _default(name)
-        if spec.kind == "strs":
-            default = ",".join(default)
-        # argparse %-formats help strings.
-        text = f"{spec.help} [default: {default}; env {ENV_PREFIX}{name.upper()}]"
-        text = text.replace("%", "%%")
-        if spec.kind == "bool":
-            group.add_argument(
-                flag,
-                dest=name,
-                action=argparse.BooleanOptionalAction,
-                default=argparse.SUPPRESS,
-                help=text,
+        result.append(
+            Setting(
+                name=name,
+                env=ENV_PREFIX + name.upper(),
+                flag="--" + name.replace("_", "-"),
+                aliases=spec.aliases,
+                kind=spec.kind,
+                group=spec.group,
+                help=spec.help,
+                default=default,
+                default_text=spec.shown_default or as_text(default),
+                expected=_describe(spec),
+                choices=spec.choices,
+                secret=spec.redact == "secret",
             )
-        else:
-            metavar = "{" + ",".join(spec.choices) + "}" if spec.choices else name.upper()
-            group.add_argument(
-                flag,
-                dest=name,
-                type=_argparse_type(name),
-                default=argparse.SUPPRESS,
-                metavar=metavar,
-                help=text,
-            )
-
-
-def overrides_from_args(ns: argparse.Namespace) -> dict[str, Any]:
-    """The settings given on the command line, for ``HubConfig.load(argv_overrides=...)``."""
-    return {name: value for name, value in vars(ns).items() if name in _SPECS}
+        )
+    return result
