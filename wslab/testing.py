@@ -97,9 +97,9 @@ def protocol_pair(
     client = Protocol(
         Role.CLIENT,
         mask_key_factory=fixed_mask(mask_key) if mask_key else os.urandom,
-        **options,  # type: ignore[arg-type]
+        **options,
     )
-    server = Protocol(Role.SERVER, **options)  # type: ignore[arg-type]
+    server = Protocol(Role.SERVER, **options)
     client.open()
     server.open()
     return ProtocolPair(client, server)

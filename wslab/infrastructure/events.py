@@ -387,7 +387,7 @@ class NullEventLog(EventLog):
     def __init__(self) -> None:
         super().__init__(maxlen=1, level="off", max_subscribers=0)
 
-    @EventLog.level.setter  # type: ignore[attr-defined, untyped-decorator]
+    @EventLog.level.setter
     def level(self, level: EventLevel) -> None:
         if level != "off":
             raise ConfigError("the null event log records nothing; give the part an EventLog")

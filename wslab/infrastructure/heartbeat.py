@@ -158,7 +158,7 @@ class HeartbeatMonitor:
             error = task.exception()
             log.error("heartbeat of %s failed", connection_id, exc_info=error)
             if self.on_error is not None:
-                self.on_error(error)  # type: ignore[arg-type]
+                self.on_error(error)
 
     async def close(self) -> None:
         """Stop every heartbeat."""

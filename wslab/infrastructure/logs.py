@@ -261,13 +261,13 @@ class TextFormatter(logging.Formatter):
 # -- setup ---------------------------------------------------------------------------------------
 
 
-class _CurrentStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class _CurrentStderrHandler(logging.StreamHandler):
     """Writes to ``sys.stderr`` as it is when each record is emitted (Jupyter, pytest swap it)."""
 
     def __init__(self) -> None:
         super().__init__(sys.stderr)
 
-    @property  # type: ignore[override]
+    @property
     def stream(self) -> IO[str]:
         return sys.stderr
 
@@ -310,11 +310,11 @@ def configure_logging(
         handler = None
     if handler is None:
         handler = _CurrentStderrHandler() if stream is None else logging.StreamHandler(stream)
-        handler.wslab_handler = True  # type: ignore[attr-defined]
+        handler.wslab_handler = True
         handler.addFilter(_ContextFilter())
         logger.addHandler(handler)
     elif stream is not None:
-        handler.setStream(stream)  # type: ignore[attr-defined]
+        handler.setStream(stream)
     handler.setFormatter(JsonFormatter() if json else TextFormatter())
     logger.setLevel(level)
     # The kernel (or the application) may have its own root handlers: without this, every wslab

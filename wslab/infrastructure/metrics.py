@@ -625,7 +625,7 @@ class Metrics:
             labels=("metric",),
         )
         self._registry = CollectorRegistry(auto_describe=False)
-        self._registry.register(_Collector(self))  # type: ignore[arg-type]
+        self._registry.register(_Collector(self))
         self._runtime = False
 
     # -- declaring ------------------------------------------------------------------------------
@@ -635,7 +635,7 @@ class Metrics:
         labelnames = self._check(name, help, labels, Counter)
         existing = self._by_name.get(name)
         if existing is not None:
-            return existing  # type: ignore[return-value]
+            return existing
         metric = Counter(self, name, help, labelnames, self.max_series)
         self._by_name[name] = metric
         return metric
@@ -645,7 +645,7 @@ class Metrics:
         labelnames = self._check(name, help, labels, Gauge)
         existing = self._by_name.get(name)
         if existing is not None:
-            return existing  # type: ignore[return-value]
+            return existing
         metric = Gauge(self, name, help, labelnames, self.max_series)
         self._by_name[name] = metric
         return metric
@@ -670,9 +670,9 @@ class Metrics:
             raise ConfigError(f"histogram {name!r}: buckets must be finite and increasing")
         existing = self._by_name.get(name)
         if existing is not None:
-            if existing.bounds != bounds:  # type: ignore[attr-defined]
+            if existing.bounds != bounds:
                 raise ConfigError(f"histogram {name!r} is already declared with other buckets")
-            return existing  # type: ignore[return-value]
+            return existing
         metric = Histogram(self, name, help, labelnames, self.max_series, bounds, self.window)
         self._by_name[name] = metric
         return metric
@@ -747,13 +747,13 @@ class Metrics:
 
     def get(self, name: str) -> Counter | Gauge | Histogram:
         """The metric declared as ``name``; ``KeyError`` if there is none."""
-        return self._by_name[name]  # type: ignore[return-value]
+        return self._by_name[name]
 
     def __contains__(self, name: object) -> bool:
         return name in self._by_name
 
     def __iter__(self) -> Iterator[Counter | Gauge | Histogram]:
-        return iter(tuple(self._by_name.values()))  # type: ignore[arg-type]
+        return iter(tuple(self._by_name.values()))
 
     def __len__(self) -> int:
         return len(self._by_name)

@@ -46,7 +46,7 @@ class OutgoingQueue(deque[T]):
         """True if ``size`` more bytes stay within the byte bound (control frames: no count)."""
         return self.nbytes + size <= self.max_bytes
 
-    def append(self, item: T, size: int) -> None:  # type: ignore[override]
+    def append(self, item: T, size: int) -> None:
         """Queue ``item``, which stands for ``size`` bytes on the wire."""
         super().append(item)
         self._sizes.append(size)

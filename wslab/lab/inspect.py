@@ -540,7 +540,7 @@ def show_frame(
         from IPython import get_ipython
         from IPython.display import HTML, display
     except ImportError:  # pragma: no cover - IPython is a dependency of the lab extra
-        get_ipython = None  # type: ignore[assignment]
+        get_ipython = None
     shell = get_ipython() if get_ipython is not None else None
     if shell is None:
         print(

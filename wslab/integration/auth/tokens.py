@@ -435,7 +435,7 @@ class TokenVerifier:
                 token,
                 key=self._key,
                 algorithms=list(config.algorithms),
-                options=self._options,  # type: ignore[arg-type]
+                options=self._options,
                 issuer=config.issuer,
                 audience=config.audience,
             )

@@ -362,32 +362,32 @@ FAIL_1009 = Closing("server", frozenset({1009}), require_clean=False)
 
 def text(payload: Data, **kw: object) -> Frame:
     """A text frame."""
-    return Frame(OP_TEXT, payload, **kw)  # type: ignore[arg-type]
+    return Frame(OP_TEXT, payload, **kw)
 
 
 def binary(payload: Data, **kw: object) -> Frame:
     """A binary frame."""
-    return Frame(OP_BINARY, payload, **kw)  # type: ignore[arg-type]
+    return Frame(OP_BINARY, payload, **kw)
 
 
 def cont(payload: Data, **kw: object) -> Frame:
     """A continuation frame."""
-    return Frame(OP_CONT, payload, **kw)  # type: ignore[arg-type]
+    return Frame(OP_CONT, payload, **kw)
 
 
 def ping(payload: Data = b"", **kw: object) -> Frame:
     """A ping frame."""
-    return Frame(OP_PING, payload, **kw)  # type: ignore[arg-type]
+    return Frame(OP_PING, payload, **kw)
 
 
 def pong(payload: Data = b"", **kw: object) -> Frame:
     """A pong frame."""
-    return Frame(OP_PONG, payload, **kw)  # type: ignore[arg-type]
+    return Frame(OP_PONG, payload, **kw)
 
 
 def close(code: int | None = None, reason: bytes = b"", **kw: object) -> Frame:
     """A close frame with an optional code and raw reason bytes."""
-    return Frame(OP_CLOSE, close_payload(code, reason), **kw)  # type: ignore[arg-type]
+    return Frame(OP_CLOSE, close_payload(code, reason), **kw)
 
 
 def msg(payload: Data, opcode: int = OP_TEXT) -> Ev:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import urllib.parse
 from collections.abc import Iterable, Mapping
+from typing import cast
 
 from wslab.foundation import handshake
 from wslab.foundation.errors import ConfigError, InvalidHandshakeResponse, OperationTimeout
@@ -33,7 +34,8 @@ class _ZombieWire(asyncio.Protocol):
         self.lost: asyncio.Future[None] = loop.create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        # asyncio types the argument for every kind of protocol; a stream's is a Transport.
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         if self.response.done():
