@@ -304,7 +304,7 @@ class ChatClient:
         except DegradedError as error:
             # Relayed but not stored yet: a late ack may follow, and the echo still counts.
             message_id = getattr(error, "message_id", None)
-            if error.ref:
+            if isinstance(error.ref, str) and error.ref:  # our refs are strings
                 self._requests.abandon(error.ref)
             if message_id:
                 self._requests.sent_message(str(message_id), started)

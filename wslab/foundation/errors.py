@@ -74,7 +74,7 @@ class WslabError(Exception):
     close_code: CloseCode | None = None
     #: The ``ref`` of the request this error answers: set by the router and by the client, which
     #: also sets the three below from the hub's error envelope.
-    ref: str | None = None
+    ref: str | int | None = None
     #: On ``DEGRADED``: the id of the message that was relayed but not stored yet.
     message_id: str | None = None
     #: Seconds to wait before retrying, when the hub said so.

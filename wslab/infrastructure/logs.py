@@ -261,7 +261,15 @@ class TextFormatter(logging.Formatter):
 # -- setup ---------------------------------------------------------------------------------------
 
 
-class _CurrentStderrHandler(logging.StreamHandler):
+class _WslabHandler(logging.StreamHandler):
+    """The one handler :func:`configure_logging` keeps on the ``wslab`` logger."""
+
+    #: How configure_logging() finds its handler among the logger's: by this attribute, not by
+    #: class, so that one made before the module was reloaded (in a kernel) is found too.
+    wslab_handler = True
+
+
+class _CurrentStderrHandler(_WslabHandler):
     """Writes to ``sys.stderr`` as it is when each record is emitted (Jupyter, pytest swap it)."""
 
     def __init__(self) -> None:
@@ -309,11 +317,10 @@ def configure_logging(
         handler.close()
         handler = None
     if handler is None:
-        handler = _CurrentStderrHandler() if stream is None else logging.StreamHandler(stream)
-        handler.wslab_handler = True
+        handler = _CurrentStderrHandler() if stream is None else _WslabHandler(stream)
         handler.addFilter(_ContextFilter())
         logger.addHandler(handler)
-    elif stream is not None:
+    elif stream is not None and isinstance(handler, logging.StreamHandler):
         handler.setStream(stream)
     handler.setFormatter(JsonFormatter() if json else TextFormatter())
     logger.setLevel(level)

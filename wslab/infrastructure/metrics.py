@@ -618,7 +618,7 @@ class Metrics:
         self.namespace = namespace
         self.max_series = max_series
         self.window = window
-        self._by_name: dict[str, _Metric[Any]] = {}
+        self._by_name: dict[str, Counter | Gauge | Histogram] = {}
         self._overflow = self.counter(
             "metrics_label_overflow",
             "Times a new label set was folded into a metric's overflow series.",
@@ -634,7 +634,7 @@ class Metrics:
         """Declare (or fetch) a counter."""
         labelnames = self._check(name, help, labels, Counter)
         existing = self._by_name.get(name)
-        if existing is not None:
+        if isinstance(existing, Counter):  # _check() refused any other kind under this name
             return existing
         metric = Counter(self, name, help, labelnames, self.max_series)
         self._by_name[name] = metric
@@ -644,7 +644,7 @@ class Metrics:
         """Declare (or fetch) a gauge."""
         labelnames = self._check(name, help, labels, Gauge)
         existing = self._by_name.get(name)
-        if existing is not None:
+        if isinstance(existing, Gauge):  # _check() refused any other kind under this name
             return existing
         metric = Gauge(self, name, help, labelnames, self.max_series)
         self._by_name[name] = metric
@@ -669,7 +669,7 @@ class Metrics:
         ):
             raise ConfigError(f"histogram {name!r}: buckets must be finite and increasing")
         existing = self._by_name.get(name)
-        if existing is not None:
+        if isinstance(existing, Histogram):  # _check() refused any other kind under this name
             if existing.bounds != bounds:
                 raise ConfigError(f"histogram {name!r} is already declared with other buckets")
             return existing

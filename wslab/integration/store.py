@@ -337,7 +337,8 @@ class _HistoryQuery:
         ``since_seq`` pages forward (oldest first); otherwise the newest rows before the cursor
         come back newest first, and the caller reverses them.
         """
-        where, args = f"room = {mark(1)}", [self.room]
+        where = f"room = {mark(1)}"
+        args: list[str | int] = [self.room]
         if self.since_seq is not None:
             where += f" AND seq > {mark(2)}"
             args.append(self.since_seq)

@@ -296,9 +296,14 @@ class _Pair:
             direction = "up" if side is self.client else "down"
             lane = self.lanes[direction]
             peer = self.peer_of(side)
-            ready = peer is not None and peer.transport is not None and not peer.lost
+            ready = (
+                peer is not None
+                and peer.transport is not None
+                and not peer.lost
+                and not peer.write_paused
+            )
             flowing = not self.proxy.shapes[direction].stalled and not lane.full
-            side.set_reading(ready and flowing and not peer.write_paused)
+            side.set_reading(ready and flowing)
         for lane in self.lanes.values():
             lane.wake.set()  # a pump waiting on the target or a stall looks again
 

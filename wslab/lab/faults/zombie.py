@@ -105,6 +105,7 @@ class ZombieClient:
         parts = urllib.parse.urlsplit(url)
         if parts.scheme != "ws" or not parts.hostname:
             raise ConfigError(f"a zombie speaks plain ws:// only; got {url!r}")
+        host = parts.hostname
         port = parts.port or 80
         extra = list(headers.items() if isinstance(headers, Mapping) else headers)
         if token is not None:
@@ -119,7 +120,7 @@ class ZombieClient:
 
         async def open_and_upgrade() -> tuple[_ZombieWire, Response]:
             nonlocal transport
-            transport, wire = await loop.create_connection(_ZombieWire, parts.hostname, port)
+            transport, wire = await loop.create_connection(_ZombieWire, host, port)
             transport.write(request)
             return wire, await wire.response
 
