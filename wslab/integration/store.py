@@ -390,6 +390,24 @@ class BaseStore(abc.ABC):
     @abc.abstractmethod
     async def close(self) -> None: ...
 
+    # -- the rest of the Store contract, which each backend implements (history and
+    # direct_history are below)
+
+    @abc.abstractmethod
+    async def save(self, draft: MessageDraft) -> StoredMessage: ...
+
+    @abc.abstractmethod
+    async def get(self, message_id: str) -> StoredMessage | None: ...
+
+    @abc.abstractmethod
+    async def latest_seq(self, room: str) -> int: ...
+
+    @abc.abstractmethod
+    async def ping(self) -> bool: ...
+
+    @abc.abstractmethod
+    async def purge(self, room: str) -> None: ...
+
     async def __aenter__(self) -> BaseStore:
         await self.open()
         return self
