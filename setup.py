@@ -14,7 +14,10 @@ from setuptools import Extension, find_packages, setup
 setup(
     packages=[*find_packages(include=["wslab", "wslab.*"]), "wslab._notebooks"],
     package_dir={"wslab._notebooks": "notebooks"},
-    package_data={"wslab": ["web/*", "py.typed"], "wslab._notebooks": ["*.ipynb"]},
+    package_data={
+        "wslab": ["web/*", "py.typed", "foundation/_speedups.pyi"],
+        "wslab._notebooks": ["*.ipynb"],
+    },
     ext_modules=[
         Extension(
             "wslab.foundation._speedups",

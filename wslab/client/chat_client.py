@@ -27,7 +27,7 @@ import random as random_module
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Mapping
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from wslab.foundation.codes import CloseCode, ErrorCode
 from wslab.foundation.errors import (
@@ -304,8 +304,8 @@ class ChatClient:
         except DegradedError as error:
             # Relayed but not stored yet: a late ack may follow, and the echo still counts.
             message_id = getattr(error, "message_id", None)
-            if error.ref:  # type: ignore[attr-defined]
-                self._requests.abandon(error.ref)  # type: ignore[attr-defined]
+            if isinstance(error.ref, str) and error.ref:  # our refs are strings
+                self._requests.abandon(error.ref)
             if message_id:
                 self._requests.sent_message(str(message_id), started)
             raise
@@ -429,12 +429,23 @@ class ChatClient:
         """The next event in order; the iteration ends once the client is closed and drained."""
         return await self._inbox.next()
 
+    @overload
     async def next_event(
         self,
-        type: type[E] = Event,  # type: ignore[assignment]  # reads naturally: next_event(type=...)
+        type: type[E],  # reads naturally: next_event(type=...)
+        timeout: float | None = ...,
+        where: Callable[[E], bool] | None = ...,
+    ) -> E: ...
+    @overload
+    async def next_event(
+        self, *, timeout: float | None = ..., where: Callable[[Event], bool] | None = ...
+    ) -> Event: ...
+    async def next_event(
+        self,
+        type: type[Event] = Event,
         timeout: float | None = 5.0,
-        where: Callable[[E], bool] | None = None,
-    ) -> E:
+        where: Callable[[Any], bool] | None = None,
+    ) -> Event:
         """The oldest event of ``type`` (matching ``where``), removed from the inbox.
 
         Events of other types stay in the inbox, in order. Raises :class:`OperationTimeout` when

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 from collections import deque
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar, overload
 
 from wslab.foundation.codes import ErrorCode
 from wslab.foundation.errors import ConnectionClosed, OperationTimeout
@@ -68,12 +68,23 @@ class Inbox:
             await self._changed.wait()
         return self._events.popleft()
 
+    @overload
     async def next_event(
         self,
-        type: type[E] = Event,  # reads naturally: next_event(type=ChatMessage)
+        type: type[E],  # reads naturally: next_event(type=ChatMessage)
+        timeout: float | None = ...,
+        where: Callable[[E], bool] | None = ...,
+    ) -> E: ...
+    @overload
+    async def next_event(
+        self, *, timeout: float | None = ..., where: Callable[[Event], bool] | None = ...
+    ) -> Event: ...
+    async def next_event(
+        self,
+        type: type[Event] = Event,
         timeout: float | None = 5.0,
-        where: Callable[[E], bool] | None = None,
-    ) -> E:
+        where: Callable[[Any], bool] | None = None,
+    ) -> Event:
         """The oldest event of ``type`` (matching ``where``), removed from the inbox.
 
         Events of other types stay in the inbox, in order. Raises :class:`OperationTimeout` when

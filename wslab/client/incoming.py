@@ -70,7 +70,7 @@ class Incoming:
         if self.requests.resolve(message):
             return
         kind = message.get("type")
-        handler = _HANDLERS.get(kind)  # type: ignore[arg-type]
+        handler = _HANDLERS.get(kind) if isinstance(kind, str) else None
         if handler is not None:
             handler(self, message)
         elif kind == "ack":

@@ -97,7 +97,8 @@ class Recovery:
                     self.inbox.put(HistoryGap(track.key, before))
                 for message in sorted(page.messages, key=lambda m: m.get("seq") or 0):
                     # A message also held from the live stream was not missed: not "recovered".
-                    live = track.held.pop(message.get("seq"), None)  # type: ignore[arg-type]
+                    seq = message.get("seq")
+                    live = track.held.pop(seq, None) if isinstance(seq, int) else None
                     self.tracker.accept(track, live or message, recovered=live is None)
                 self.tracker.drain(track)
                 if len(page.messages) >= HISTORY_PAGE or track.again:

@@ -157,7 +157,7 @@ class Headers:
             (k.lower(), v) for k, v in other._fields
         ]
 
-    __hash__ = None  # type: ignore[assignment]  # mutable, so not hashable
+    # Defining __eq__ alone leaves __hash__ None: headers are mutable, so not hashable.
 
     def __repr__(self) -> str:
         return f"Headers({self._fields!r})"

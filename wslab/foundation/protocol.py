@@ -350,10 +350,11 @@ class Protocol:
             message = self.assembler.add(frame)
             if message is not None:
                 self.stats.messages_in += 1
-                if message.is_text:
-                    events.append(TextReceived(message.data, message.frames))  # type: ignore[arg-type]
-                else:
-                    events.append(BinaryReceived(message.data, message.frames))  # type: ignore[arg-type]
+                match message.data:  # str exactly when the message is text
+                    case str() as text:
+                        events.append(TextReceived(text, message.frames))
+                    case data:
+                        events.append(BinaryReceived(data, message.frames))
         elif frame.rsv1:
             raise ProtocolError(
                 f"RSV1 set on a {opcode.name} frame: control frames are never compressed"

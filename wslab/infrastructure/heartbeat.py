@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -144,7 +145,7 @@ class HeartbeatMonitor:
             return
         task = asyncio.ensure_future(self._run(connection))
         self._tasks[connection.id] = task
-        task.add_done_callback(lambda t, cid=connection.id: self._done(cid, t))
+        task.add_done_callback(functools.partial(self._done, connection.id))
 
     def unwatch(self, connection: Connection) -> None:
         """Stop the heartbeat of ``connection``."""
@@ -154,11 +155,11 @@ class HeartbeatMonitor:
 
     def _done(self, connection_id: str, task: asyncio.Task[None]) -> None:
         self._tasks.pop(connection_id, None)
-        if not task.cancelled() and task.exception() is not None:
-            error = task.exception()
+        error = None if task.cancelled() else task.exception()
+        if error is not None:
             log.error("heartbeat of %s failed", connection_id, exc_info=error)
             if self.on_error is not None:
-                self.on_error(error)  # type: ignore[arg-type]
+                self.on_error(error)
 
     async def close(self) -> None:
         """Stop every heartbeat."""

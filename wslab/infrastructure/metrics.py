@@ -618,14 +618,14 @@ class Metrics:
         self.namespace = namespace
         self.max_series = max_series
         self.window = window
-        self._by_name: dict[str, _Metric[Any]] = {}
+        self._by_name: dict[str, Counter | Gauge | Histogram] = {}
         self._overflow = self.counter(
             "metrics_label_overflow",
             "Times a new label set was folded into a metric's overflow series.",
             labels=("metric",),
         )
         self._registry = CollectorRegistry(auto_describe=False)
-        self._registry.register(_Collector(self))  # type: ignore[arg-type]
+        self._registry.register(_Collector(self))
         self._runtime = False
 
     # -- declaring ------------------------------------------------------------------------------
@@ -634,8 +634,8 @@ class Metrics:
         """Declare (or fetch) a counter."""
         labelnames = self._check(name, help, labels, Counter)
         existing = self._by_name.get(name)
-        if existing is not None:
-            return existing  # type: ignore[return-value]
+        if isinstance(existing, Counter):  # _check() refused any other kind under this name
+            return existing
         metric = Counter(self, name, help, labelnames, self.max_series)
         self._by_name[name] = metric
         return metric
@@ -644,8 +644,8 @@ class Metrics:
         """Declare (or fetch) a gauge."""
         labelnames = self._check(name, help, labels, Gauge)
         existing = self._by_name.get(name)
-        if existing is not None:
-            return existing  # type: ignore[return-value]
+        if isinstance(existing, Gauge):  # _check() refused any other kind under this name
+            return existing
         metric = Gauge(self, name, help, labelnames, self.max_series)
         self._by_name[name] = metric
         return metric
@@ -669,10 +669,10 @@ class Metrics:
         ):
             raise ConfigError(f"histogram {name!r}: buckets must be finite and increasing")
         existing = self._by_name.get(name)
-        if existing is not None:
-            if existing.bounds != bounds:  # type: ignore[attr-defined]
+        if isinstance(existing, Histogram):  # _check() refused any other kind under this name
+            if existing.bounds != bounds:
                 raise ConfigError(f"histogram {name!r} is already declared with other buckets")
-            return existing  # type: ignore[return-value]
+            return existing
         metric = Histogram(self, name, help, labelnames, self.max_series, bounds, self.window)
         self._by_name[name] = metric
         return metric
@@ -747,13 +747,13 @@ class Metrics:
 
     def get(self, name: str) -> Counter | Gauge | Histogram:
         """The metric declared as ``name``; ``KeyError`` if there is none."""
-        return self._by_name[name]  # type: ignore[return-value]
+        return self._by_name[name]
 
     def __contains__(self, name: object) -> bool:
         return name in self._by_name
 
     def __iter__(self) -> Iterator[Counter | Gauge | Histogram]:
-        return iter(tuple(self._by_name.values()))  # type: ignore[arg-type]
+        return iter(tuple(self._by_name.values()))
 
     def __len__(self) -> int:
         return len(self._by_name)

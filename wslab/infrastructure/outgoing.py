@@ -46,6 +46,8 @@ class OutgoingQueue(deque[T]):
         """True if ``size`` more bytes stay within the byte bound (control frames: no count)."""
         return self.nbytes + size <= self.max_bytes
 
+    # Unlike deque's, this append needs the size: no item may enter uncounted, so it differs
+    # from the base class's on purpose.
     def append(self, item: T, size: int) -> None:  # type: ignore[override]
         """Queue ``item``, which stands for ``size`` bytes on the wire."""
         super().append(item)

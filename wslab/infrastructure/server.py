@@ -181,9 +181,9 @@ class Server:
             raise
         except Exception:
             log.exception("upgrade hook failed")
-            error = HandshakeError("internal error", status=500)
-            self.refused(error, remote)
-            raise error from None
+            refusal = HandshakeError("internal error", status=500)
+            self.refused(refusal, remote)
+            raise refusal from None
         return upgrade, context
 
     def _track(self, task: asyncio.Task[Any]) -> None:

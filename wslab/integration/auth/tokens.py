@@ -34,11 +34,14 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jwt
 
 from wslab.foundation.errors import AuthenticationError, ConfigError
+
+if TYPE_CHECKING:
+    from jwt.types import Options  # pyjwt's TypedDict of decode() options
 
 __all__ = [
     "SUPPORTED_ALGORITHMS",
@@ -363,7 +366,7 @@ class TokenVerifier:
         # A pyjwt decode that checks signature, algorithm, iss, aud and required claims; the time
         # claims are checked in _check_times against our clock.
         required = ["exp", "sub"] + (["iss"] if config.issuer is not None else [])
-        self._options: dict[str, Any] = {
+        self._options: Options = {
             "require": required,
             "verify_signature": True,
             "verify_exp": False,
@@ -435,7 +438,7 @@ class TokenVerifier:
                 token,
                 key=self._key,
                 algorithms=list(config.algorithms),
-                options=self._options,  # type: ignore[arg-type]
+                options=self._options,
                 issuer=config.issuer,
                 audience=config.audience,
             )

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import socket
 import ssl as ssl_module
@@ -49,6 +50,7 @@ from .cases import (
     SendMessage,
     SendPart,
     as_bytes,
+    data_length,
     select_cases,
 )
 from .pmd import Agreement, AnswerError, Compression, WireInfo, check_answer
@@ -161,6 +163,10 @@ class _Session:
 
     def _notify(self) -> None:
         self.changed.set()
+
+    def _echoed_since(self, before: int) -> bool:
+        """True once an event came after the first ``before`` ones, or the connection closed."""
+        return len(self.obs.events) + self.obs.events_dropped > before or not self.open
 
     async def wait_for(self, predicate: Callable[[], bool], timeout: float) -> bool:
         """Wait until ``predicate()`` holds (re-checked on every change) or ``timeout`` passes."""
@@ -381,14 +387,12 @@ class _Session:
                 )
                 if step.await_echo:
                     await self.wait_for(
-                        lambda b=before: (
-                            len(self.obs.events) + self.obs.events_dropped > b or not self.open
-                        ),
+                        functools.partial(self._echoed_since, before),
                         timeout,
                     )
             elif isinstance(step, SendPart):
                 data, _ = partial.get(step.frame) or (_encode(step.frame), 0)
-                head = len(data) - len(step.frame.payload)
+                head = len(data) - data_length(step.frame.payload)
                 start = 0 if step.start == 0 else head + step.start
                 end = head + step.end
                 self._write(data[start:end])
@@ -649,7 +653,8 @@ def describe(obs: Observation) -> str:
         # First, so that the agreement survives when a long observation is cut for a table.
         wire = obs.message_wire
         packed = [w for w in wire if w.compressed]
-        plain = sum(len(e.data) for e, w in zip(_messages(obs), wire, strict=False) if w.compressed)
+        messages = zip(_messages(obs), wire, strict=False)
+        plain = sum(data_length(e.data) for e, w in messages if w.compressed)
         parts.insert(
             0,
             f"agreed {obs.agreement.answer!r}, {len(packed)}/{len(wire)} echoes compressed"

@@ -42,7 +42,7 @@ import urllib.parse
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from wslab.foundation.errors import ConfigError
 
@@ -108,7 +108,8 @@ class _Side(asyncio.Protocol):
         self.lost = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        # asyncio types the argument for every kind of protocol; a stream's is a Transport.
+        self.transport = cast(asyncio.Transport, transport)
         self.pair.made(self)
 
     def data_received(self, data: bytes) -> None:
@@ -295,9 +296,14 @@ class _Pair:
             direction = "up" if side is self.client else "down"
             lane = self.lanes[direction]
             peer = self.peer_of(side)
-            ready = peer is not None and peer.transport is not None and not peer.lost
+            ready = (
+                peer is not None
+                and peer.transport is not None
+                and not peer.lost
+                and not peer.write_paused
+            )
             flowing = not self.proxy.shapes[direction].stalled and not lane.full
-            side.set_reading(ready and flowing and not peer.write_paused)  # type: ignore[union-attr]
+            side.set_reading(ready and flowing)
         for lane in self.lanes.values():
             lane.wake.set()  # a pump waiting on the target or a stall looks again
 

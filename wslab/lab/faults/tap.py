@@ -187,6 +187,7 @@ class Tap:
                 # Inflate what the sender compressed: up is the client's stream, down the hub's.
                 inflater = params.inflater(server=direction == "up") if params else None
                 parser = FrameParser(require_mask=None, allowed_rsv=0b100 if params else 0)
+                error: WslabError | None
                 try:
                     frames = parser.feed(split[1])
                     error = parser.error

@@ -12,6 +12,7 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as websockets_connect
 from websockets.exceptions import InvalidHandshake, InvalidStatus, InvalidURI
+from websockets.typing import Origin, Subprotocol
 
 from wslab.foundation.errors import InvalidHandshakeResponse, InvalidUpgrade, OperationTimeout
 from wslab.foundation.http import Headers
@@ -55,8 +56,8 @@ async def connect(
     try:
         ws = await websockets_connect(
             url,
-            origin=origin,  # type: ignore[arg-type]
-            subprotocols=offered or None,  # type: ignore[arg-type]
+            origin=None if origin is None else Origin(origin),
+            subprotocols=[Subprotocol(name) for name in offered] or None,
             additional_headers=list(headers) or None,
             user_agent_header=None,
             proxy=None,  # 127.0.0.1 in a notebook must not go through a system proxy
@@ -76,6 +77,7 @@ async def connect(
         raise InvalidHandshakeResponse(str(error)) from error
     except (asyncio.TimeoutError, TimeoutError):
         raise OperationTimeout(f"opening handshake with {url} timed out") from None
+    assert isinstance(ws, _ClientConnection)  # connect() makes it of the class we gave
     response = ws.response
     connection = WebsocketsConnection(
         ws,

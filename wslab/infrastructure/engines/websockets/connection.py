@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from websockets.asyncio.client import ClientConnection
-from websockets.asyncio.server import ServerConnection
+from websockets.asyncio.connection import Connection as WsConnection
 from websockets.exceptions import ConnectionClosed as WsConnectionClosed
 from websockets.extensions.base import ClientExtensionFactory, ServerExtensionFactory
 from websockets.extensions.permessage_deflate import (
@@ -59,7 +58,7 @@ def _deflate_factories(
     reset = settings.no_context_takeover
     zlib_settings = {"level": settings.level, "memLevel": settings.mem_level}
     if server:
-        return [
+        factories: list[ServerExtensionFactory] = [
             ServerPerMessageDeflateFactory(
                 server_no_context_takeover=reset,
                 client_no_context_takeover=reset,
@@ -68,7 +67,8 @@ def _deflate_factories(
                 compress_settings=zlib_settings,
             )
         ]
-    return [
+        return factories
+    offers: list[ClientExtensionFactory] = [
         ClientPerMessageDeflateFactory(
             server_no_context_takeover=reset,
             client_no_context_takeover=reset,
@@ -77,6 +77,7 @@ def _deflate_factories(
             compress_settings=zlib_settings,
         )
     ]
+    return offers
 
 
 def websockets_limits(limits: ConnectionLimits, *, server: bool) -> dict[str, Any]:
@@ -99,7 +100,14 @@ def websockets_limits(limits: ConnectionLimits, *, server: bool) -> dict[str, An
 # -- websockets' connection objects, with the callbacks we need ----------------------------------
 
 
-class _Hooks:
+if TYPE_CHECKING:
+    # What _Hooks is mixed into, so that its super() calls are checked against the library's.
+    _HooksBase = WsConnection
+else:
+    _HooksBase = object
+
+
+class _Hooks(_HooksBase):
     """Mixed into ``websockets``' connection classes: tells our connection what asyncio says.
 
     ``websockets`` documents ``create_connection`` as the way to customise its connections; we
@@ -111,28 +119,28 @@ class _Hooks:
     wslab_upgrade: tuple[handshake.Upgrade, dict[str, Any] | None] | None = None
 
     def data_received(self, data: bytes) -> None:
-        super().data_received(data)  # type: ignore[misc]
+        super().data_received(data)
         if self.wslab_connection is not None:
             self.wslab_connection._after_data(len(data))
 
     def send_data(self) -> None:
-        super().send_data()  # type: ignore[misc]
+        super().send_data()
         if self.wslab_connection is not None:
             # A close frame websockets sent by itself (a protocol failure) is logged at once.
             self.wslab_connection._sync_close_frames()
 
     def pause_writing(self) -> None:
-        super().pause_writing()  # type: ignore[misc]
+        super().pause_writing()
         if self.wslab_connection is not None:
             self.wslab_connection._writing_paused()
 
     def resume_writing(self) -> None:
-        super().resume_writing()  # type: ignore[misc]
+        super().resume_writing()
         if self.wslab_connection is not None:
             self.wslab_connection._writing_resumed()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        super().connection_lost(exc)  # type: ignore[misc]
+        super().connection_lost(exc)
         if self.wslab_connection is not None:
             self.wslab_connection._transport_lost(exc)
 
@@ -147,7 +155,7 @@ class WebsocketsConnection(Connection):
 
     def __init__(
         self,
-        ws: ServerConnection | ClientConnection,
+        ws: _Hooks,
         role: str,
         limits: ConnectionLimits,
         *,
@@ -170,7 +178,7 @@ class WebsocketsConnection(Connection):
         self._close_in_recorded = False
         self._close_out_recorded = False
         self._ping_tasks: set[asyncio.Task[None]] = set()
-        ws.wslab_connection = self  # type: ignore[union-attr]
+        ws.wslab_connection = self
         loop = asyncio.get_running_loop()
         self._reader = loop.create_task(self._read_loop(), name=f"wslab-reader-{self.id}")
         self._writer = loop.create_task(self._write_loop(), name=f"wslab-writer-{self.id}")
@@ -493,7 +501,7 @@ class WebsocketsConnection(Connection):
         """Wait for the reader, the writer and any ping task to finish (after TCP closed)."""
         tasks = {self._reader, self._writer, *self._ping_tasks}
         current = asyncio.current_task()
-        tasks.discard(current)  # type: ignore[arg-type]
+        tasks.discard(current)
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
 

@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from websockets.asyncio.server import Server as WsServer
 from websockets.asyncio.server import ServerConnection
 from websockets.asyncio.server import serve as websockets_serve
 from websockets.datastructures import Headers as WsHeaders
@@ -44,18 +45,22 @@ from .connection import WebsocketsConnection, _Hooks, address, websockets_limits
 __all__ = ["WebsocketsServer", "serve"]
 
 
+#: Each ``websockets`` server's WebsocketsServer, so that its connections find its bookkeeping.
+_OWNERS: weakref.WeakKeyDictionary[WsServer, WebsocketsServer] = weakref.WeakKeyDictionary()
+
+
 class _ServerConnection(_Hooks, ServerConnection):
     """``websockets``' server connection with our hooks."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
-        owner: WebsocketsServer | None = getattr(self.server, "wslab_server", None)
+        owner = _OWNERS.get(self.server)
         if owner is not None:
             owner._unwrapped.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
-        owner: WebsocketsServer | None = getattr(self.server, "wslab_server", None)
+        owner = _OWNERS.get(self.server)
         if owner is not None:
             owner._unwrapped.discard(self)
 
@@ -137,7 +142,8 @@ class WebsocketsServer(Server):
             upgrade, context = await self.check_upgrade(request, remote)
         except HandshakeError as error:
             return _refusal(error)
-        ws.wslab_upgrade = (upgrade, context)  # type: ignore[attr-defined]
+        assert isinstance(ws, _ServerConnection)  # serve() makes its connections of our class
+        ws.wslab_upgrade = (upgrade, context)
         return None  # websockets sends the 101
 
     async def _accept(self, ws: ServerConnection) -> None:
@@ -146,7 +152,8 @@ class WebsocketsServer(Server):
         assert task is not None
         self._track(task)  # so that close() waits for it, and cancels it when it must
         self._unwrapped.discard(ws)
-        upgrade, context = ws.wslab_upgrade or (None, None)  # type: ignore[attr-defined]
+        assert isinstance(ws, _ServerConnection)  # serve() makes its connections of our class
+        upgrade, context = ws.wslab_upgrade or (None, None)
         connection = WebsocketsConnection(
             ws,
             "server",
@@ -239,7 +246,7 @@ async def serve(
         **websockets_limits(limits, server=True),
     )
     server._ws_server = ws_server
-    ws_server.wslab_server = server  # lets our connection class find the server's bookkeeping
+    _OWNERS[ws_server] = server  # lets our connection class find the server's bookkeeping
     server._server = ws_server.server
     server._scheme = "wss" if ssl is not None else "ws"
     return server

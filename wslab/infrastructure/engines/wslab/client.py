@@ -12,7 +12,7 @@ import ssl as ssl_module
 import time
 import urllib.parse
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 from wslab.foundation import deflate, handshake
 from wslab.foundation.errors import (
@@ -47,7 +47,8 @@ class _ClientWire(_ForwardsFlowControl):
         self.lost_early: tuple[Exception | None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        # asyncio types the argument for every kind of protocol; a stream's is a Transport.
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         if self.connection is not None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import ssl as ssl_module
 from dataclasses import dataclass
+from typing import cast
 
 from wslab.foundation import deflate, handshake
 from wslab.foundation.errors import HandshakeError
@@ -58,7 +59,8 @@ class _Wire(_ForwardsFlowControl):
         self._http_task: asyncio.Task[None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        # asyncio types the argument for every kind of protocol; a stream's is a Transport.
+        self.transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         self.remote = (peer[0], peer[1]) if peer else None
         loop = asyncio.get_running_loop()
