@@ -38,7 +38,7 @@ _WORD_FLAGS: dict[str, tuple[str, dict[str, bool]]] = {
 }
 
 
-class ArgvOverrides(dict):  # type: ignore[type-arg]
+class ArgvOverrides(dict[str, Any]):
     """Settings given on the command line (text as typed) and ``flags``, the spelling used."""
 
     def __init__(self, values: dict[str, Any], flags: dict[str, str]) -> None:
@@ -81,7 +81,7 @@ class _Switch(argparse.Action):
     """A boolean: ``--flag`` is true and ``--no-flag`` false (and ``--no-auth`` style aliases)."""
 
     def __init__(self, *args: Any, negative: Sequence[str] = (), **kwargs: Any) -> None:
-        super().__init__(*args, nargs=0, **kwargs)
+        super().__init__(*args, **{**kwargs, "nargs": 0})
         self.negative = frozenset(negative)
 
     def __call__(
@@ -99,7 +99,7 @@ class _Words(argparse.Action):
     """A boolean set by a word: ``--log-format text``."""
 
     def __init__(self, *args: Any, words: dict[str, bool], **kwargs: Any) -> None:
-        super().__init__(*args, choices=tuple(words), **kwargs)
+        super().__init__(*args, **{**kwargs, "choices": tuple(words)})
         self.words = words
 
     def __call__(

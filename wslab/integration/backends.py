@@ -161,7 +161,7 @@ def _check_redis_query(query: str) -> None:
             hint = f"; did you mean {guess[0]}?" if guess else f" (known: {', '.join(known)})"
             raise ConfigError(f"broker URL: unknown Redis option {name!r}{hint}")
         parser = typed.get(name)
-        if parser is not None:
+        if callable(parser):
             try:
                 parser(value)
             except (TypeError, ValueError):
