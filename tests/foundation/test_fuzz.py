@@ -271,3 +271,12 @@ def test_request_heads_parse_or_get_a_status(
         assert 400 <= error.status < 600
         response = ResponseParser().feed(reject(error))
         assert response is not None and response.status == error.status
+
+
+@pytest.mark.parametrize("status", [b"000", b"099", b"600", b"901", b"999"])
+def test_a_status_code_outside_100_to_599_is_a_malformed_response(status: bytes) -> None:
+    """Found by atheris: ``HTTP/1.1 901`` parsed, and the client's error then carried 901 as
+    the status the server "sent". RFC 9110 15: codes outside 100..599 are invalid."""
+    head = b"HTTP/1.1 " + status + b" Odd\r\nUpgrade: websocket\r\n\r\n"
+    with pytest.raises(HandshakeError, match="malformed status line"):
+        ResponseParser().feed(head)
