@@ -159,7 +159,7 @@ def pct(values: list[float], q: int) -> float:
 
 
 async def soak(seconds: float, *, clients: int = 6, pause: float = 0.1, fault_every: float = 30.0,
-               fault_seconds: float = 8.0, sample_every: float = 5.0, hostiles: int = 2,
+               fault_seconds: float = 8.0, sample_every: float = 5.0, hostiles: int = 3,
                echo: bool = True) -> SoakResult:  # fmt: skip
     """Run the soak for ``seconds``; returns the samples and the history verdict."""
     result = SoakResult()
@@ -258,33 +258,46 @@ def plot(samples: list[Sample], path: Path, title: str) -> None:
         ("RSS (MB)", [s.rss_mb for s in samples]),
         ("open fds", [s.fds for s in samples]),
         ("open connections", [s.open_connections for s in samples]),
-        ("ack p99 (ms)", [s.p99_ms for s in samples]),
+        ("ack p99 (ms)", [s.p99_ms for s in samples]),  # p50 added below
     ]
     for ax, (label, values) in zip(axes, panels, strict=True):
-        ax.plot(t, values, marker=".", linewidth=1)
+        ax.plot(t, values, marker=".", linewidth=1, label="p99" if label.startswith("ack") else None)
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
         for s in samples:  # shade the samples taken while a fault was on
             if s.fault and s.fault != "end":
                 ax.axvspan(s.t / 60 - 0.04, s.t / 60 + 0.04, color="tab:red", alpha=0.12)
     axes[-1].plot(t, [s.p50_ms for s in samples], marker=".", linewidth=1, label="p50")
-    axes[-1].legend(["p99", "p50"], loc="upper right")
+    axes[-1].set_ylabel("ack latency (ms)")
+    axes[-1].legend(loc="upper right")
     axes[-1].set_xlabel("minutes (red: a fault was on)")
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
 
+def read_csv(path: Path) -> list[Sample]:
+    with path.open() as source:
+        return [Sample(t=float(r["t"]), rss_mb=float(r["rss_mb"]), fds=int(r["fds"]),
+                       open_connections=int(r["open_connections"]), acks=int(r["acks"]),
+                       p50_ms=float(r["p50_ms"]), p99_ms=float(r["p99_ms"]), fault=r["fault"])
+                for r in csv.DictReader(source)]  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--replot", metavar="TITLE", help="only redraw --plot from --csv")
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--clients", type=int, default=6)
     parser.add_argument("--pause", type=float, default=0.1, help="seconds between a client's messages")
     parser.add_argument("--fault-every", type=float, default=30.0)
-    parser.add_argument("--hostiles", type=int, default=2)
+    parser.add_argument("--hostiles", type=int, default=3, help="one of each flood kind at 3")
     parser.add_argument("--csv", type=Path, default=Path("soak.csv"))
     parser.add_argument("--plot", type=Path, default=Path("soak.png"))
     args = parser.parse_args()
+    if args.replot:
+        plot(read_csv(args.csv), args.plot, args.replot)
+        return
     began = time.time()
     result = asyncio.run(soak(args.minutes * 60, clients=args.clients, pause=args.pause,
                               fault_every=args.fault_every, hostiles=args.hostiles))  # fmt: skip

@@ -22,7 +22,7 @@ RSS_MARGIN_MB = 40.0
 
 async def test_short_soak_keeps_fds_memory_and_history() -> None:
     result = await soak(20, clients=3, pause=0.1, fault_every=3, fault_seconds=2,
-                        sample_every=2, hostiles=1, echo=False)  # fmt: skip
+                        sample_every=2, hostiles=3, echo=False)  # fmt: skip
     first, last = result.samples[0], result.samples[-1]
     assert last.fault == "end"
     assert last.fds <= first.fds + FD_MARGIN, [s.fds for s in result.samples]
