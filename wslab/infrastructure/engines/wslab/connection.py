@@ -77,6 +77,7 @@ class WslabConnection(Connection):
             else None
         )
         self._backlog: memoryview | None = None  # received, not parsed yet (see data_received)
+        self._backlog_scheduled = False  # a _continue_backlog call is pending
         self._holds: set[str] = set()  # why reading is paused: incoming, backlog, budget
         self._budget_timer: asyncio.TimerHandle | None = None
         self._failing = False  # a protocol violation waits for the application to catch up
@@ -144,10 +145,20 @@ class WslabConnection(Connection):
             self._backlog = data[READ_SLICE:]
             data = data[:READ_SLICE]
             self._hold_reading("backlog")
-            asyncio.get_running_loop().call_soon(self._continue_backlog)
+            self._schedule_backlog()
         self._feed(data)
 
+    def _schedule_backlog(self) -> None:
+        if not self._backlog_scheduled:
+            self._backlog_scheduled = True
+            asyncio.get_running_loop().call_soon(self._continue_backlog)
+
     def _continue_backlog(self) -> None:
+        self._backlog_scheduled = False
+        if "budget" in self._holds and self._backlog is not None and not self.closed:
+            # In debt: the rest of this read waits for the budget too (_budget_paid resumes
+            # it), or one read of tiny frames would be parsed whole whatever the budget says.
+            return
         backlog, self._backlog = self._backlog, None
         if backlog is None or self.closed or self.protocol.failure is not None:
             self._release_reading("backlog")
@@ -218,6 +229,8 @@ class WslabConnection(Connection):
     def _budget_paid(self) -> None:
         self._budget_timer = None
         self._release_reading("budget")
+        if self._backlog is not None:
+            self._schedule_backlog()
 
     def _incoming_drained(self) -> None:
         """Send the close for a pending protocol violation, then close TCP."""
