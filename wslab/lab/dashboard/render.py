@@ -6,6 +6,9 @@ stall a hub in a thread), which is exactly what a dashboard must not do to the t
 watches. So a :class:`Renderer` owns one ``spawn``-ed process: the kernel sends it plain data
 (the series' points), the process draws with the Agg backend and sends back PNG bytes.
 
+The process runs at the lowest CPU priority (``nice`` 19), so on a loaded machine it draws
+with the CPU the hub and its clients leave over.
+
 Bounds: at most one drawing is in flight and at most one waits per figure (a newer request
 for the same figure replaces the waiting one). The child exits when the parent goes away
 (it polls the parent's pid), when told to, and is killed by :meth:`Renderer.stop` otherwise.
@@ -101,6 +104,10 @@ def render_figure(spec: Spec, key: str = "figure") -> bytes:
 def renderer_main(conn: Any, parent_pid: int) -> None:
     """The drawing process: receive ``(key, spec)``, answer ``(key, png)``; ``None`` ends it."""
     threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
+    # Drawing takes only CPU nobody else wants: on a busy machine the hub and its clients go
+    # first, and the figure is a little late rather than the hub a little slow.
+    with contextlib.suppress(OSError, AttributeError):
+        os.nice(19)
     import matplotlib
 
     matplotlib.use("Agg")
