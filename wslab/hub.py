@@ -713,7 +713,7 @@ class Hub:
             "outgoing_queue_max", "Longest outgoing queue of any open connection (messages)"
         ).set_function(lambda: max((c.queue_depth for c in self.manager), default=0))
         m.gauge(
-            "outgoing_queue_total", "Messages waiting in every open connection's outgoing queue"
+            "outgoing_queued_messages", "Messages waiting in every open connection's outgoing queue"
         ).set_function(lambda: sum(c.queue_depth for c in self.manager))
         m.gauge(
             "store_up", "1 while the hub's last use of the message store worked, 0 after a failure"

@@ -60,7 +60,7 @@ async def test_remote_source_parses_a_real_hubs_metrics(hub: Hub, until: Any) ->
     assert reading.messages_in >= 1
     assert reading.store_up is True and reading.broker_up is True
     assert reading.queue_max == 0
-    assert "wslab_outgoing_queue_total" in text
+    assert "wslab_outgoing_queued_messages" in text
     assert parse_metrics(text).connections == reading.connections
 
 

@@ -89,7 +89,7 @@ def _reading_from_metrics(metrics: Any) -> Reading:
     reading.messages_in = value("websocket_messages_total", direction="in") or 0.0
     reading.messages_out = value("websocket_messages_total", direction="out") or 0.0
     reading.queue_max = value("outgoing_queue_max")
-    reading.queue_total = value("outgoing_queue_total")
+    reading.queue_total = value("outgoing_queued_messages")
     reading.retry_queue = value("retry_queue") or 0.0
     store, broker = value("store_up"), value("broker_up")
     reading.store_up = None if store is None else store > 0
@@ -237,7 +237,7 @@ def parse_metrics(text: str, namespace: str = "wslab") -> Reading:
                     reading.messages_out = value
             elif name == n + "outgoing_queue_max":
                 reading.queue_max = value
-            elif name == n + "outgoing_queue_total":
+            elif name == n + "outgoing_queued_messages":
                 reading.queue_total = value
             elif name == n + "retry_queue":
                 reading.retry_queue = value
