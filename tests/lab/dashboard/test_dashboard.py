@@ -102,6 +102,7 @@ async def test_added_latency_shows_in_the_receivers_latency(hub: Hub, until: Any
 
         dash.faults.latency(0.1)  # each way: a message goes up and comes back down, +200 ms
         assert dash.snapshot()["faults"]["latency"] == 0.1
+        assert dash.controls.latency.value == 100  # the slider follows the plain method
         t = _now(dash) + 1.5
         assert await until(lambda: len(_since(dash, "latency_p50_ms", t)) >= 3)
         slowed = statistics.median(_since(dash, "latency_p50_ms", t))
@@ -152,10 +153,14 @@ async def test_store_switch_takes_the_store_down_and_back(hub: Hub, until: Any) 
 async def test_a_second_dashboard_replaces_the_first(hub: Hub, running: Any, until: Any) -> None:
     before = running()
     first = await open_dashboard(hub, display=False)
-    second = await open_dashboard(hub, display=False)
+    second = open_dashboard(hub, display=False)
+    second.set_clients(2)  # asked before it runs: waits for its proxy, then starts
+    await second
     try:
         assert first.stopped and not second.stopped
         assert [second] == dashboard_module._OPEN
+        await second.settled()
+        assert await until(lambda: second.snapshot()["connections"] == 2)
     finally:
         await second.stop()
     assert running() == before

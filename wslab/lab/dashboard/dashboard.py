@@ -50,14 +50,14 @@ class HubView:
 
     def __init__(self, source: Source, *, history: int, rate_window: float, t0: float,
                  max_clients: int, token_factory: Any, workers: int | None,
-                 max_per_second: float) -> None:
+                 max_per_second: float, ready: asyncio.Event) -> None:
         self.source = source
         self.series = HubSeries(source, maxlen=history, rate_window=rate_window, t0=t0)
         self.proxy = TcpProxy.for_url(source.ws_url, max_connections=max_clients + 16)
         factory = token_factory if token_factory is not None else _token_factory(source)
         self.load = LoadControl(lambda: self.proxy.url_for(source.ws_url), token_factory=factory,
                                 on_tick=self.series.add_load_tick, max_clients=max_clients,
-                                workers=workers)
+                                workers=workers, ready=ready)
         self.token_factory = factory
         self.faults = FaultSwitches([self.proxy], source, self.load)
         self.throttle = Throttle(max_per_second)
@@ -84,8 +84,9 @@ class FaultGroup:
     """The fault switches of every watched hub at once (``dash.faults``); one hub's are
     ``dash.views[i].faults``."""
 
-    def __init__(self, switches: list[FaultSwitches]) -> None:
+    def __init__(self, switches: list[FaultSwitches], on_change: Any = None) -> None:
         self.switches = switches
+        self.on_change = on_change  # the control widgets follow a switch thrown from a cell
 
     @property
     def state(self) -> dict[str, Any]:
@@ -93,6 +94,8 @@ class FaultGroup:
 
     def _each(self, name: str, *args: Any) -> Any:
         results = [getattr(s, name)(*args) for s in self.switches]
+        if self.on_change is not None:
+            self.on_change()
         if results and isinstance(results[0], asyncio.Future):
             return asyncio.gather(*results)
         return results[0] if len(results) == 1 else results
@@ -142,11 +145,13 @@ class Dashboard:
         if not sources:
             raise ConfigError("open_dashboard needs at least one hub")
         self.t0 = time.time()
+        self.ready = asyncio.Event()  # set when started (or stopped): the load may begin
         self.views = [HubView(s, history=history, rate_window=rate_window, t0=self.t0,
                               max_clients=max_clients, token_factory=token_factory,
-                              workers=workers, max_per_second=max_per_second)
+                              workers=workers, max_per_second=max_per_second,
+                              ready=self.ready)
                       for s in sources]
-        self.faults = FaultGroup([v.faults for v in self.views])
+        self.faults = FaultGroup([v.faults for v in self.views], on_change=self._sync_controls)
         self.frames = frames
         self.max_clients = max_clients
         self.sampler = Sampler([v.series for v in self.views], interval=interval,
@@ -193,6 +198,7 @@ class Dashboard:
             await self.stop()
             raise
         self.started = True
+        self.ready.set()
         self.status.value = ""
         return self
 
@@ -228,6 +234,7 @@ class Dashboard:
     async def _stop(self) -> None:
         with contextlib.suppress(ValueError):
             _OPEN.remove(self)
+        self.ready.set()  # a load change waiting for the start goes on, and sees the stop
         await self.sampler.stop()
         for view in self.views:
             with contextlib.suppress(Exception):
@@ -277,6 +284,10 @@ class Dashboard:
         self.views[int(key)].panel.show_png(png)
 
     # -- controls as plain methods --------------------------------------------------------------------
+
+    def _sync_controls(self) -> None:
+        if self.controls is not None:
+            self.controls.sync()
 
     def set_load(self, **settings: Any) -> None:
         """Change the load on every watched hub: ``clients``, ``rate``, ``payload_size``, ``pattern``."""

@@ -28,13 +28,16 @@ class LoadControl:
 
     def __init__(self, url: Callable[[], str], *, token_factory: Callable[[str], str] | None,
                  on_tick: Callable[[dict[str, Any]], None], max_clients: int = 200,
-                 debounce: float = 0.3, workers: int | None = None) -> None:
+                 debounce: float = 0.3, workers: int | None = None,
+                 ready: asyncio.Event | None = None) -> None:
         self._url = url
         self.token_factory = token_factory
         self.on_tick = on_tick
         self.max_clients = max_clients
         self.debounce = debounce
         self.workers = workers
+        #: Set once what the load connects through (the dashboard's proxy) is listening.
+        self.ready = ready
         self.settings: dict[str, Any] = {"clients": 0, "rate": 20.0, "payload_size": 32,
                                          "pattern": "one_room"}
         self.run: LoadRun | None = None
@@ -89,6 +92,8 @@ class LoadControl:
         if previous is not None:
             with contextlib.suppress(Exception):
                 await previous
+        if self.ready is not None:
+            await self.ready.wait()  # a change made right after open_dashboard waits for it
         await self._end_run()
         s = self.settings
         if s["clients"] > 0 and not self._stopped:

@@ -112,7 +112,7 @@ class HubPanel:
 class FramePanel:
     """The watched connection's newest frames (both directions) and its state timeline."""
 
-    def __init__(self, stream: FrameStream, rows: int = 12) -> None:
+    def __init__(self, stream: FrameStream, rows: int = 8) -> None:
         import ipywidgets as widgets
 
         self.stream = stream
@@ -132,7 +132,11 @@ class FramePanel:
                     f.get("t"), f.get("direction"), f.get("opcode"),
                     "fin" if f.get("fin") else "", "masked" if f.get("masked") else "",
                     f.get("length", ""), "" if text is None else text)) + "</tr>")
-        table = ("<table style='font-family:monospace;font-size:11px'><tr><th>t</th><th>way</th>"
+        cell = ("style='white-space:nowrap;overflow:hidden;text-overflow:ellipsis;"
+                "max-width:640px;padding:0 6px'")
+        rows = [r.replace("<td>", f"<td {cell}>") for r in rows]
+        table = ("<table style='font-family:monospace;font-size:11px;table-layout:fixed'>"
+                 "<tr><th>t</th><th>way</th>"
                  "<th>opcode</th><th></th><th></th><th>bytes</th><th>payload</th></tr>"
                  + "".join(rows) + "</table>")
         return (f"<div><b>watched connection</b> — state: {timeline}<br>"

@@ -84,10 +84,13 @@ class _Figures:
                         ax.grid(alpha=0.3)
                     else:
                         handle.set_data(xs, ys)
+                # set_ylim below turns y autoscaling off: turn it on again before each relim.
+                ax.set_autoscaley_on(True)
                 ax.relim()
                 ax.autoscale_view()
                 if panel.get("ymin0", True):
-                    ax.set_ylim(bottom=0)
+                    top = ax.get_ylim()[1]
+                    ax.set_ylim(0, top if top > 0 else 1)
             ax.set_title(panel["title"], fontsize=9)
         for ax in axes[len(panels):]:
             ax.set_visible(False)
