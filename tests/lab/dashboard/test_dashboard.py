@@ -111,7 +111,9 @@ async def test_added_latency_shows_in_the_receivers_latency(hub: Hub, until: Any
         await dash.stop()
 
 
-async def test_frame_panel_decodes_a_real_connection(hub: Hub, until: Any) -> None:
+async def test_frame_panel_decodes_a_real_connection(hub: Hub, running: Any,
+                                                     until: Any) -> None:
+    before = running()
     dash = await open_dashboard(hub, display=False, interval=0.1, frames=True)
     stream = dash.views[0].watch.stream
     try:
@@ -128,6 +130,7 @@ async def test_frame_panel_decodes_a_real_connection(hub: Hub, until: Any) -> No
         assert len(stream.frames) <= stream.frames.maxlen
     finally:
         await dash.stop()
+    assert running() == before  # the watched client, its proxy and their tasks are gone
 
 
 async def test_store_switch_takes_the_store_down_and_back(hub: Hub, until: Any) -> None:

@@ -23,7 +23,7 @@ import multiprocessing as mp
 import os
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from typing import Any
 
@@ -137,7 +137,7 @@ class Renderer:
         self.waiting: OrderedDict[str, Spec] = OrderedDict()
         self.busy = False
         self.rendered = 0
-        self.errors: list[str] = []
+        self.errors: deque[str] = deque(maxlen=16)
         self._process: Any = None
         self._conn: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -196,7 +196,6 @@ class Renderer:
                 self.errors.append(f"{type(exc).__name__}: {exc}")
         else:
             self.errors.append(body)
-        del self.errors[:-16]
         self._next()
 
     def _detach(self) -> None:
