@@ -708,6 +708,19 @@ class Hub:
         m.gauge("retry_queue", "Messages waiting for the store to come back").set_function(
             lambda: len(self.chat.retry)
         )
+        # Read when scraped, never on the hot path: one pass over the open connections.
+        m.gauge(
+            "outgoing_queue_max", "Longest outgoing queue of any open connection (messages)"
+        ).set_function(lambda: max((c.queue_depth for c in self.manager), default=0))
+        m.gauge(
+            "outgoing_queued_messages", "Messages waiting in every open connection's outgoing queue"
+        ).set_function(lambda: sum(c.queue_depth for c in self.manager))
+        m.gauge(
+            "store_up", "1 while the hub's last use of the message store worked, 0 after a failure"
+        ).set_function(lambda: 1.0 if self.chat.store_healthy else 0.0)
+        m.gauge("broker_up", "1 while the broker reaches its peers, 0 while it does not").set_function(
+            lambda: 1.0 if self.broker.healthy else 0.0
+        )
         self._m_connections_total = m.counter(
             "connections_total", "WebSocket connections authenticated since start"
         )

@@ -614,6 +614,12 @@ class TcpProxy:
         self._taps.append(tap)
         return tap
 
+    def attach_tap(self, tap: Tap) -> Tap:
+        """Attach a tap built elsewhere (a :class:`Tap` subclass that records differently, such
+        as the dashboard's live frame stream); ``tap.close()`` detaches it."""
+        self._taps.append(tap)
+        return tap
+
     def _update(self) -> None:
         for pair in list(self._pairs):
             pair.update_reading()
