@@ -77,6 +77,7 @@ from wslab.infrastructure.config_values import (
     _label,
     _setting,
     _Spec,
+    as_text,
     default_database,
     sqlite_path,
 )
@@ -591,19 +592,6 @@ class Setting:
     expected: str  #: what a value must be: "an integer 0..65535"
     choices: tuple[str, ...]
     secret: bool  #: never shown
-
-
-def as_text(value: Any) -> str:
-    """A setting's value as one writes it in the environment: ``true``, ``a,b``, ``none``."""
-    if value is None:
-        return "none"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, tuple):
-        return ",".join(value) if value else "(empty)"
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
 
 
 def settings() -> list[Setting]:

@@ -25,7 +25,7 @@ import platformdirs
 from wslab.foundation.errors import ConfigError
 from wslab.infrastructure.urls import redact_url
 
-__all__ = ["KiB", "MiB", "default_database", "sqlite_path"]
+__all__ = ["KiB", "MiB", "as_text", "default_database", "sqlite_path"]
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -308,3 +308,16 @@ def _convert_or_raise(name: str, spec: _Spec, raw: Any, source: str, *, text: bo
     except _Invalid as exc:
         shown = _shown(spec, exc.item if exc.item is not None else raw, text=text)
         raise ConfigError(f"{_label(name, source)}: expected {exc.expected}, got {shown}") from None
+
+
+def as_text(value: Any) -> str:
+    """A setting's value as one writes it in the environment: ``true``, ``a,b``, ``none``."""
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple):
+        return ",".join(value) if value else "(empty)"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
