@@ -16,7 +16,7 @@ From a shell: ``python -m wslab.lab.conformance ws://127.0.0.1:9001/ --cases 1.*
 - :mod:`.wire` — the independent raw frame codec and handshake;
 - :mod:`.pmd` — permessage-deflate on the runner's side: judging the answer, (de)compressing;
 - :mod:`.session` — the raw-socket client: one connection playing one case;
-- :mod:`.judge` — what the server did against the case's expectation;
+- :mod:`.judging` — what the server did against the case's expectation;
 - :mod:`.runner` — running cases (one, or a selection) into a report;
 - :mod:`.report` — results as dict, JSON, DataFrame, Markdown;
 - :mod:`.cli` — the command line.
@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from .cases import CATEGORIES, SUBCATEGORIES, Case, all_cases, select_cases
 from .cli import main
-from .judge import judge
+from .judging import judge
 from .report import CaseResult, Report, Verdict
 from .runner import run_case, run_cases
 from .session import Observation, RunConfig

@@ -1,7 +1,7 @@
 """Run conformance cases against a WebSocket echo server over raw sockets, and judge them.
 
 :func:`run_case` gives each case its own connection (:mod:`.session`, the raw-socket client) and
-judges what the server did (:mod:`.judge`); :func:`run_cases` selects cases and runs them,
+judges what the server did (:mod:`.judging`); :func:`run_cases` selects cases and runs them,
 ordinary ones concurrently and heavy ones one at a time, into a :class:`.report.Report`.
 :class:`RunConfig`, :class:`Observation`, :func:`judge` and :func:`describe` are importable
 from here too.
@@ -21,7 +21,7 @@ from .cases import (
     Case,
     select_cases,
 )
-from .judge import describe, judge
+from .judging import describe, judge
 from .pmd import Agreement, Compression
 from .report import CaseResult, Report
 from .session import Observation, RunConfig, _connect, _parse_url, _Session

@@ -4,7 +4,7 @@
 permessage-deflate offers and judges the answer; :class:`_Session` then plays the script on
 asyncio streams with the independent codec in :mod:`.wire`, answers the server's pings and
 close as a correct client would, and records what the server did in an :class:`Observation`
-for :mod:`.judge`. :class:`RunConfig` holds the knobs (timeouts, bounds) of a run.
+for :mod:`.judging`. :class:`RunConfig` holds the knobs (timeouts, bounds) of a run.
 
 How a case ends:
 
