@@ -34,14 +34,10 @@ from wslab.cli_errors import (
     runtime_failure,
 )
 from wslab.foundation.errors import ConfigError
-from wslab.infrastructure.config import (
-    CONFIG_FILE_ENV,
-    HubConfig,
-    as_text,
-    settings,
-    unknown_env_vars,
-)
+from wslab.infrastructure.config import HubConfig, settings, unknown_env_vars
 from wslab.infrastructure.config_flags import add_arguments, overrides_from_args
+from wslab.infrastructure.config_sources import CONFIG_FILE_ENV
+from wslab.infrastructure.config_values import as_text
 from wslab.integration.dev_secret import dev_secret_path, load_or_create_dev_secret
 
 __all__ = ["main"]

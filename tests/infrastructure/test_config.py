@@ -557,3 +557,15 @@ def _parser(fields: list[str]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser()
     add_arguments(parser, fields)
     return parser
+
+
+def test_the_old_import_path_names_the_same_objects() -> None:
+    # The parsing rules and the sources moved out of config.py; code importing them from
+    # wslab.infrastructure.config keeps working.
+    from wslab.infrastructure import config, config_sources, config_values
+
+    assert config.CONFIG_FILE_ENV is config_sources.CONFIG_FILE_ENV == "WSLAB_CONFIG"
+    assert config.ENV_PREFIX is config_sources.ENV_PREFIX == "WSLAB_"
+    assert config.as_text is config_values.as_text
+    assert config.default_database is config_values.default_database
+    assert config.sqlite_path is config_values.sqlite_path

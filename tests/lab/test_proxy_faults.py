@@ -284,3 +284,12 @@ async def test_a_throttled_flood_stays_within_the_buffer_bound() -> None:
     finally:
         server.close()
         await server.wait_closed()
+
+
+def test_the_proxy_keeps_its_old_names() -> None:
+    # A direction's shaping moved out of proxy.py; its old import path works.
+    from wslab.lab.faults import proxy, shaping
+
+    assert proxy.LinkShape is shaping.LinkShape
+    assert proxy.DIRECTIONS is shaping.DIRECTIONS
+    assert proxy.DIRECTIONS["both"] == ("up", "down")

@@ -12,7 +12,10 @@ module each, each owning its own state and given the parts it works with:
 - :class:`~.incoming.Incoming` — each message from the hub to its handler and an event;
 - :class:`~.tracking.Tracker` — per-room delivery in ``seq`` order, deduplicated;
 - :class:`~.recovery.Recovery` — fetching what a room missed from history;
-- :class:`~.inbox.Inbox` — the bounded inbox of events.
+- :class:`~.inbox.Inbox` — the bounded inbox of events;
+- :class:`~.tasks.Tasks` — the background tasks (resume, recovery, token refresh) and their errors.
+
+Replies become results (:class:`~.results.History`, :class:`~.results.User`) in :mod:`.results`.
 
 The behaviour as a whole (acks, reconnect, recovery, bounds) is described in :mod:`wslab.client`.
 """
@@ -26,7 +29,7 @@ import logging
 import random as random_module
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import Any, TypeVar, overload
 
 from wslab.foundation.codes import CloseCode, ErrorCode
@@ -53,7 +56,8 @@ from .incoming import Incoming
 from .opening import Opener
 from .recovery import Recovery
 from .requests import Link, Requests
-from .results import Ack, ClientStats, History, User
+from .results import Ack, ClientStats, History, User, history_from, users_from
+from .tasks import Tasks
 from .tracking import Tracker
 
 __all__ = ["FINAL_CLOSE_CODES", "ChatClient"]
@@ -137,9 +141,9 @@ class ChatClient:
         self._rooms: dict[str, None] = dict.fromkeys(rooms)  # joined rooms, in join order
         self._reader: asyncio.Task[None] | None = None
         self._supervisor: asyncio.Task[None] | None = None
-        self._tasks: set[asyncio.Task[Any]] = set()
         # The parts, each with the others it works with.
         self._inbox = Inbox(max_inbox, lambda: self._link.not_connected())
+        self._tasks = Tasks(self._inbox)
         self._link = Link(self._inbox)
         self._requests = Requests(
             link=self._link,
@@ -164,7 +168,7 @@ class ChatClient:
             link=self._link,
             inbox=self._inbox,
             stats=self.stats,
-            spawn=self._spawn,
+            spawn=self._tasks.spawn,
         )
         self._opener = Opener(
             url=url,
@@ -371,24 +375,14 @@ class ChatClient:
         if with_user is not None:
             message["with_user"] = with_user
         reply = await self._requests.request(message, expect=("chat:history",))
-        return self._history_from(reply, room)
+        return history_from(reply, room)
 
     async def presence(self, room: str = "lobby") -> list[User]:
         """Who is in ``room`` now."""
         reply = await self._requests.request(
             {"type": "presence:list", "room": room}, expect=("presence:list",)
         )
-        users = reply.get("users") or []
-        if isinstance(users, Mapping):
-            return [User(str(uid), str(name)) for uid, name in users.items()]
-        result = []
-        for user in users:
-            if isinstance(user, Mapping):
-                uid = str(user.get("user_id", ""))
-                result.append(User(uid, str(user.get("username", uid))))
-            else:
-                result.append(User(str(user), str(user)))
-        return result
+        return users_from(reply)
 
     async def admin_broadcast(self, content: str) -> dict[str, Any]:
         """Announce ``content`` to everyone (needs the ``admin`` role)."""
@@ -405,15 +399,6 @@ class ChatClient:
         if conn is None:
             raise self._link.not_connected()
         return await asyncio.wait_for(conn.ping(), self.request_timeout)
-
-    def _history_from(self, reply: Mapping[str, Any], room: str) -> History:
-        raw = reply.get("messages")
-        messages = [m for m in raw if isinstance(m, dict)] if isinstance(raw, list) else []
-        return History(
-            str(reply.get("room", room)),
-            tuple(ChatMessage.from_wire(m) for m in messages),
-            reply.get("complete", True) is not False,
-        )
 
     # -- reading --------------------------------------------------------------------------------------
 
@@ -500,7 +485,7 @@ class ChatClient:
             self.stats.reconnects += 1
             self._install(conn, hello)
             self._inbox.put(Reconnected(attempt))
-            self._spawn(self._resume(initial=False), "resume")
+            self._tasks.spawn(self._resume(initial=False), "resume")
 
     async def _reconnect(self) -> tuple[Connection, dict[str, Any], int] | None:
         """Attempts with backoff until one succeeds; None if refused for good."""
@@ -591,7 +576,7 @@ class ChatClient:
 
     def _auth_expiring(self) -> None:
         if self.token_provider is not None:
-            self._spawn(self._refresh_from_provider(), "token refresh")
+            self._tasks.spawn(self._refresh_from_provider(), "token refresh")
 
     async def _refresh_from_provider(self) -> None:
         assert self.token_provider is not None
@@ -601,24 +586,6 @@ class ChatClient:
         if not isinstance(token, str) or not token:
             raise AuthenticationError("token_provider returned no token")
         await self.refresh_token(token)
-
-    # -- background tasks ---------------------------------------------------------------------------
-
-    def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(lambda t: self._task_done(t, name))
-        return task
-
-    def _task_done(self, task: asyncio.Task[Any], name: str) -> None:
-        self._tasks.discard(task)
-        if task.cancelled():
-            return
-        error = task.exception()
-        if error is None or isinstance(error, ConnectionClosed):
-            return  # a drop is handled by the supervisor
-        log.warning("background task %r failed: %r", name, error)
-        self._inbox.put_error(getattr(error, "code", ErrorCode.INTERNAL_ERROR), f"{name}: {error}")
 
     def __repr__(self) -> str:
         state = "closed" if self._inbox.finished else "connected" if self.connected else "connecting"

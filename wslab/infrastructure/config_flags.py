@@ -21,11 +21,11 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from wslab.infrastructure.config import (
-    CONFIG_FILE_ENV,
     Setting,
     _require_known,
     settings,
 )
+from wslab.infrastructure.config_sources import CONFIG_FILE_ENV
 
 __all__ = ["ArgvOverrides", "add_arguments", "markdown_reference", "overrides_from_args"]
 
