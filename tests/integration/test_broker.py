@@ -659,7 +659,7 @@ async def test_a_broker_receives_nothing_of_channels_it_did_not_subscribe(
     }
 
 
-async def test_backlog_counts_what_a_subscription_still_holds(make_broker: MakeBroker) -> None:
+async def test_progress_counts_handled_and_pending(make_broker: MakeBroker) -> None:
     a = await make_broker("a")
     release = asyncio.Event()
     seen: list[BrokerMessage] = []
@@ -668,11 +668,11 @@ async def test_backlog_counts_what_a_subscription_still_holds(make_broker: MakeB
         seen.append(msg)
         await release.wait()
 
-    assert a.backlog("room:x", slow) == 0  # no such subscription
+    assert a.progress("room:x", slow) == (0, 0)  # no such subscription
     await a.subscribe("room:x", slow)
     for i in range(3):
         await a.publish("room:x", {"i": i})
-    await wait_until(lambda: len(seen) == 1 and a.backlog("room:x", slow) == 3)
+    await wait_until(lambda: len(seen) == 1 and a.progress("room:x", slow) == (0, 3))
     release.set()
-    await wait_until(lambda: a.backlog("room:x", slow) == 0, what="the queue to drain")
+    await wait_until(lambda: a.progress("room:x", slow) == (3, 0), what="the queue to drain")
     assert len(seen) == 3

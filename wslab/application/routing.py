@@ -252,15 +252,24 @@ class ChannelFamily:
         self._overlap_until = asyncio.get_running_loop().time() + OVERLAP_GRACE
 
     async def _drain(self, subscriptions: list[tuple[str, bool]]) -> None:
-        """Wait (bounded) until the old subscriptions delivered what they hold.
+        """Wait (bounded) until the old subscriptions delivered what they held at the switch.
 
-        Unsubscribing discards a subscription's queue; a message published before the new
-        subscription was confirmed is only in the old one's.
+        Unsubscribing discards a subscription's queue, and a message published before the new
+        subscription was confirmed is only in the old one's. What the old one queued after
+        that is in the new one's too, so it need not wait for those.
         """
+        targets = []
+        for channel, prefix in subscriptions:
+            handled, pending = self.broker.progress(channel, self._handler, prefix=prefix)
+            if pending:
+                targets.append((channel, prefix, handled + pending))
         loop = asyncio.get_running_loop()
         deadline = loop.time() + DRAIN_TIMEOUT
-        for channel, prefix in subscriptions:
-            while self.broker.backlog(channel, self._handler, prefix=prefix):
+        for channel, prefix, target in targets:
+            while True:
+                handled, pending = self.broker.progress(channel, self._handler, prefix=prefix)
+                if handled >= target or not pending:
+                    break
                 if loop.time() > deadline:
                     log.warning("routing %s: switching before %s drained", self.prefix, channel)
                     return

@@ -212,8 +212,8 @@ class Broker(Protocol):
         """Undo :meth:`subscribe_prefix`; queued messages for it are discarded."""
         ...
 
-    def backlog(self, channel: str, handler: Handler, *, prefix: bool = False) -> int:
-        """Messages queued for (or being handled by) one subscription; 0 if there is none."""
+    def progress(self, channel: str, handler: Handler, *, prefix: bool = False) -> tuple[int, int]:
+        """``(handled, pending)`` of one subscription; ``(0, 0)`` if there is none."""
         ...
 
     def on_state_change(self, callback: StateCallback) -> Callable[[], None]:
@@ -264,6 +264,7 @@ class _Subscription:
         self.queue: asyncio.Queue[BrokerMessage] = asyncio.Queue(maxsize=queue_size)
         self.active = True
         self.running_handler = False
+        self.handled = 0
         self.task = asyncio.get_running_loop().create_task(
             self._deliver(), name=f"wslab-broker-deliver:{owner.hub_id}:{channel}"
         )
@@ -295,6 +296,7 @@ class _Subscription:
                 self.owner._delivered += 1
             finally:
                 self.running_handler = False
+                self.handled += 1
 
     def stop(self) -> asyncio.Task[None]:
         """Stop delivering. A handler that is running is left to finish its message."""
@@ -469,17 +471,19 @@ class BrokerBase:
         del table[channel]
         return True
 
-    def backlog(self, channel: str, handler: Handler, *, prefix: bool = False) -> int:
-        """Messages queued for (or being handled by) one subscription; 0 if there is none.
+    def progress(self, channel: str, handler: Handler, *, prefix: bool = False) -> tuple[int, int]:
+        """``(handled, pending)`` of one subscription; ``(0, 0)`` if there is none.
 
-        Lets a caller that replaces one subscription by another wait until the old one has
-        delivered what it holds, since unsubscribing discards its queue.
+        ``handled`` counts the messages its handler has finished with (failed ones included),
+        ``pending`` those it still holds (queued or being handled). A caller replacing one
+        subscription by another waits until ``handled`` reaches ``handled + pending`` as read
+        when the new one became active: unsubscribing discards the queue.
         """
         table = self._prefix_subs if prefix else self._subs
         sub = table.get(channel, {}).get(handler)
         if sub is None:
-            return 0
-        return sub.queue.qsize() + sub.running_handler
+            return (0, 0)
+        return (sub.handled, sub.queue.qsize() + sub.running_handler)
 
     def _matching_prefixes(self, channel: str) -> list[str]:
         """The subscribed prefixes ``channel`` starts with."""
