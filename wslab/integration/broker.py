@@ -255,33 +255,53 @@ class _SeqCounter:
 
 
 class _Subscription:
-    """One (channel, handler) pair: a bounded queue and the task that drains it in order."""
+    """One (channel, handler) pair: a bounded queue and the task that drains it in order.
+
+    The delivery task exists only while there is something to deliver: an idle subscription is
+    a deque and a few fields, because a hub holds one per local user and per room.
+    """
+
+    __slots__ = (
+        "active",
+        "channel",
+        "handled",
+        "handler",
+        "maxsize",
+        "owner",
+        "queue",
+        "running_handler",
+        "task",
+    )
 
     def __init__(self, owner: BrokerBase, channel: str, handler: Handler, queue_size: int) -> None:
         self.owner = owner
         self.channel = channel
         self.handler = handler
-        self.queue: asyncio.Queue[BrokerMessage] = asyncio.Queue(maxsize=queue_size)
+        self.queue: deque[BrokerMessage] = deque()
+        self.maxsize = queue_size
         self.active = True
         self.running_handler = False
         self.handled = 0
-        self.task = asyncio.get_running_loop().create_task(
-            self._deliver(), name=f"wslab-broker-deliver:{owner.hub_id}:{channel}"
-        )
+        self.task: asyncio.Task[None] | None = None
 
     def offer(self, msg: BrokerMessage) -> bool:
         """Queue ``msg`` without waiting; False (and the message dropped) if the queue is full."""
-        try:
-            self.queue.put_nowait(msg)
-        except asyncio.QueueFull:
+        if not self.active:
+            return True  # retired: discarded, as unsubscribing promises
+        if len(self.queue) >= self.maxsize:
             return False
+        self.queue.append(msg)
+        if self.task is None or self.task.done():
+            # One task at a time: it ends only once the queue is empty (checked with no await
+            # in between), so order is kept across restarts.
+            self.task = asyncio.get_running_loop().create_task(
+                self._deliver(), name=f"wslab-broker-deliver:{self.owner.hub_id}:{self.channel}"
+            )
         return True
 
     async def _deliver(self) -> None:
-        while self.active:
-            msg = await self.queue.get()
-            if not self.active:
-                return
+        while self.active and self.queue:
+            msg = self.queue.popleft()
             self.running_handler = True
             try:
                 result = self.handler(msg)
@@ -298,12 +318,14 @@ class _Subscription:
                 self.running_handler = False
                 self.handled += 1
 
-    def stop(self) -> asyncio.Task[None]:
+    def stop(self) -> asyncio.Task[None] | None:
         """Stop delivering. A handler that is running is left to finish its message."""
         self.active = False
-        if not self.running_handler:
-            self.task.cancel()
-        return self.task
+        self.queue.clear()
+        task = self.task
+        if task is not None and not self.running_handler:
+            task.cancel()
+        return task
 
 
 class BrokerBase:
@@ -483,7 +505,7 @@ class BrokerBase:
         sub = table.get(channel, {}).get(handler)
         if sub is None:
             return (0, 0)
-        return (sub.handled, sub.queue.qsize() + sub.running_handler)
+        return (sub.handled, len(sub.queue) + sub.running_handler)
 
     def _matching_prefixes(self, channel: str) -> list[str]:
         """The subscribed prefixes ``channel`` starts with."""
@@ -501,7 +523,7 @@ class BrokerBase:
 
     def _retire(self, sub: _Subscription) -> None:
         task = sub.stop()
-        if not task.done():
+        if task is not None and not task.done():
             self._stopping.add(task)
             task.add_done_callback(self._stopping.discard)
 
@@ -582,7 +604,8 @@ class BrokerBase:
         for handlers in (*self._subs.values(), *self._prefix_subs.values()):
             for sub in handlers.values():
                 sub.active = False
-                tasks.append(sub.task)
+                if sub.task is not None:
+                    tasks.append(sub.task)
         tasks.extend(self._stopping)
         for task in tasks:
             task.cancel()
