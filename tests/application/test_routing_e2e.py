@@ -163,3 +163,31 @@ async def test_direct_messages_reach_each_party_on_every_hub_once(
     assert received(hub_d, "user") == 0
     # Hub B (alice's tab): one copy of each DM, on alice's channel.
     await wait_until(lambda: received(hub_b, "user") == 4, what="hub B's four")
+
+
+async def test_a_hub_past_its_channel_limit_falls_back_and_still_delivers_once(
+    broker: dict[str, Any], start_hub: StartHub, client_for: Connect, unique_name: str
+) -> None:
+    hub_a, hub_b = await start_hub(**broker), await start_hub(**broker)
+    hub_b.chat.routing.rooms.limit = 4  # the lobby and three more rooms, then one prefix
+    alice = await client_for(hub_a, "alice")
+    bob = await client_for(hub_b, "bob")
+    rooms = [f"{unique_name}{i}" for i in range(8)]
+    for room in rooms:
+        await join(alice, room)
+        await join(bob, room)
+        assert sum(c.startswith("room:") for c in hub_b.broker.channels) <= 4
+    assert hub_b.chat.routing.rooms.wide
+    assert hub_b.broker.prefixes == frozenset({"room:"})
+    assert not any(c.startswith("room:") for c in hub_b.broker.channels)
+
+    acks = [await post(alice, room, room) for room in rooms]
+    await bob.expect("chat:message", message_id=acks[-1]["message_id"])
+    got = Counter(m["message_id"] for m in bob.of_type("chat:message"))
+    assert got == Counter({a["message_id"]: 1 for a in acks})
+
+    for room in rooms:  # back under half the limit: channels again
+        assert (await bob.request({"type": "room:leave", "room": room}))["type"] == "ack"
+    await wait_until(lambda: not hub_b.chat.routing.rooms.wide, what="back to channels")
+    assert hub_b.broker.prefixes == frozenset()
+    assert {c for c in hub_b.broker.channels if c.startswith("room:")} == {"room:lobby"}

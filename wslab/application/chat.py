@@ -51,7 +51,7 @@ from wslab.integration.store import MessageDraft, Store, StoredMessage, format_t
 
 from .presence import PresenceChange, PresenceTracker
 from .retry import PendingMessage, RetryQueue
-from .routing import DIRECT, ROOMS, BrokerRouting, user_of
+from .routing import DEFAULT_LIMIT, DIRECT, ROOMS, BrokerRouting, user_of
 from .session import Authenticator, Session
 from .validation import DEFAULT_ROOM, validate
 from .versioning import CURRENT_VERSION, upgrade_request
@@ -98,6 +98,8 @@ class ChatService:
         on_error: Callable[[BaseException], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         routing: str | None = None,
+        max_room_channels: int = DEFAULT_LIMIT,
+        max_user_channels: int = DEFAULT_LIMIT,
     ) -> None:
         self.hub_id = hub_id
         self.store = store
@@ -121,7 +123,12 @@ class ChatService:
         #: Which broker channels carry room and direct traffic; ``routing="hub"`` (or
         #: ``WSLAB_BROKER_ROUTING=hub``) keeps the old hub-wide channels.
         self.routing = BrokerRouting(
-            broker, on_room=self._from_rooms, on_direct=self._from_direct, mode=routing
+            broker,
+            on_room=self._from_rooms,
+            on_direct=self._from_direct,
+            mode=routing,
+            max_room_channels=max_room_channels,
+            max_user_channels=max_user_channels,
         )
         self.retry = RetryQueue(store, self._late_ack, max_size=retry_queue_size, on_error=on_error)
         self.sessions: dict[str, Session] = {}

@@ -44,6 +44,7 @@ from wslab.foundation.errors import ConfigError
 from wslab.integration.broker import Broker, BrokerMessage
 
 __all__ = [
+    "DEFAULT_LIMIT",
     "DIRECT",
     "ROOMS",
     "ROOM_PREFIX",
