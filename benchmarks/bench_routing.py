@@ -156,7 +156,7 @@ def mean(values: list[int]) -> float:
     return sum(values) / len(values)
 
 
-async def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hubs", type=int, nargs="+", default=[2, 4])
     parser.add_argument("--rooms", type=int, default=16)
@@ -167,44 +167,59 @@ async def main() -> None:
     parser.add_argument("--dms", type=int, default=2, help="direct messages per client")
     parser.add_argument("--broker", default="redis://127.0.0.1:6379/0", help="URL or 'memory'")
     parser.add_argument("--seed", type=int, default=1)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     for n in args.hubs:
         if not 1 <= args.span <= n:
             parser.error(f"--span must be between 1 and the number of hubs ({n})")
     if min(args.rooms, args.users, args.rooms_per_user) < 1:
         parser.error("--rooms, --users and --rooms-per-user must be at least 1")
+    return args
 
-    print(
-        f"broker {args.broker}; {args.rooms} rooms over {args.span} hubs each; {args.users} "
-        f"clients per hub in {args.rooms_per_user} rooms; {args.messages} room messages and "
-        f"{args.dms} DMs per client"
-    )
-    header = (
-        f"{'hubs':>4} {'traffic':<7} {'hub-wide msgs':>13} {'per-room msgs':>13} {'ratio':>6}"
-        f" {'hub-wide bytes':>14} {'per-room bytes':>14} {'ratio':>6}"
-    )
-    print(header)
+
+async def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """One row per (hubs, traffic kind): mean per hub of each mode and the ratios."""
+    rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as db_dir:
         for index, n in enumerate(args.hubs):
             order = ("hub", "room") if index % 2 == 0 else ("room", "hub")  # alternate
             results = {mode: await run(mode, n, args, db_dir) for mode in order}
             old, new = results["hub"], results["room"]
             if old["delivered"] != new["delivered"]:
-                print(
-                    f"  !! deliveries differ: hub-wide {old['delivered']}, per-room {new['delivered']}"
+                raise SystemExit(
+                    f"deliveries differ: hub-wide {old['delivered']}, per-room {new['delivered']}"
                 )
-                raise SystemExit(1)
             for kind in ("room", "direct", "all"):
-                o_msgs = mean([h[kind][0] for h in old["per_hub"]])
-                n_msgs = mean([h[kind][0] for h in new["per_hub"]])
-                o_bytes = mean([h[kind][1] for h in old["per_hub"]])
-                n_bytes = mean([h[kind][1] for h in new["per_hub"]])
-                print(
-                    f"{n:>4} {kind:<7} {o_msgs:>13.1f} {n_msgs:>13.1f} "
-                    f"{o_msgs / max(n_msgs, 1e-9):>5.2f}x {o_bytes:>14.0f} {n_bytes:>14.0f} "
-                    f"{o_bytes / max(n_bytes, 1e-9):>5.2f}x"
-                )
-            print(f"{'':>4} (client deliveries, both modes: {new['delivered']})")
+                row: dict[str, Any] = {"hubs": n, "traffic": kind, "delivered": new["delivered"]}
+                for unit, i in (("msgs", 0), ("bytes", 1)):
+                    row[f"hub-wide {unit}"] = mean([h[kind][i] for h in old["per_hub"]])
+                    row[f"per-room {unit}"] = mean([h[kind][i] for h in new["per_hub"]])
+                    row[f"{unit} ratio"] = row[f"hub-wide {unit}"] / max(
+                        row[f"per-room {unit}"], 1e-9
+                    )
+                rows.append(row)
+    return rows
+
+
+async def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    print(
+        f"broker {args.broker}; {args.rooms} rooms over {args.span} hubs each; {args.users} "
+        f"clients per hub in {args.rooms_per_user} rooms; {args.messages} room messages and "
+        f"{args.dms} DMs per client"
+    )
+    print(
+        f"{'hubs':>4} {'traffic':<7} {'hub-wide msgs':>13} {'per-room msgs':>13} {'ratio':>6}"
+        f" {'hub-wide bytes':>14} {'per-room bytes':>14} {'ratio':>6}"
+    )
+    for row in await measure(args):
+        print(
+            f"{row['hubs']:>4} {row['traffic']:<7} {row['hub-wide msgs']:>13.1f} "
+            f"{row['per-room msgs']:>13.1f} {row['msgs ratio']:>5.2f}x "
+            f"{row['hub-wide bytes']:>14.0f} {row['per-room bytes']:>14.0f} "
+            f"{row['bytes ratio']:>5.2f}x"
+        )
+        if row["traffic"] == "all":
+            print(f"{'':>4} (client deliveries, the same in both modes: {row['delivered']})")
 
 
 if __name__ == "__main__":
