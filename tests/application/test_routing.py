@@ -246,3 +246,21 @@ def test_mode_comes_from_the_environment_and_is_checked(monkeypatch: pytest.Monk
         BrokerRouting(broker, on_room=Inbox(), on_direct=Inbox(), mode="everywhere")
     with pytest.raises(ConfigError, match="at least 2"):
         ChannelFamily(broker, "room:", Inbox(), limit=1)
+
+
+async def test_a_member_arriving_while_the_family_narrows_is_subscribed(
+    make_broker: Any,
+) -> None:
+    a = await make_broker("a")
+    family = ChannelFamily(a, "room:", Inbox(), limit=4)
+    for i in range(6):
+        await family.acquire(f"r{i}")
+    assert family.wide
+    for i in range(1, 6):
+        family.release(f"r{i}")  # down to one: the next pass narrows
+    # Joins while that pass runs: covered by the prefix, so they return at once.
+    joins = [asyncio.create_task(family.acquire(f"late{i}")) for i in range(2)]
+    await asyncio.gather(*joins)
+    await wait_until(lambda: not family.wide, what="narrow")
+    assert room_subscriptions(a) == {"room:r0", "room:late0", "room:late1"}
+    assert all(family.covered(k) for k in family.refs)

@@ -231,6 +231,11 @@ class ChannelFamily:
             self._begin_overlap()
             try:
                 await self._subscribe(want)
+                # Members who arrived meanwhile were covered by the prefix and did not wait:
+                # their channels too, before the prefix goes (no await between the last check
+                # and wide = False, so nobody slips through).
+                while missing := set(self.refs) - self.active:
+                    await self._subscribe(missing)
                 self.wide = False
                 self.switches += 1
                 await self._drain([(self.prefix, True)])
