@@ -24,17 +24,11 @@ from dataclasses import dataclass, field
 from wslab.foundation.codes import CloseCode
 from wslab.foundation.errors import AuthenticationError, ConnectionClosed
 from wslab.infrastructure.connection import Connection
-from wslab.infrastructure.events import EventKind, EventLog
+from wslab.infrastructure.events import NULL_EVENT_LOG, EventKind, EventLog
 from wslab.infrastructure.ratelimit import ConnectionLimiter
-from wslab.integration.auth import (
-    ExpiryPlan,
-    Identity,
-    TokenVerifier,
-    check_refresh,
-    plan_expiry,
-    token_from_message,
-    token_from_upgrade,
-)
+from wslab.integration.auth.expiry import ExpiryPlan, check_refresh, plan_expiry
+from wslab.integration.auth.sources import token_from_message, token_from_upgrade
+from wslab.integration.auth.tokens import Identity, TokenVerifier
 
 __all__ = ["Authenticator", "Session"]
 
@@ -87,7 +81,7 @@ class Authenticator:
     ) -> None:
         self.verifier = verifier
         self.auth_timeout = auth_timeout
-        self.events = event_log
+        self.events = event_log if event_log is not None else NULL_EVENT_LOG
         self.wall_clock = wall_clock
         #: Told of every refused or expired token, before the 4001 (metrics, the hub's log).
         self.on_failure = on_failure
@@ -169,5 +163,4 @@ class Authenticator:
             await connection.close(CloseCode.AUTHENTICATION_FAILED, "token expired")
 
     def _record(self, connection: Connection, **fields: object) -> None:
-        if self.events is not None and self.events.enabled_for(EventKind.AUTH):
-            self.events.record(EventKind.AUTH, connection.id, **fields)
+        self.events.record(EventKind.AUTH, connection.id, **fields)

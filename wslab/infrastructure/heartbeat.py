@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -26,7 +27,7 @@ from wslab.foundation.errors import ConfigError, ConnectionClosed
 from wslab.foundation.state import ConnectionState
 
 from .connection import Connection
-from .events import EventKind, EventLog
+from .events import NULL_EVENT_LOG, EventKind, EventLog
 
 __all__ = ["HeartbeatAction", "HeartbeatMonitor", "HeartbeatTimer"]
 
@@ -125,7 +126,7 @@ class HeartbeatMonitor:
             raise ConfigError("ping_interval and pong_timeout must be positive")
         self.ping_interval = ping_interval
         self.pong_timeout = pong_timeout
-        self.events = event_log
+        self.events = event_log if event_log is not None else NULL_EVENT_LOG
         self.on_rtt = on_rtt
         self.on_dead = on_dead
         self.on_error = on_error
@@ -144,7 +145,7 @@ class HeartbeatMonitor:
             return
         task = asyncio.ensure_future(self._run(connection))
         self._tasks[connection.id] = task
-        task.add_done_callback(lambda t, cid=connection.id: self._done(cid, t))
+        task.add_done_callback(functools.partial(self._done, connection.id))
 
     def unwatch(self, connection: Connection) -> None:
         """Stop the heartbeat of ``connection``."""
@@ -154,11 +155,11 @@ class HeartbeatMonitor:
 
     def _done(self, connection_id: str, task: asyncio.Task[None]) -> None:
         self._tasks.pop(connection_id, None)
-        if not task.cancelled() and task.exception() is not None:
-            error = task.exception()
+        error = None if task.cancelled() else task.exception()
+        if error is not None:
             log.error("heartbeat of %s failed", connection_id, exc_info=error)
             if self.on_error is not None:
-                self.on_error(error)  # type: ignore[arg-type]
+                self.on_error(error)
 
     async def close(self) -> None:
         """Stop every heartbeat."""
@@ -207,14 +208,13 @@ class HeartbeatMonitor:
     def _declare_dead(self, connection: Connection, timer: HeartbeatTimer, now: float) -> None:
         self.dead_peers += 1
         silent_for = now - timer.last_pong_at
-        if self.events is not None and self.events.enabled_for(EventKind.HEARTBEAT_TIMEOUT):
-            self.events.record(
-                EventKind.HEARTBEAT_TIMEOUT,
-                connection.id,
-                silent_for=silent_for,
-                pong_timeout=self.pong_timeout,
-                ping_interval=self.ping_interval,
-            )
+        self.events.record(
+            EventKind.HEARTBEAT_TIMEOUT,
+            connection.id,
+            silent_for=silent_for,
+            pong_timeout=self.pong_timeout,
+            ping_interval=self.ping_interval,
+        )
         log.info("peer %s did not answer a ping within %.1fs", connection.id, self.pong_timeout)
         if self.on_dead is not None:
             self.on_dead(connection)
