@@ -32,6 +32,7 @@ import importlib.util
 import math
 import os
 import platform
+import signal
 import statistics
 import subprocess
 import sys
@@ -86,7 +87,8 @@ async def _serve_picows() -> tuple[int, object]:
 
 
 async def serve_forever(name: str) -> None:
-    """Start server ``name``, print its port, and run until stdin closes."""
+    """Start server ``name``, print its port, and run until SIGTERM (no helper thread: a thread
+    blocked on stdin would show in the profiles)."""
     if name in ("wslab", "websockets"):
         port, _server = await _serve_hub_engine(name)
     elif name == "bare-ws":
@@ -94,8 +96,9 @@ async def serve_forever(name: str) -> None:
     else:
         port, _server = await _serve_picows()
     print(port, flush=True)
-    loop = asyncio.get_running_loop()
-    await loop.run_in_executor(None, sys.stdin.read)  # the parent closes stdin to stop us
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    await stop.wait()
 
 
 # -- the client -----------------------------------------------------------------------------------
@@ -225,7 +228,6 @@ def start_servers(names: list[str]) -> tuple[dict[str, tuple[int, int]], list[su
     for name in names:
         proc = subprocess.Popen(
             [sys.executable, os.path.abspath(__file__), "--serve", name],
-            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
         )
@@ -239,8 +241,7 @@ def start_servers(names: list[str]) -> tuple[dict[str, tuple[int, int]], list[su
 
 def stop_servers(procs: list[subprocess.Popen]) -> None:
     for proc in procs:
-        with contextlib.suppress(OSError):
-            proc.stdin.close()  # type: ignore[union-attr]
+        proc.terminate()
     for proc in procs:
         try:
             proc.wait(5)
@@ -311,9 +312,13 @@ def main(argv: list[str] | None = None) -> int:
     small = args.count or (50 if args.quick else 2000)
     counts = {"64 B": small, "64 KiB": max(10, small // 4)}
     names = [n for n in SERVERS if n != "picows" or HAVE_PICOWS]
+    from wslab.foundation import frames
+
+    # Without the C extension wslab unmasks in Python: 64 KiB echoes would measure that alone.
+    speedups = "built" if frames._apply_mask_c is not None else "NOT built (python setup.py build_ext --inplace)"
     print(
         f"echo round trips, one in flight; {os.cpu_count()} CPUs ({cpu_model()}), "
-        f"Python {platform.python_version()}; client: {args.client}; "
+        f"Python {platform.python_version()}; C speedups: {speedups}; client: {args.client}; "
         f"{rounds} rounds x {counts['64 B']} (64 B) / {counts['64 KiB']} (64 KiB) round trips"
         + ("" if HAVE_PICOWS else "; picows not installed (pip install 'wslab[bench]')")
     )
