@@ -315,7 +315,11 @@ def main(argv: list[str] | None = None) -> int:
     from wslab.foundation import frames
 
     # Without the C extension wslab unmasks in Python: 64 KiB echoes would measure that alone.
-    speedups = "built" if frames._apply_mask_c is not None else "NOT built (python setup.py build_ext --inplace)"
+    speedups = (
+        "built"
+        if frames._apply_mask_c is not None
+        else "NOT built (python setup.py build_ext --inplace)"
+    )
     print(
         f"echo round trips, one in flight; {os.cpu_count()} CPUs ({cpu_model()}), "
         f"Python {platform.python_version()}; C speedups: {speedups}; client: {args.client}; "
