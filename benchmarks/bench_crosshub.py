@@ -178,7 +178,7 @@ async def run_load(load: Load, ready: mp.Queue, start: mp.Event, results: mp.Que
             for i, ws in enumerate(conns[: load.senders])
         )
     )
-    await asyncio.sleep(1.5)  # what is still on its way
+    await asyncio.sleep(3.0)  # what is still on its way
     for ws in conns:
         with contextlib.suppress(Exception):
             await ws.close()
@@ -259,9 +259,9 @@ def cpu_model() -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a smoke run: tiny load, 1 round")
-    parser.add_argument("--clients", type=int, help="clients in all [default: 100]")
+    parser.add_argument("--clients", type=int, help="clients in all [default: 50]")
     parser.add_argument("--senders", type=int, help="of which send [default: 10]")
-    parser.add_argument("--rate", type=float, help="messages/s per sender [default: 10]")
+    parser.add_argument("--rate", type=float, help="messages/s per sender [default: 2]")
     parser.add_argument("--seconds", type=float, help="sending time per round [default: 10]")
     parser.add_argument("--rounds", type=int, help="rounds per mode [default: 3]")
     parser.add_argument("--db", help="store URL shared by the hubs [default: a fresh SQLite file]")
@@ -270,9 +270,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     q = args.quick
-    args.clients = args.clients or (6 if q else 100)
+    args.clients = args.clients or (6 if q else 50)
     args.senders = args.senders or (2 if q else 10)
-    args.rate = args.rate or (5.0 if q else 10.0)
+    args.rate = args.rate or (5.0 if q else 2.0)
     args.seconds = args.seconds or (1.0 if q else 10.0)
     args.rounds = args.rounds or (1 if q else 3)
     if args.clients < 2 or args.senders < 2 or args.senders > args.clients:
