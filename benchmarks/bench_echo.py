@@ -143,7 +143,7 @@ class PicowsClient(Client):
     """picows' client, the cheapest there is, so the servers' differences show more."""
 
     async def open(self, url: str) -> None:
-        from picows import WSListener, WSMsgType, ws_connect
+        from picows import WSCloseCode, WSListener, WSMsgType, ws_connect
 
         client = self
 
@@ -155,6 +155,7 @@ class PicowsClient(Client):
                         waiter.set_result(None)
 
         self.msg_type = WSMsgType
+        self.normal_closure = WSCloseCode.OK
         self.waiter: asyncio.Future[None] | None = None
         self.transport, _ = await ws_connect(Listener, url)
 
@@ -167,7 +168,7 @@ class PicowsClient(Client):
         await self.waiter
 
     async def close(self) -> None:
-        self.transport.send_close()
+        self.transport.send_close(self.normal_closure)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.transport.wait_disconnected(), 2)
 
