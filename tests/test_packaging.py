@@ -1,7 +1,7 @@
 """What ``pip install wslab`` and ``conda env create`` give a user, checked against pyproject.toml.
 
 - ``environment.yml`` names every dependency of the core, ``lab`` and ``test`` extras (``test``
-  pulls in ``lab`` and ``scale``) under conda-forge's name, with the same version bounds, and
+  pulls in ``lab``, ``scale`` and ``bench``) under conda-forge's name, with the same version bounds, and
   nothing pyproject no longer asks for: the two files cannot drift apart.
 - The licence and the project's links are in the metadata.
 - A wheel built from this checkout (no network: no build isolation, the running environment's

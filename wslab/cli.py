@@ -1,4 +1,4 @@
-"""The ``wslab`` command: ``serve``, ``config``, ``token``, ``echo``, ``lab``.
+"""The ``wslab`` command: ``serve``, ``config``, ``token``, ``echo``, ``lab``, ``bench``.
 
 Errors are one line on stderr, ``wslab COMMAND: error: WHAT``, naming the flag, environment
 variable or file key the wrong value came from; the exit status is 2 for a wrong command line or
@@ -53,6 +53,7 @@ wslab: a WebSocket chat hub that runs in Jupyter, and a course that takes it apa
                             secret unless one is configured)
   wslab config              the effective configuration and where each value came from
   wslab echo                an RFC 6455 echo server on every path (conformance runs)
+  wslab bench [--quick]     run the benchmark suite of a checkout (benchmarks/bench_*.py)
 """
 
 _EPILOG = """\
@@ -64,7 +65,7 @@ file (--config FILE): see docs/configuration.md.
 #: The command line being parsed, so that messages repeat a flag as it was typed.
 _ARGV: list[str] = []
 
-_COMMANDS = ("serve", "config", "token", "echo", "lab")
+_COMMANDS = ("serve", "config", "token", "echo", "lab", "bench")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -425,6 +426,28 @@ def _cmd_lab(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from wslab.bench import run_suite
+
+    try:
+        return run_suite(args.names, quick=args.quick, directory=args.dir)
+    except ConfigError as exc:  # no suite here, or an unknown name
+        raise Failure(str(exc), USAGE) from exc
+
+
+def _add_bench_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
+    """``wslab bench [NAME ...] [--quick] [--dir DIR]`` (see ``wslab/bench.py``)."""
+    bench = commands.add_parser(
+        "bench", parents=parents, help="run the benchmark suite of a checkout",
+        description="Run benchmarks/bench_*.py of a wslab checkout (all, or those named: "
+        "`wslab bench echo crosshub`), each printing its table.",
+    )  # fmt: skip
+    bench.add_argument("names", nargs="*", metavar="NAME", help="bench_NAME.py; none: all")
+    bench.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run in seconds")
+    bench.add_argument("--dir", help="the benchmarks/ folder [default: ./benchmarks]")
+    bench.set_defaults(run=_cmd_bench)
+
+
 # -- the parser --------------------------------------------------------------------------------------
 
 
@@ -521,6 +544,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="passed on to JupyterLab, e.g. -- --no-browser --ServerApp.port=8888",
     )
     lab.set_defaults(run=_cmd_lab)
+    _add_bench_parser(commands, [debug])
     return parser
 
 

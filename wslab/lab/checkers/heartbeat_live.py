@@ -90,7 +90,9 @@ async def live_heartbeat_run(ping_interval: float, pong_timeout: float) -> LiveH
         try:
             healthy = ChatClient(proxy.url_for(hub.ws_url), token=hub.token("hana"), reconnect=False)
             await healthy.connect()
-            healthy_id = healthy.connection_info.connection_id
+            info = healthy.connection_info
+            assert info is not None  # connect() returned, so the greeting came
+            healthy_id = info.connection_id
             started = time.monotonic()
             zombie = await ZombieClient.connect(hub.ws_url, token=hub.token("zed"))
             zombie_at = time.monotonic()

@@ -134,7 +134,7 @@ async def reconnect_storm(
             env={"WSLAB_CONNECTIONS_PER_IP_PER_MINUTE": str(10 * clients + 100)},
         )
         await hub.start()
-        attached: list[ChatClient] = []
+        attached: list[Client] = []
         try:
             for i in range(clients):
                 client = Client(hub.ws_url, rng=random.Random(seed * 100_003 + i))
