@@ -25,7 +25,6 @@ from wslab.foundation.codes import CloseCode
 from wslab.foundation.errors import AuthenticationError, ConnectionClosed
 from wslab.infrastructure.connection import Connection
 from wslab.infrastructure.events import EventKind, EventLog
-from wslab.infrastructure.ratelimit import ConnectionLimiter
 from wslab.integration.auth import (
     ExpiryPlan,
     Identity,
@@ -53,7 +52,6 @@ class Session:
 
     connection: Connection
     identity: Identity
-    limiter: ConnectionLimiter | None = None
     auth_method: str = "header"
     rooms: set[str] = field(default_factory=set)
     denied_admin_actions: int = 0

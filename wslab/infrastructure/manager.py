@@ -150,6 +150,11 @@ class ConnectionManager:
         """The connections in ``group``."""
         return [self._connections[c] for c in self._groups.get(group, ()) if c in self._connections]
 
+    def group_size(self, group: str) -> int:
+        """How many connections are in ``group`` (O(1))."""
+        members = self._groups.get(group)
+        return len(members) if members is not None else 0
+
     def groups(self) -> dict[str, int]:
         """Every non-empty group and its size."""
         return {name: len(members) for name, members in self._groups.items()}
