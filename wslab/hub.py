@@ -511,10 +511,7 @@ class Hub:
             # Counts connections the server holds (open or still authenticating): one address
             # cannot take more than its share of the hub, whatever its connection rate.
             ip = remote[0]
-            mine = sum(
-                1 for c in self.server.connections.values() if c.remote and c.remote[0] == ip
-            )
-            if mine >= self.config.max_connections_per_ip:
+            if self.server.held_by(ip) >= self.config.max_connections_per_ip:
                 raise _refusal(
                     HandshakeError(
                         f"too many connections from {ip} ({self.config.max_connections_per_ip})",

@@ -143,6 +143,10 @@ class WslabConnection(Connection):
             deflate_settings=limits.compression,
             max_fragments=limits.max_fragments,
         )
+        # The fan-out's fast path (send_prepared) reads these without going through properties.
+        self._machine = self.protocol.machine
+        self._protocol_stats = self.protocol.stats
+        self._plain = role is Role.SERVER and self.protocol.deflater is None
         rate = limits.max_frames_per_second
         self._budget = (
             FrameBudget(rate, limits.frame_burst or 2 * rate, limits.frame_flood_seconds)
@@ -154,7 +158,9 @@ class WslabConnection(Connection):
         self._budget_timer: asyncio.TimerHandle | None = None
         self._failing = False  # a protocol violation waits for the application to catch up
         self._fail_timer: asyncio.TimerHandle | None = None
-        self._queue: deque[bytes] = deque()
+        # Created when the socket first pushes back, dropped once drained: most connections of a
+        # hub never need one, and an empty deque is some 600 bytes per connection.
+        self._queue: deque[bytes] | None = None
         self._queued_bytes = 0
         self._paused = False
         self._writable: asyncio.Future[None] | None = None
@@ -201,7 +207,7 @@ class WslabConnection(Connection):
 
     @property
     def queue_depth(self) -> int:
-        return len(self._queue)
+        return len(self._queue) if self._queue else 0
 
     @property
     def queued_bytes(self) -> int:
@@ -340,7 +346,7 @@ class WslabConnection(Connection):
         protocol.frame_observer = protocol.transition_observer = None
         protocol.release_buffers()
         self._backlog = None
-        self._queue.clear()
+        self._queue = None
         self._queued_bytes = 0
         self._wake_writer()
         self._lost(cause)
@@ -389,13 +395,14 @@ class WslabConnection(Connection):
     def resume_writing(self) -> None:
         """The buffer drained below the low-water mark: flush the queue."""
         self._paused = False
-        self._record(EventKind.BACKPRESSURE, paused=False, queued=len(self._queue))
+        self._record(EventKind.BACKPRESSURE, paused=False, queued=self.queue_depth)
         queue = self._queue
         while queue and not self._paused:
             data = queue.popleft()
             self._queued_bytes -= len(data)
             self.transport.write(data)
         if not queue and not self._paused:
+            self._queue = None  # drained: give the buffer back
             self._wake_writer()
 
     def _wake_writer(self) -> None:
@@ -423,10 +430,16 @@ class WslabConnection(Connection):
             return
         if self._queued_bytes + len(data) > self.limits.max_queue_bytes:
             self.stats.dropped_out += 1
-            self._record(EventKind.SLOW_CONSUMER, policy="abort", queued=len(self._queue))
+            self._record(EventKind.SLOW_CONSUMER, policy="abort", queued=self.queue_depth)
             self.abort("control frames piled up: the peer sends but does not read")
             return
-        self._queue.append(data)
+        self._enqueue(data)
+
+    def _enqueue(self, data: bytes) -> None:
+        queue = self._queue
+        if queue is None:
+            queue = self._queue = deque()
+        queue.append(data)
         self._queued_bytes += len(data)
 
     def _write_frame_bytes(self, data: bytes, size: int) -> None:
@@ -437,30 +450,29 @@ class WslabConnection(Connection):
             return
         limits = self.limits
         if (
-            len(self._queue) >= limits.max_queue
+            self.queue_depth >= limits.max_queue
             or self._queued_bytes + len(data) > limits.max_queue_bytes
         ) and not self._overflow():
             self.stats.messages_out -= 1
             self.stats.bytes_out -= len(data)
             return
-        self._queue.append(data)
-        self._queued_bytes += len(data)
-        if len(self._queue) > self.stats.queue_peak:
-            self.stats.queue_peak = len(self._queue)
+        self._enqueue(data)
+        if self.queue_depth > self.stats.queue_peak:
+            self.stats.queue_peak = self.queue_depth
 
     def _overflow(self) -> bool:
         """The outgoing queue is full. Returns True if the new message may still be queued."""
         policy = self.limits.slow_consumer_policy
         self.stats.dropped_out += 1
-        self._record(EventKind.SLOW_CONSUMER, policy=policy.value, queued=len(self._queue))
-        if policy is SlowConsumerPolicy.DROP_OLDEST:
+        self._record(EventKind.SLOW_CONSUMER, policy=policy.value, queued=self.queue_depth)
+        if policy is SlowConsumerPolicy.DROP_OLDEST and self._queue:
             dropped = self._queue.popleft()
             self._queued_bytes -= len(dropped)
             return True
         if policy is SlowConsumerPolicy.CLOSE:
             # The peer is not reading, so it would not read a close frame either: drop what is
             # queued, send the close, and abort if the handshake does not finish in time.
-            self._queue.clear()
+            self._queue = None
             self._queued_bytes = 0
             self._start_close(CloseCode.TRY_AGAIN_LATER, "slow consumer: outgoing queue overflowed")
         return False
@@ -500,9 +512,38 @@ class WslabConnection(Connection):
         protocol.stats.bytes_out += len(data)
         self._write_frame_bytes(data, len(prepared.data))
         if self.events is not None and self.events.enabled_for(EventKind.FRAME_OUT):
-            frame = Frame(_opcode_of(prepared.data), b"", True, rsv1=inflated is not None)
-            header = 2 + {126: 2, 127: 8}.get(data[1] & 0x7F, 0)  # 7-, 16- or 64-bit length
-            self._observe_frame("out", frame, inflated, len(data) - header)
+            self._record_shared_frame(prepared, data, inflated)
+
+    def _record_shared_frame(self, prepared: Prepared, data: bytes, inflated: int | None) -> None:
+        frame = Frame(_opcode_of(prepared.data), b"", True, rsv1=inflated is not None)
+        header = 2 + {126: 2, 127: 8}.get(data[1] & 0x7F, 0)  # 7-, 16- or 64-bit length
+        self._observe_frame("out", frame, inflated, len(data) - header)
+
+    def send_prepared(self, prepared: Prepared) -> bool:
+        """The fan-out's step for one recipient, kept to the write itself where it can be.
+
+        A server connection without compression writes the broadcast's shared frame bytes as
+        they are: no encoding, no allocation, a few counters. Anything else (a client's masked
+        frames, deflate, a paused socket) takes the general path.
+        """
+        if self._machine.state is not _OPEN:
+            return False
+        if not self._plain or self._paused or self._queue:
+            return super().send_prepared(prepared)
+        data = prepared.wire(self._encode_unmasked)
+        size = len(data)
+        counted = self._protocol_stats
+        counted.messages_out += 1
+        counted.frames_out += 1
+        counted.bytes_out += size
+        stats = self.stats
+        stats.messages_out += 1
+        stats.bytes_out += size
+        self.transport.write(data)
+        events = self.events
+        if events is not None and events.enabled_for(EventKind.FRAME_OUT):
+            self._record_shared_frame(prepared, data, None)
+        return True
 
     @staticmethod
     def _encode_unmasked(message: Message) -> tuple[bytes, int]:
@@ -536,7 +577,7 @@ class WslabConnection(Connection):
         data = self.protocol.fail(code, reason)
         if data:
             self._record(EventKind.CLOSE, direction="out", code=code, reason=reason)
-            self._queue.clear()
+            self._queue = None
             self._queued_bytes = 0
             if not self.transport.is_closing():
                 self.transport.write(data)
@@ -582,6 +623,9 @@ class WslabConnection(Connection):
         self._record(
             EventKind.TRANSITION, old=record.old.name, new=record.new.name, cause=record.cause
         )
+
+
+_OPEN = ConnectionState.OPEN
 
 
 def _encode_compressed(deflater: Deflater, payload: bytes, message: Message) -> bytes:
@@ -774,6 +818,9 @@ class Server:
     on_refused: Callable[[HandshakeError, tuple[str, int] | None], None] | None = None
     engine: str = "wslab"
     connections: dict[str, Connection] = field(default_factory=dict)
+    #: Open connections per client address (kept with ``connections``): the per-IP cap asks
+    #: this on every upgrade, so it must not count by walking every connection.
+    per_address: dict[str, int] = field(default_factory=dict)
     _server: asyncio.base_events.Server | None = None
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     _scheme: str = "ws"
@@ -810,8 +857,29 @@ class Server:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _opened(self, connection: Connection) -> None:
+    def held_by(self, address: str) -> int:
+        """How many open connections come from ``address`` (O(1))."""
+        return self.per_address.get(address, 0)
+
+    def _hold(self, connection: Connection) -> None:
+        """Register an open connection (and count it against its address)."""
         self.connections[connection.id] = connection
+        if connection.remote:
+            address = connection.remote[0]
+            self.per_address[address] = self.per_address.get(address, 0) + 1
+
+    def _release(self, connection: Connection) -> None:
+        if self.connections.pop(connection.id, None) is None or not connection.remote:
+            return
+        address = connection.remote[0]
+        left = self.per_address.get(address, 0) - 1
+        if left > 0:
+            self.per_address[address] = left
+        else:
+            self.per_address.pop(address, None)  # bounded by the addresses connected now
+
+    def _opened(self, connection: Connection) -> None:
+        self._hold(connection)
         self.record(
             EventKind.CONNECT, connection.id, remote=str(connection.remote), path=connection.path
         )
@@ -835,7 +903,7 @@ class Server:
         else:
             await connection.close()
         finally:
-            self.connections.pop(connection.id, None)
+            self._release(connection)
 
     async def close(
         self,

@@ -749,7 +749,7 @@ class WebsocketsServer(Server):
         )
         if context:
             connection.context.update(context)
-        self.connections[connection.id] = connection
+        self._hold(connection)
         self.record(
             EventKind.CONNECT, connection.id, remote=str(connection.remote), path=connection.path
         )
