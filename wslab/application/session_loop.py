@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from wslab.foundation.codes import CloseCode, ErrorCode
-from wslab.foundation.errors import RateLimitedError, WslabError
+from wslab.foundation.errors import ConnectionClosed, RateLimitedError, WslabError
 from wslab.infrastructure.connection import Connection
 from wslab.infrastructure.events import EventKind, EventLog
 from wslab.infrastructure.heartbeat import HeartbeatMonitor
@@ -98,8 +98,13 @@ class SessionLoop:
         handle = self.router.handle
         send = connection.send_nowait
         allow = Verdict.ALLOW
+        recv = connection.recv
         try:
-            async for raw in connection:
+            while True:
+                try:
+                    raw = await recv()
+                except ConnectionClosed:
+                    break
                 verdict = check(len(raw))
                 if verdict is not allow:
                     self._refuse_flood(connection, raw, verdict)

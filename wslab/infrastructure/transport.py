@@ -119,6 +119,26 @@ class WslabConnection(Connection):
 
     engine = "wslab"
 
+    __slots__ = (
+        "_aborted_locally",
+        "_backlog",
+        "_budget",
+        "_budget_timer",
+        "_close_timer",
+        "_fail_timer",
+        "_failing",
+        "_holds",
+        "_machine",
+        "_paused",
+        "_plain",
+        "_protocol_stats",
+        "_queue",
+        "_queued_bytes",
+        "_writable",
+        "protocol",
+        "transport",
+    )
+
     def __init__(
         self,
         transport: asyncio.Transport,
@@ -654,6 +674,9 @@ class _ForwardsFlowControl(asyncio.Protocol):
             self.connection.resume_writing()
 
 
+_NO_PARSER = RequestParser()  # what an upgraded _Wire holds instead of its own parser
+
+
 class _Wire(_ForwardsFlowControl):
     """One accepted TCP connection: HTTP until the upgrade, then a :class:`WslabConnection`."""
 
@@ -789,6 +812,10 @@ class _Wire(_ForwardsFlowControl):
         )
         connection.protocol.open(cause="handshake accepted")
         self.connection = connection
+        # The HTTP side is done: its parser (with the request head) and this finished task
+        # would otherwise stay with the TCP connection for its whole life.
+        self.parser = _NO_PARSER
+        self._http_task = None
         server._opened(connection)
         if leftover:
             connection.data_received(leftover)
