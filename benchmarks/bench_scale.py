@@ -165,6 +165,13 @@ def _split(n: int, per_process: int) -> list[tuple[int, int]]:
 def connect_row(kind: str, n: int, secret: str, folder: str) -> dict[str, float]:
     """Server CPU per connection and idle RSS per connection for ``n`` connections."""
     with server(kind, secret, folder) as (pid, url):
+        # A few connections first, closed again: the first one's lazy imports and caches are
+        # start-up cost, not the cost of a connection.
+        warm = Clients("--url", url, "--secret", secret, "--prefix", "warm", "--count", "5",
+                       "--greet", str(GREET[kind]))  # fmt: skip
+        warm.line()
+        warm.close()
+        time.sleep(0.3)
         cpu0, rss0 = cpu_seconds(pid), rss_bytes(pid)
         started = time.perf_counter()
         loads = [

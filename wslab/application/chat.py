@@ -346,7 +346,7 @@ class ChatService:
                 )
             for change in self.presence.expire(self.clock()):
                 self.presence_fanout.changed(change, publish=False)
-            self.presence_fanout.send_counts()
+            self.presence_fanout.send_counts(self.clock(), self.presence.snapshot_interval)
             await asyncio.sleep(self.presence.snapshot_interval)
 
     # -- messages ----------------------------------------------------------------------------------

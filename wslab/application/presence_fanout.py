@@ -11,8 +11,11 @@ cost N² messages — at 10,000 users, most of an hour of CPU. So, as Phoenix an
   ``presence:join`` / ``presence:leave``, one per net change, encoded once for all members: with
   the room bounded by the limit, a join costs at most ``broadcast_limit`` messages.
 - **Large rooms** (more members than that) get no message per join or leave: only a
-  ``presence:count`` every ``presence_interval`` seconds while their count changes, and the full
-  list on request (``presence:list``). A room that shrinks back to the limit is sent one
+  ``presence:count`` while their count changes, and the full list on request
+  (``presence:list``). A count goes to every member, so its interval grows with the room:
+  ``presence_interval`` seconds per :data:`COUNT_BUDGET` members (a room of 10,000 hears every
+  50 s by default) — counts cost at most ``COUNT_BUDGET`` messages per room per interval,
+  however large the room. A room that shrinks back to the limit is sent one
   ``presence:snapshot``, so its members' lists are right again before changes resume.
 - **A snapshot on join.** Whoever enters a room gets one ``presence:snapshot`` (the count, and
   the users when there are at most ``broadcast_limit``) instead of having to ask.
@@ -35,6 +38,9 @@ from .presence import PresenceChange, PresenceTracker
 __all__ = ["PresenceFanout"]
 
 Encoder = Callable[[dict[str, Any]], str]
+
+#: Members a large room's ``presence:count`` may reach per ``presence_interval``.
+COUNT_BUDGET = 1000
 
 
 class PresenceFanout:
@@ -63,6 +69,7 @@ class PresenceFanout:
         self._flush_handle: asyncio.Handle | None = None
         self._large: set[str] = set()  # rooms over the limit at the last flush
         self._counts_sent: dict[str, int] = {}  # large room -> the count last sent to it
+        self._count_due: dict[str, float] = {}  # large room -> when its next count may go
         self._m_sent = metrics.counter(
             "presence_messages_total",
             "Presence messages queued for clients, by type (each recipient counts once)",
@@ -111,6 +118,7 @@ class PresenceFanout:
                 # Back under the limit: the members' lists are stale, one snapshot corrects them.
                 self._large.discard(room)
                 self._counts_sent.pop(room, None)
+                self._count_due.pop(room, None)
                 self._broadcast(room, self.snapshot(room), size)
                 continue
             for was_present, change in users.values():
@@ -136,20 +144,28 @@ class PresenceFanout:
                 }
             )
 
-    def send_counts(self) -> None:
-        """``presence:count`` to each large room whose count changed since it was last sent."""
+    def send_counts(self, now: float, interval: float) -> None:
+        """``presence:count`` to each large room whose count changed since it was last sent.
+
+        Called every ``interval`` seconds; a room of ``size`` members is sent one at most every
+        ``interval * size / COUNT_BUDGET`` seconds.
+        """
         for room in list(self._large):
             size = self.manager.group_size(room)
-            if size <= self.broadcast_limit:
-                continue  # the next change's flush sends the snapshot
+            if size == 0:
+                self._large.discard(room)  # emptied: forget it (bounded by rooms with members)
+                self._counts_sent.pop(room, None)
+                self._count_due.pop(room, None)
+                continue
+            if size <= self.broadcast_limit or now < self._count_due.get(room, now):
+                continue  # small again (the next change's flush sends a snapshot), or not yet
             count = self.tracker.count(room)
             if self._counts_sent.get(room) == count:
                 continue
             self._counts_sent[room] = count
+            # A hair early, so that a room due every interval is not put off by timer jitter.
+            self._count_due[room] = now + interval * (max(1.0, size / COUNT_BUDGET) - 0.01)
             self._broadcast(room, {"type": "presence:count", "room": room, "count": count}, size)
-        for room in [r for r in self._large if self.manager.group_size(r) == 0]:
-            self._large.discard(room)  # emptied: forget it (bounded by rooms with members)
-            self._counts_sent.pop(room, None)
 
     def snapshot(self, room: str) -> dict[str, Any]:
         """The ``presence:snapshot`` of ``room``: its count, and its users if few enough."""
