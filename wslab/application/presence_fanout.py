@@ -30,6 +30,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+from wslab.infrastructure.connection import Connection
 from wslab.infrastructure.manager import ConnectionManager
 from wslab.infrastructure.metrics import Metrics
 
@@ -119,7 +120,7 @@ class PresenceFanout:
                 self._large.discard(room)
                 self._counts_sent.pop(room, None)
                 self._count_due.pop(room, None)
-                self._broadcast(room, self.snapshot(room), size)
+                self._broadcast(room, self.snapshot(room))
                 continue
             for was_present, change in users.values():
                 if was_present == change.joined:  # joined and left (or back) within the turn
@@ -132,7 +133,6 @@ class PresenceFanout:
                         "user_id": change.user_id,
                         "username": change.username,
                     },
-                    size,
                 )
         if outgoing:
             self._publish(
@@ -165,7 +165,7 @@ class PresenceFanout:
             self._counts_sent[room] = count
             # A hair early, so that a room due every interval is not put off by timer jitter.
             self._count_due[room] = now + interval * (max(1.0, size / COUNT_BUDGET) - 0.01)
-            self._broadcast(room, {"type": "presence:count", "room": room, "count": count}, size)
+            self._broadcast(room, {"type": "presence:count", "room": room, "count": count})
 
     def snapshot(self, room: str) -> dict[str, Any]:
         """The ``presence:snapshot`` of ``room``: its count, and its users if few enough."""
@@ -181,12 +181,12 @@ class PresenceFanout:
             "complete": len(users) >= count,
         }
 
-    def send_snapshot(self, connection: Any, room: str) -> None:
+    def send_snapshot(self, connection: Connection, room: str) -> None:
         """Send ``room``'s snapshot to one connection (it has just joined)."""
         if connection.send_nowait(self._encode(self.snapshot(room))):
             self._m_by_type["presence:snapshot"].inc()
 
-    def _broadcast(self, room: str, message: dict[str, Any], size: int) -> None:
+    def _broadcast(self, room: str, message: dict[str, Any]) -> None:
         result = self.manager.broadcast(self._encode(message), room)
         if result.delivered:
             self._m_by_type[message["type"]].inc(result.delivered)

@@ -115,10 +115,14 @@ class SessionLoop:
                 try:
                     request = parse(connection, raw)
                 except WslabError as error:
-                    reply: dict[str, Any] | None = error_envelope(error, getattr(error, "ref", None))
+                    reply: dict[str, Any] | None = error_envelope(
+                        error, getattr(error, "ref", None)
+                    )
                 else:
                     ref = request.ref
-                    with log_context(correlation_id=ref if ref is not None else new_correlation_id()):
+                    with log_context(
+                        correlation_id=ref if ref is not None else new_correlation_id()
+                    ):
                         reply = await handle(request)
                 if reply is not None:
                     if reply.get("type") == "error":
