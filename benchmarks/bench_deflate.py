@@ -37,8 +37,8 @@ from dataclasses import asdict, dataclass
 from wslab.foundation import handshake
 from wslab.foundation.deflate import DeflateSettings
 from wslab.infrastructure.connection import Connection, ConnectionLimits
+from wslab.infrastructure.engines.wslab import serve
 from wslab.infrastructure.manager import ConnectionManager
-from wslab.infrastructure.transport import serve
 
 MODES: dict[str, DeflateSettings | None] = {
     "off": None,

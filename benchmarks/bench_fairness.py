@@ -35,7 +35,7 @@ from collections.abc import Iterator
 from wslab.foundation.codes import Opcode
 from wslab.foundation.frames import Frame, encode_frame
 from wslab.infrastructure.connection import Connection
-from wslab.infrastructure.transport import connect
+from wslab.infrastructure.engines.wslab import connect
 
 URL = re.compile(r"\b(http://127\.0\.0\.1:\d+)")
 LIFTED = {  # the baseline: fairness out of reach

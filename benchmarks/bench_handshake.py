@@ -1,7 +1,7 @@
 """How many WebSocket handshakes per second does wslab's server complete, next to websockets?
 
 In one run and on the same machine: a bare ``websockets`` server and wslab's own server
-(``wslab.infrastructure.transport.serve``, a handler that just waits for the close) each take
+(``wslab.infrastructure.engines.wslab.serve``, a handler that just waits for the close) each take
 ``--count`` sequential connect + close-handshake cycles from a websockets client on loopback.
 Prints handshakes/s for both and wslab's as a ratio to websockets'. ``--profile`` runs the
 wslab side under cProfile and prints the top functions by cumulative time.
@@ -24,7 +24,7 @@ import websockets
 from websockets.asyncio.client import connect as ws_connect
 from websockets.asyncio.server import serve as ws_serve
 
-from wslab.infrastructure.transport import serve as wslab_serve
+from wslab.infrastructure.engines.wslab import serve as wslab_serve
 
 
 async def cycles(port: int, count: int) -> float:

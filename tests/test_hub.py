@@ -16,7 +16,7 @@ from wslab.foundation.codes import CloseCode
 from wslab.foundation.errors import ConfigError, ConnectionClosed, DependencyError
 from wslab.hub import Hub
 from wslab.infrastructure.connection import Connection
-from wslab.infrastructure.transport import connect
+from wslab.infrastructure.engines.wslab import connect
 from wslab.testing import http_request
 
 pytestmark = pytest.mark.timeout(60)
@@ -262,6 +262,16 @@ def test_start_in_thread_from_plain_code(settings: dict[str, Any]) -> None:
     with Hub.start_in_thread(**settings) as threaded:
         assert threaded.health()["status"] == "ok"
         assert len(threaded.connections()) == 0
+        # The views have the shapes of the hub's own, each read on the hub's loop.
+        hub = threaded.hub
+        assert len(threaded.connections) == len(hub.connections) == 0
+        assert list(threaded.connections) == [] and threaded.connections.rows() == []
+        assert list(threaded.events.to_dataframe().columns) == list(
+            hub.events.to_dataframe().columns
+        )
+        assert threaded.events.maxlen == hub.events.maxlen
+        assert threaded.metrics.snapshot().keys() == hub.metrics.snapshot().keys()
+        assert threaded.metrics() == threaded.metrics.snapshot()
     assert not threaded.hub.running
 
 

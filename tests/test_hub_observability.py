@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from wslab.foundation.errors import ConnectionClosed, HandshakeError
 from wslab.hub import Hub
 from wslab.infrastructure.connection import Connection, ConnectionLimits
-from wslab.infrastructure.transport import connect
+from wslab.infrastructure.engines.wslab import connect
 from wslab.testing import http_request
 
 pytestmark = pytest.mark.timeout(60)

@@ -37,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import json
 import logging
 import platform
@@ -71,8 +72,8 @@ from wslab.infrastructure.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from wslab.infrastructure.metrics import Metrics
 from wslab.infrastructure.ratelimit import AddressLimiter, ConnectionLimiter, Verdict
 from wslab.infrastructure.router import MessageRouter
+from wslab.infrastructure.server import HttpResponse
 from wslab.infrastructure.traffic import TrafficTotals
-from wslab.infrastructure.transport import HttpResponse
 from wslab.integration.auth import (
     AuthConfig,
     OriginPolicy,
@@ -662,6 +663,19 @@ class Hub:
         m.gauge("retry_queue", "Messages waiting for the store to come back").set_function(
             lambda: len(self.chat.retry)
         )
+        # Read when scraped, never on the hot path: one pass over the open connections.
+        m.gauge(
+            "outgoing_queue_max", "Longest outgoing queue of any open connection (messages)"
+        ).set_function(lambda: max((c.queue_depth for c in self.manager), default=0))
+        m.gauge(
+            "outgoing_queued_messages", "Messages waiting in every open connection's outgoing queue"
+        ).set_function(lambda: sum(c.queue_depth for c in self.manager))
+        m.gauge(
+            "store_up", "1 while the hub's last use of the message store worked, 0 after a failure"
+        ).set_function(lambda: 1.0 if self.chat.store_healthy else 0.0)
+        m.gauge("broker_up", "1 while the broker reaches its peers, 0 while it does not").set_function(
+            lambda: 1.0 if self.broker.healthy else 0.0
+        )
         self._m_connections_total = m.counter(
             "connections_total", "WebSocket connections authenticated since start"
         )
@@ -714,10 +728,10 @@ class Hub:
         )
         for direction in ("in", "out"):
             messages.set_function(
-                lambda d=direction: traffic.total(f"messages_{d}"), direction=direction
+                functools.partial(traffic.total, f"messages_{direction}"), direction=direction
             )
             transferred.set_function(
-                lambda d=direction: traffic.total(f"bytes_{d}"), direction=direction
+                functools.partial(traffic.total, f"bytes_{direction}"), direction=direction
             )
         if engine == "wslab":  # the websockets library does not show its frames
             frames = m.counter(
@@ -727,7 +741,7 @@ class Hub:
             )
             for direction in ("in", "out"):
                 frames.set_function(
-                    lambda d=direction: traffic.total(f"frames_{d}"), direction=direction
+                    functools.partial(traffic.total, f"frames_{direction}"), direction=direction
                 )
 
     def _connection_closed(self, connection: Connection) -> None:
@@ -742,6 +756,7 @@ class Hub:
         """The INFO line for the end of an authenticated connection: who closed it, how."""
         sent = connection.close_sent
         by_hub = connection.closed_locally
+        code: int | None
         if by_hub and sent is not None:
             code, reason = sent
         else:
@@ -854,24 +869,30 @@ class ThreadedHub:
 
     @property
     def errors(self) -> list[dict[str, Any]]:
+        """The hub's recent internal errors (a copy, as :attr:`Hub.errors` holds them)."""
         return self.run(lambda: list(self.hub.errors))
 
     def token(self, user_id: str, **kwargs: Any) -> str:
+        """A token this hub accepts (see :meth:`Hub.token`)."""
         return self.hub.token(user_id, **kwargs)
 
-    def connections(self) -> Any:
-        """The connections as a DataFrame."""
-        return self.run(self.hub.connections.to_dataframe)
+    @property
+    def connections(self) -> OnLoop:
+        """:attr:`Hub.connections` read on the hub's loop: ``.to_dataframe()``, ``.rows()``, len."""
+        return OnLoop(self, lambda: self.hub.connections, "to_dataframe")
 
-    def events(self, **filters: Any) -> Any:
-        """The event log as a DataFrame."""
-        return self.run(lambda: self.hub.events.to_dataframe(**filters))
+    @property
+    def events(self) -> OnLoop:
+        """:attr:`Hub.events` read on the hub's loop: ``.to_dataframe(**filters)``, ``.last()``..."""
+        return OnLoop(self, lambda: self.hub.events, "to_dataframe")
 
-    def metrics(self) -> dict[str, Any]:
-        """A metrics snapshot."""
-        return self.run(self.hub.metrics.snapshot)
+    @property
+    def metrics(self) -> OnLoop:
+        """:attr:`Hub.metrics` read on the hub's loop: ``.snapshot()``, ``.to_prometheus()``..."""
+        return OnLoop(self, lambda: self.hub.metrics, "snapshot")
 
     def health(self) -> dict[str, Any]:
+        """:meth:`Hub.health`, waited for from this thread."""
         return self.call(self.hub.health())
 
     def __enter__(self) -> ThreadedHub:
@@ -882,3 +903,45 @@ class ThreadedHub:
 
     def __repr__(self) -> str:
         return f"<ThreadedHub {self.hub!r}>"
+
+
+class OnLoop:
+    """One of the hub's views (connections, events, metrics) with each read done on its loop.
+
+    It has the shape of the view it stands for — ``threaded.events.to_dataframe(kind=...)`` as
+    ``hub.events.to_dataframe(kind=...)`` — and the call shorthand ``threaded.events(...)`` is
+    its ``to_dataframe(...)`` (``snapshot()`` for metrics), as before these views existed. Each attribute is read, and each method
+    run, on the hub's loop, so nothing is seen mid-update.
+    """
+
+    def __init__(self, threaded: ThreadedHub, view: Callable[[], Any], default: str) -> None:
+        self._threaded = threaded
+        self._view = view
+        self._default = default
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        value = self._threaded.run(lambda: getattr(self._view(), name))
+        if not callable(value):
+            return value
+
+        def on_loop(*args: Any, **kwargs: Any) -> Any:
+            return self._threaded.run(lambda: getattr(self._view(), name)(*args, **kwargs))
+
+        return on_loop
+
+    def __call__(self, **filters: Any) -> Any:
+        return self._threaded.run(lambda: getattr(self._view(), self._default)(**filters))
+
+    def __len__(self) -> int:
+        return self._threaded.run(lambda: len(self._view()))
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._threaded.run(lambda: list(self._view())))
+
+    def _repr_html_(self) -> str:
+        return self._threaded.run(lambda: self._view().to_dataframe()._repr_html_())
+
+    def __repr__(self) -> str:
+        return self._threaded.run(lambda: repr(self._view()))

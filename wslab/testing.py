@@ -93,13 +93,13 @@ def protocol_pair(
 ) -> ProtocolPair:
     """A connected, open client/server pair (masking key fixed unless ``mask_key`` is None)."""
     clock = clock or FakeClock()
-    options: dict[str, object] = {"clock": clock, "max_message_size": max_message_size}
     client = Protocol(
         Role.CLIENT,
         mask_key_factory=fixed_mask(mask_key) if mask_key else os.urandom,
-        **options,  # type: ignore[arg-type]
+        clock=clock,
+        max_message_size=max_message_size,
     )
-    server = Protocol(Role.SERVER, **options)  # type: ignore[arg-type]
+    server = Protocol(Role.SERVER, clock=clock, max_message_size=max_message_size)
     client.open()
     server.open()
     return ProtocolPair(client, server)

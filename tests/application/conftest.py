@@ -1,7 +1,7 @@
 """Fixtures for end-to-end chat tests: real hubs, real sockets, a raw protocol-level client.
 
 ``RawClient`` speaks the chat protocol (``docs/protocol.md``) directly over
-:func:`wslab.infrastructure.transport.connect`, with no reconnect or recovery logic of its own, so
+:func:`wslab.infrastructure.engines.wslab.connect`, with no reconnect or recovery logic of its own, so
 a test sees exactly what the hub sends. A reader task collects every message; ``expect`` takes
 the first unread one that matches, ``request`` sends with a fresh ``ref`` and returns the reply
 with that ``ref``. Every wait has a generous timeout and fails the test, never hangs it.
@@ -22,7 +22,7 @@ import pytest
 
 from wslab.foundation.errors import ConnectionClosed
 from wslab.hub import Hub
-from wslab.infrastructure.transport import WslabConnection, connect
+from wslab.infrastructure.engines.wslab import WslabConnection, connect
 from wslab.lab.faults import TcpProxy
 from wslab.testing import http_request
 

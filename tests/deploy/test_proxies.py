@@ -31,7 +31,7 @@ from wslab.client import ChatClient, ChatMessage, Disconnected, Reconnected
 from wslab.foundation.codes import CloseCode
 from wslab.foundation.errors import InvalidHandshakeResponse
 from wslab.hub import Hub
-from wslab.infrastructure.transport import connect
+from wslab.infrastructure.engines.wslab import connect
 from wslab.testing import http_request, wait_until
 
 pytestmark = [pytest.mark.services, pytest.mark.timeout(60)]

@@ -217,3 +217,66 @@ def test_seeded_random_mutations(seed: int) -> None:
             run_stream(role, chunk(rng, data), limits)
         except AssertionError as exc:  # pragma: no cover - reports the failing case
             raise AssertionError(f"seed {seed} case {case}: {role} {limits} {data!r}") from exc
+
+
+# -- close payloads and HTTP heads: structured inputs ------------------------------------------
+
+from wslab.foundation.errors import HandshakeError, InvalidCloseFrame, InvalidUTF8  # noqa: E402
+from wslab.foundation.frames import encode_close_payload  # noqa: E402
+from wslab.foundation.handshake import reject, validate_upgrade_request  # noqa: E402
+from wslab.foundation.http import RequestParser, ResponseParser  # noqa: E402
+
+
+@FUZZ
+@given(code=st.integers(0, 0xFFFF), reason=st.binary(max_size=130))
+def test_close_payloads_parse_or_fail_cleanly(code: int, reason: bytes) -> None:
+    """Any code and reason bytes: a pair that re-encodes identically, or 1002/1007."""
+    payload = code.to_bytes(2, "big") + reason
+    try:
+        parsed = parse_close_payload(payload)
+    except (InvalidCloseFrame, InvalidUTF8) as error:
+        assert error.close_code in (1002, 1007)
+        return
+    assert encode_close_payload(*parsed) == payload
+
+
+HEADER_NAMES = st.sampled_from(["Host", "Upgrade", "Connection", "Sec-WebSocket-Key",
+    "Sec-WebSocket-Version", "Origin", "Content-Length", "Transfer-Encoding", "X-A b", ""])  # fmt: skip
+HEADER_VALUES = st.sampled_from(["websocket", "Upgrade", "13", "dGhlIHNhbXBsZSBub25jZQ==",
+    "localhost", "chunked", "5", "", " x ", "a\rb", "é"]) | st.text(max_size=20)  # fmt: skip
+
+
+@FUZZ
+@given(
+    method=st.sampled_from(["GET", "POST", "HEAD", "G T", ""]),
+    target=st.sampled_from(["/", "/ws?room=a&room=b", "/%zz", "*", "http://h/x", ""]),
+    version=st.sampled_from(["HTTP/1.1", "HTTP/1.0", "HTTP/2.0", "HTTP/1.10", "http/1.1"]),
+    fields=st.lists(st.tuples(HEADER_NAMES, HEADER_VALUES), max_size=8),
+    eol=st.sampled_from(["\r\n", "\n", "\r"]),
+    cut=st.integers(0, 400),
+)
+def test_request_heads_parse_or_get_a_status(
+    method: str, target: str, version: str, fields: list[tuple[str, str]], eol: str, cut: int
+) -> None:
+    """Any head, fed in two pieces: a Request (then an Upgrade or an error), or 4xx/5xx."""
+    lines = [f"{method} {target} {version}", *(f"{n}: {v}" for n, v in fields)]
+    head = (eol.join(lines) + eol + eol).encode("utf-8")
+    parser = RequestParser(max_head_size=512)
+    try:
+        cut = min(cut, len(head) - 1)
+        request = parser.feed(head[:cut]) or parser.feed(head[cut:])
+        if request is not None:
+            validate_upgrade_request(request)
+    except HandshakeError as error:
+        assert 400 <= error.status < 600
+        response = ResponseParser().feed(reject(error))
+        assert response is not None and response.status == error.status
+
+
+@pytest.mark.parametrize("status", [b"000", b"099", b"600", b"901", b"999"])
+def test_a_status_code_outside_100_to_599_is_a_malformed_response(status: bytes) -> None:
+    """Found by atheris: ``HTTP/1.1 901`` parsed, and the client's error then carried 901 as
+    the status the server "sent". RFC 9110 15: codes outside 100..599 are invalid."""
+    head = b"HTTP/1.1 " + status + b" Odd\r\nUpgrade: websocket\r\n\r\n"
+    with pytest.raises(HandshakeError, match="malformed status line"):
+        ResponseParser().feed(head)

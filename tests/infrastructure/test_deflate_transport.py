@@ -16,16 +16,17 @@ from websockets.extensions.permessage_deflate import PerMessageDeflate
 
 from tests.infrastructure.conftest import RawClient
 from wslab.foundation.codes import Opcode
-from wslab.infrastructure import engines, transport
+from wslab.infrastructure import engines
 from wslab.infrastructure.connection import ConnectionLimits
 from wslab.infrastructure.echo import echo_handler
+from wslab.infrastructure.engines import wslab as wslab_engine
 from wslab.infrastructure.events import EventKind, EventLog
 
 TEXT = "compress me, " * 500
 
 
 async def test_websockets_client_negotiates_with_the_wslab_server() -> None:
-    async with await transport.serve(echo_handler) as server, ws_connect(server.url) as ws:
+    async with await wslab_engine.serve(echo_handler) as server, ws_connect(server.url) as ws:
         (extension,) = ws.protocol.extensions
         assert isinstance(extension, PerMessageDeflate)
         for message in (TEXT, TEXT + "!", b"\x00" * 5000, "short"):
@@ -43,7 +44,7 @@ async def test_wslab_client_negotiates_with_a_websockets_server() -> None:
 
     async with ws_serve(echo, "127.0.0.1", 0) as server:
         port = next(iter(server.sockets)).getsockname()[1]
-        connection = await transport.connect(f"ws://127.0.0.1:{port}/")
+        connection = await wslab_engine.connect(f"ws://127.0.0.1:{port}/")
         try:
             assert connection.protocol.deflate is not None
             for message in (TEXT, TEXT + "?", b"\x01" * 5000):
@@ -59,8 +60,8 @@ async def test_wslab_client_negotiates_with_a_websockets_server() -> None:
 @pytest.mark.parametrize("compression", [True, False])
 async def test_wslab_to_wslab_with_and_without_compression(compression: bool) -> None:
     limits = ConnectionLimits() if compression else ConnectionLimits(compression=None)
-    async with await transport.serve(echo_handler, limits=limits) as server:
-        connection = await transport.connect(server.url)
+    async with await wslab_engine.serve(echo_handler, limits=limits) as server:
+        connection = await wslab_engine.connect(server.url)
         try:
             assert (connection.protocol.deflate is not None) is compression
             await connection.send(TEXT)
@@ -71,8 +72,8 @@ async def test_wslab_to_wslab_with_and_without_compression(compression: bool) ->
 
 async def test_a_bomb_from_a_real_client_is_closed_with_1009() -> None:
     limits = ConnectionLimits(max_message_size=1 << 16)
-    async with await transport.serve(echo_handler, limits=limits) as server:
-        connection = await transport.connect(server.url)
+    async with await wslab_engine.serve(echo_handler, limits=limits) as server:
+        connection = await wslab_engine.connect(server.url)
         try:
             await connection.send("\x00" * (1 << 20))  # ~1 KiB compressed, 1 MiB inflated
             with pytest.raises(Exception):  # noqa: B017 - the connection is closed on us
@@ -84,8 +85,8 @@ async def test_a_bomb_from_a_real_client_is_closed_with_1009() -> None:
 
 async def test_the_event_log_shows_wire_and_inflated_sizes() -> None:
     log = EventLog(level="frames")
-    async with await transport.serve(echo_handler, event_log=log) as server:
-        connection = await transport.connect(server.url)
+    async with await wslab_engine.serve(echo_handler, event_log=log) as server:
+        connection = await wslab_engine.connect(server.url)
         try:
             await connection.send(TEXT)
             assert await connection.recv() == TEXT

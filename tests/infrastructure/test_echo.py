@@ -22,7 +22,7 @@ from wslab.foundation.errors import ConnectionBroken
 from wslab.infrastructure.connection import ConnectionLimits
 from wslab.infrastructure.echo import DEFAULT_ECHO_MAX_SIZE, serve_echo
 from wslab.infrastructure.engines import ENGINES, connect
-from wslab.infrastructure.transport import Server
+from wslab.infrastructure.server import Server
 
 GUARD = 30.0  # give up (fail, not hang) after this long; 16 MiB each way takes a moment
 MiB = 1 << 20

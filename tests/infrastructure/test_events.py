@@ -11,6 +11,7 @@ import pytest
 
 from wslab.foundation.errors import ConfigError, ConflictError
 from wslab.infrastructure.events import (
+    NULL_EVENT_LOG,
     TRAFFIC_KINDS,
     Event,
     EventKind,
@@ -326,3 +327,13 @@ def test_importing_the_event_log_does_not_import_pandas() -> None:
         "assert 'pandas' not in sys.modules, 'pandas imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_the_null_event_log_keeps_nothing_and_stays_off() -> None:
+    assert not NULL_EVENT_LOG.enabled_for(EventKind.CONNECT)
+    assert NULL_EVENT_LOG.record(EventKind.CONNECT, "c1", remote="x") is False
+    assert len(NULL_EVENT_LOG) == 0 and NULL_EVENT_LOG.level == "off"
+    NULL_EVENT_LOG.level = "off"  # what it already is
+    with pytest.raises(ConfigError, match="records nothing"):
+        NULL_EVENT_LOG.level = "frames"
+    assert not NULL_EVENT_LOG.enabled_for(EventKind.FRAME_IN)

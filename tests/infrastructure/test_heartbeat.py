@@ -35,7 +35,7 @@ from wslab.infrastructure.connection import Connection, ConnectionLimits
 from wslab.infrastructure.engines import connect, serve
 from wslab.infrastructure.events import Event, EventKind, EventLog
 from wslab.infrastructure.heartbeat import HeartbeatAction, HeartbeatMonitor, HeartbeatTimer
-from wslab.infrastructure.transport import Server
+from wslab.infrastructure.server import Server
 from wslab.lab.faults import FrozenProcess, TcpProxy
 from wslab.testing import FakeClock, wait_until
 
@@ -332,7 +332,7 @@ async def test_a_half_open_connection_is_detected_and_closed(engine: str) -> Non
 
 _CLIENT = """
 import asyncio, json, sys
-from wslab.infrastructure.transport import connect
+from wslab.infrastructure.engines.wslab import connect
 
 async def main() -> None:
     connection = await connect(sys.argv[1])

@@ -20,7 +20,7 @@ from wslab.foundation.errors import ConflictError
 from wslab.infrastructure.connection import Connection, ConnectionLimits, Message, Prepared
 from wslab.infrastructure.engines import connect, serve
 from wslab.infrastructure.manager import ConnectionManager, FanoutResult
-from wslab.infrastructure.transport import Server
+from wslab.infrastructure.server import Server
 
 GUARD = 10.0  # give up (fail, not hang) after this long
 

@@ -450,3 +450,15 @@ def test_a_custom_collector_is_exposed() -> None:
     metrics = Metrics()
     metrics.add_collector(Rooms())
     assert samples(metrics.prometheus_text())[("wslab_rooms", ())] == 3
+
+
+def test_the_old_import_path_names_the_same_objects() -> None:
+    # The series and the metric types moved out of metrics.py; importing them from
+    # wslab.infrastructure.metrics keeps working.
+    from wslab.infrastructure import metrics, metrics_series, metrics_types
+
+    for name in ("DEFAULT_BUCKETS", "CounterChild", "GaugeChild", "HistogramChild", "Timer"):
+        assert getattr(metrics, name) is getattr(metrics_series, name)
+    for name in ("OVERFLOW_LABEL_VALUE", "Counter", "Gauge", "Histogram", "time_it"):
+        assert getattr(metrics, name) is getattr(metrics_types, name)
+    assert set(metrics.__all__) >= {"Counter", "Gauge", "Histogram", "Metrics", "Timer"}

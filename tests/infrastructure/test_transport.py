@@ -32,12 +32,12 @@ from wslab.foundation.frames import Frame, encode_frame
 from wslab.foundation.http import Request
 from wslab.foundation.protocol import Role
 from wslab.foundation.state import ConnectionState
-from wslab.infrastructure import transport
 from wslab.infrastructure.connection import Connection, ConnectionLimits
 from wslab.infrastructure.echo import echo_handler
 from wslab.infrastructure.engines import ENGINES, connect, serve
+from wslab.infrastructure.engines import wslab as wslab_engine
 from wslab.infrastructure.events import EventKind, EventLog
-from wslab.infrastructure.transport import HttpResponse
+from wslab.infrastructure.server import HttpResponse
 
 BIG = ConnectionLimits(max_message_size=2 << 20, max_queue_bytes=8 << 20, close_timeout=2.0)
 
@@ -440,7 +440,7 @@ async def test_frames_right_behind_the_101_wait_for_the_connection() -> None:
     ours, theirs = socket.socketpair()
     theirs.setblocking(False)
     limits = ConnectionLimits()
-    wire = transport._ClientWire(limits)
+    wire = wslab_engine.client._ClientWire(limits)
     tcp, _ = await loop.create_connection(lambda: wire, sock=ours)
     try:
         key = handshake.generate_key()
@@ -454,7 +454,7 @@ async def test_frames_right_behind_the_101_wait_for_the_connection() -> None:
         await loop.sock_sendall(theirs, encode_frame(Frame(Opcode.TEXT, b"hello")))
         await asyncio.sleep(0.1)  # the frame has arrived; nobody has taken the socket over yet
         assert not tcp.is_closing()
-        connection = transport.WslabConnection(tcp, Role.CLIENT, limits)
+        connection = wslab_engine.WslabConnection(tcp, Role.CLIENT, limits)
         connection.protocol.open()
         wire.attach(connection, leftover)
         assert await asyncio.wait_for(connection.recv(), 5) == "hello"

@@ -572,3 +572,107 @@ def test_invalid_configuration_is_refused() -> None:
         MemoryBroker(MemoryBus(), "a", queue_size=0)
     with pytest.raises(ConfigError):
         MemoryBroker(MemoryBus(), "a", max_channels=0)
+
+
+# -- prefix subscriptions and what a broker receives, on every broker --------------------------
+
+
+async def test_prefix_subscription_receives_every_matching_channel_only(
+    make_broker: MakeBroker,
+) -> None:
+    a = await make_broker("a")
+    b = await make_broker("b")
+    inbox = Inbox()
+    await a.subscribe_prefix("room:", inbox)
+    assert a.prefixes == frozenset({"room:"})
+
+    await b.publish("user:bob", {"n": 0})  # not a room: never reaches a
+    await b.publish("room:x", {"n": 1})
+    await b.publish("room:y", {"n": 2})
+    await b.publish("rooms", {"n": 3})  # starts with "room" but not with "room:"
+    await b.publish("room:x", {"n": 4})
+
+    await inbox.wait_count(3)
+    assert [(m.channel, m.payload["n"], m.origin_seq) for m in inbox.messages] == [
+        ("room:x", 1, 1),
+        ("room:y", 2, 1),
+        ("room:x", 4, 2),
+    ]
+    # Everything a received came through the subscription: nothing of "user" or "rooms".
+    assert set(a.status()["received_by_family"]) == {"room"}
+    assert a.status()["prefixes"] == 1
+
+    await a.unsubscribe_prefix("room:", inbox)
+    assert a.prefixes == frozenset()
+    await b.publish("room:x", {"n": 5})
+    marker = Inbox()
+    await a.subscribe("marker", marker)
+    await b.publish("marker", {})
+    await marker.wait_count(1)
+    assert [m.payload["n"] for m in inbox.messages] == [1, 2, 4]
+
+
+async def test_prefix_glob_characters_are_literal(make_broker: MakeBroker) -> None:
+    a = await make_broker("a")
+    b = await make_broker("b")
+    inbox = Inbox()
+    await a.subscribe_prefix("a*[?]\\:", inbox)
+    await b.publish("abc]\\:x", {"n": 0})  # would match an unescaped glob
+    await b.publish("a*[?]\\:x", {"n": 1})
+    await inbox.wait_count(1)
+    marker = Inbox()
+    await a.subscribe("marker", marker)
+    await b.publish("marker", {})
+    await marker.wait_count(1)
+    assert [m.payload["n"] for m in inbox.messages] == [1]
+
+
+async def test_exact_and_prefix_subscription_each_get_one_copy(make_broker: MakeBroker) -> None:
+    a = await make_broker("a")
+    b = await make_broker("b")
+    exact, wide = Inbox(), Inbox()
+    await a.subscribe("room:x", exact)
+    await a.subscribe_prefix("room:", wide)
+    await b.publish("room:x", {"n": 1})
+    await exact.wait_count(1)
+    await wide.wait_count(1)
+    assert exact.messages == wide.messages  # same channel, origin and origin_seq: one message
+    room = a.status()["received_by_family"]["room"]
+    assert room["messages"] == 2  # one per subscription, as Redis sends message and pmessage
+    assert room["bytes"] == 2 * len(exact.messages[0].encode())
+
+
+async def test_a_broker_receives_nothing_of_channels_it_did_not_subscribe(
+    make_broker: MakeBroker,
+) -> None:
+    a = await make_broker("a")
+    b = await make_broker("b")
+    inbox = Inbox()
+    await a.subscribe("room:mine", inbox)
+    for i in range(50):
+        await b.publish(f"room:other{i % 5}", {"i": i})
+    await b.publish("room:mine", {"i": "last"})
+    await inbox.wait_count(1)
+    assert a.status()["received"] == 1
+    assert a.status()["received_by_family"] == {
+        "room": {"messages": 1, "bytes": len(inbox.messages[0].encode())}
+    }
+
+
+async def test_progress_counts_handled_and_pending(make_broker: MakeBroker) -> None:
+    a = await make_broker("a")
+    release = asyncio.Event()
+    seen: list[BrokerMessage] = []
+
+    async def slow(msg: BrokerMessage) -> None:
+        seen.append(msg)
+        await release.wait()
+
+    assert a.progress("room:x", slow) == (0, 0)  # no such subscription
+    await a.subscribe("room:x", slow)
+    for i in range(3):
+        await a.publish("room:x", {"i": i})
+    await wait_until(lambda: len(seen) == 1 and a.progress("room:x", slow) == (0, 3))
+    release.set()
+    await wait_until(lambda: a.progress("room:x", slow) == (3, 0), what="the queue to drain")
+    assert len(seen) == 3

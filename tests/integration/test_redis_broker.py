@@ -340,3 +340,21 @@ async def test_hub_id_with_spaces_is_a_valid_client_name(
     inbox = Inbox()
     await a.subscribe("room", inbox)
     await publish_marker(a, "room", inbox, 1)
+
+
+async def test_prefix_subscription_survives_a_reconnect(
+    redis_url: str, prefix: str, unique_name: str, admin: Any, brokers: list[RedisBroker]
+) -> None:
+    a = await start(brokers, redis_url, f"a-{unique_name}", prefix)
+    b = await start(brokers, redis_url, "b", prefix)
+    states = record_states(a)
+    inbox = Inbox()
+    await a.subscribe_prefix("room:", inbox)
+    await publish_marker(b, "room:x", inbox, 1)
+
+    await admin.execute_command(
+        "CLIENT", "KILL", "ID", await client_id(admin, f"wslab-broker-sub:{a.hub_id}")
+    )
+    await wait_until(lambda: states == [False, True], what="down then up")
+    await publish_marker(b, "room:y", inbox, 2)
+    assert {m.channel for m in inbox.messages} == {"room:x", "room:y"}

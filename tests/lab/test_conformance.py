@@ -817,3 +817,13 @@ def test_report_conversions() -> None:
     assert set(frame["category_name"]) == {"Pings/Pongs", "Close handling"}
     assert json.loads(report.to_json())["counts"]["OK"] == 1
     assert "## Failures (1)" in report.to_markdown()
+
+
+def test_the_runner_keeps_its_old_names() -> None:
+    # The raw-socket client and the judge moved out of runner.py; their old import path works.
+    from wslab.lab.conformance import judging, runner, session
+
+    assert runner.Observation is session.Observation
+    assert runner.RunConfig is session.RunConfig
+    assert runner.judge is judging.judge
+    assert runner.describe is judging.describe

@@ -31,9 +31,10 @@ from wslab.foundation.errors import (
 from wslab.foundation.handshake import Upgrade
 from wslab.hub import Hub
 from wslab.infrastructure.connection import Connection
+from wslab.infrastructure.engines.wslab import connect, serve
 from wslab.infrastructure.events import EventKind
 from wslab.infrastructure.heartbeat import HeartbeatMonitor
-from wslab.infrastructure.transport import Server, connect, serve
+from wslab.infrastructure.server import Server
 from wslab.lab.faults import FrozenProcess, TcpProxy, ZombieClient
 from wslab.testing import wait_until
 

@@ -26,7 +26,7 @@ from wslab.client import ChatClient, Disconnected
 from wslab.client.events import ChatMessage
 from wslab.foundation.errors import ConfigError
 from wslab.hub import Hub
-from wslab.infrastructure.transport import connect, serve
+from wslab.infrastructure.engines.wslab import connect, serve
 from wslab.lab.faults import TcpProxy
 
 pytestmark = pytest.mark.timeout(60)
@@ -284,3 +284,12 @@ async def test_a_throttled_flood_stays_within_the_buffer_bound() -> None:
     finally:
         server.close()
         await server.wait_closed()
+
+
+def test_the_proxy_keeps_its_old_names() -> None:
+    # A direction's shaping moved out of proxy.py; its old import path works.
+    from wslab.lab.faults import proxy, shaping
+
+    assert proxy.LinkShape is shaping.LinkShape
+    assert proxy.DIRECTIONS is shaping.DIRECTIONS
+    assert proxy.DIRECTIONS["both"] == ("up", "down")

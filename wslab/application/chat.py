@@ -8,7 +8,7 @@ The life of a chat message::
 
     client --chat:message--> validate (4 layers) --> store.save (assigns seq) --> ack to sender
                                                    \\-> local room members (encoded once)
-                                                   \\-> broker "rooms" --> other hubs' members
+                                                   \\-> broker "room:<name>" --> other hubs' members
 
 The ``ack`` is sent only after the store has the message. If the store is down, the message is
 still relayed live (``seq: null``), the sender gets ``DEGRADED`` with the ``message_id``, and the
@@ -52,11 +52,12 @@ from wslab.integration.store import MessageDraft, Store, StoredMessage, format_t
 from .presence import PresenceTracker
 from .presence_fanout import PresenceFanout
 from .retry import PendingMessage, RetryQueue
+from .routing import DEFAULT_LIMIT, DIRECT, ROOMS, BrokerRouting, user_of
 from .session import Authenticator, Session
 from .validation import DEFAULT_ROOM, validate
 from .versioning import CURRENT_VERSION, upgrade_request
 
-__all__ = ["ChatService", "encode"]
+__all__ = ["ADMIN", "DIRECT", "PRESENCE", "ROOMS", "ChatService", "encode"]
 
 ChatHandler = Callable[
     ["Session", dict[str, Any], RoutedMessage], Awaitable["dict[str, Any] | None"]
@@ -64,10 +65,10 @@ ChatHandler = Callable[
 
 log = logging.getLogger("wslab.chat")
 
-# Broker channels. One per kind keeps per-publisher order within each kind; a hub receives all
-# rooms' traffic, which is simple and fine at teaching scale (per-room channels would scale
-# further by subscribing only to rooms with local members).
-ROOMS, DIRECT, PRESENCE, ADMIN = "rooms", "direct", "presence", "admin"
+# Broker channels. Room traffic and direct messages are routed per room and per user (see
+# .routing: a hub receives only the rooms its users are in); presence and admin broadcasts
+# concern every hub and stay on one hub-wide channel each.
+PRESENCE, ADMIN = "presence", "admin"
 
 #: After this many refused admin-only actions the connection is closed with 4003.
 MAX_DENIED_ADMIN_ACTIONS = 3
@@ -98,6 +99,9 @@ class ChatService:
         presence_broadcast_limit: int = 50,
         on_error: Callable[[BaseException], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        routing: str | None = None,
+        max_room_channels: int = DEFAULT_LIMIT,
+        max_user_channels: int = DEFAULT_LIMIT,
     ) -> None:
         self.hub_id = hub_id
         self.store = store
@@ -127,6 +131,16 @@ class ChatService:
         #: counted): with it below ``max_rooms``, one user cannot fill the hub-wide table from
         #: many connections.
         self.max_rooms_per_user = max_rooms_per_user
+        #: Which broker channels carry room and direct traffic; ``routing="hub"`` (or
+        #: ``WSLAB_BROKER_ROUTING=hub``) keeps the old hub-wide channels.
+        self.routing = BrokerRouting(
+            broker,
+            on_room=self._from_rooms,
+            on_direct=self._from_direct,
+            mode=routing,
+            max_room_channels=max_room_channels,
+            max_user_channels=max_user_channels,
+        )
         self.retry = RetryQueue(store, self._late_ack, max_size=retry_queue_size, on_error=on_error)
         self.sessions: dict[str, Session] = {}
         self.store_healthy = True
@@ -148,6 +162,7 @@ class ChatService:
         """Subscribe to the other hubs and start announcing presence."""
         for channel, handler in self._channels():
             await self.broker.subscribe(channel, handler)
+        await self.routing.start()
         self._unsubscribe_state = self.broker.on_state_change(self._broker_state_changed)
         self._presence_task = asyncio.ensure_future(self._announce_presence())
 
@@ -172,11 +187,11 @@ class ChatService:
         for channel, handler in self._channels():
             with contextlib.suppress(Exception):
                 await self.broker.unsubscribe(channel, handler)
+        with contextlib.suppress(Exception):
+            await self.routing.stop()
 
     def _channels(self) -> list[tuple[str, Callable[[BrokerMessage], Any]]]:
         return [
-            (ROOMS, self._from_rooms),
-            (DIRECT, self._from_direct),
             (PRESENCE, self._from_presence),
             (ADMIN, self._from_admin),
         ]
@@ -230,6 +245,8 @@ class ChatService:
         session = Session(connection, identity, auth_method=method)
         self.sessions[connection.id] = session
         try:
+            # Before the greeting: a direct message stored after it reaches this hub live.
+            await self.routing.user_connected(identity.user_id)
             self.send(
                 connection,
                 {
@@ -257,7 +274,8 @@ class ChatService:
         for room in list(session.rooms):
             self._leave(session, room)
         self.manager.remove(session.connection)
-        self.sessions.pop(session.connection.id, None)
+        if self.sessions.pop(session.connection.id, None) is not None:
+            self.routing.user_disconnected(session.user_id)
 
     def send(self, connection: Connection, message: dict[str, Any]) -> bool:
         """Send one message to one connection (never waits; see the slow-consumer policy)."""
@@ -292,6 +310,8 @@ class ChatService:
         session.rooms.add(room)
         self.presence_fanout.changed(change, publish=True)
         self.presence_fanout.send_snapshot(session.connection, room)
+        # Awaited before the join's ack reads latest_seq: see .routing for the guarantee.
+        await self.routing.join_room(room)
 
     def _check_user_rooms(self, session: Session, room: str) -> None:
         """RateLimitedError if joining ``room`` would put the user in too many rooms."""
@@ -322,6 +342,7 @@ class ChatService:
     def _leave(self, session: Session, room: str) -> None:
         self.manager.leave(session.connection, room)
         session.rooms.discard(room)
+        self.routing.leave_room(room)
         change = self.presence.leave(room, session.user_id, session.connection.id)
         self.presence_fanout.changed(change, publish=True)
 
@@ -431,9 +452,11 @@ class ChatService:
         """Local fan-out, then the other hubs through the broker."""
         self._deliver_locally(wire, to_user, from_user)
         if to_user is None:
-            self._publish(ROOMS, {"kind": "message", "message": wire})
+            self._publish(self.routing.room_channel(room), {"kind": "message", "message": wire})
         else:
-            self._publish(DIRECT, {"message": wire, "to_user": to_user, "from_user": from_user})
+            payload = {"message": wire, "to_user": to_user, "from_user": from_user}
+            for channel in self.routing.direct_channels(to_user, from_user):
+                self._publish(channel, payload)
 
     def _deliver_locally(self, wire: dict[str, Any], to_user: str | None, from_user: str) -> None:
         text = encode(wire)
@@ -463,7 +486,7 @@ class ChatService:
             "is_typing": fields["is_typing"],
         }
         self.manager.broadcast(encode(wire), room, exclude=(session.connection.id,))
-        self._publish(ROOMS, {"kind": "typing", "message": wire})
+        self._publish(self.routing.room_channel(room), {"kind": "typing", "message": wire})
         return None
 
     async def _on_history(
@@ -559,7 +582,12 @@ class ChatService:
         if message.origin_hub == self.hub_id:
             return
         payload = message.payload
-        self._deliver_locally(payload["message"], payload["to_user"], payload["from_user"])
+        user = user_of(message.channel)
+        if user is None:  # the hub-wide channel: for both parties' connections here
+            self._deliver_locally(payload["message"], payload["to_user"], payload["from_user"])
+        else:  # one user's channel: the other party's copy travels on their own channel
+            result = self.manager.send_to_key(user, encode(payload["message"]))
+            self._m_fanout.observe(result.attempted)
 
     async def _from_admin(self, message: BrokerMessage) -> None:
         if message.origin_hub != self.hub_id:

@@ -18,27 +18,23 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from wslab.foundation.codes import CloseCode
 from wslab.foundation.errors import AuthenticationError, ConnectionClosed
 from wslab.infrastructure.connection import Connection
-from wslab.infrastructure.events import EventKind, EventLog
-from wslab.integration.auth import (
-    ExpiryPlan,
-    Identity,
-    TokenVerifier,
-    check_refresh,
-    plan_expiry,
-    token_from_message,
-    token_from_upgrade,
-)
+from wslab.infrastructure.events import NULL_EVENT_LOG, EventKind, EventLog
+from wslab.integration.auth.expiry import ExpiryPlan, check_refresh, plan_expiry
+from wslab.integration.auth.sources import token_from_message, token_from_upgrade
+from wslab.integration.auth.tokens import Identity, TokenVerifier
 
 __all__ = ["Authenticator", "Session"]
 
 #: How the authenticator sends ``auth:expiring`` to the client.
-Sender = Callable[[dict[str, object]], "Awaitable[None] | bool | None"]
+#: Called with the message; it may return an awaitable (then awaited in the background), a bool
+#: or None, so any of the hub's send functions fits.
+Sender = Callable[..., object]
 #: Called with the connection, the failure's safe message and where the token came from
 #: (``"header"``, ``"query"``, ``"message"``, ``"upgrade"`` or ``"expiry"``).
 FailureHook = Callable[[Connection, str, str], None]
@@ -87,7 +83,7 @@ class Authenticator:
     ) -> None:
         self.verifier = verifier
         self.auth_timeout = auth_timeout
-        self.events = event_log
+        self.events = event_log if event_log is not None else NULL_EVENT_LOG
         self.wall_clock = wall_clock
         #: Told of every refused or expired token, before the 4001 (metrics, the hub's log).
         self.on_failure = on_failure
@@ -142,7 +138,7 @@ class Authenticator:
         return refreshed
 
     def watch_expiry(
-        self, session: Session, send: Callable[[dict[str, object]], Awaitable[None] | None]
+        self, session: Session, send: Sender
     ) -> None:
         """(Re)start the timer that warns before the token expires and closes at expiry."""
         if session.expiry_task is not None:
@@ -181,5 +177,4 @@ class Authenticator:
             connection.close_nowait(CloseCode.AUTHENTICATION_FAILED, "token expired")
 
     def _record(self, connection: Connection, **fields: object) -> None:
-        if self.events is not None and self.events.enabled_for(EventKind.AUTH):
-            self.events.record(EventKind.AUTH, connection.id, **fields)
+        self.events.record(EventKind.AUTH, connection.id, **fields)

@@ -82,7 +82,8 @@ def _int_range(low: int, high: int | None = None) -> Callable[[str, Any], None]:
 
 def validate_room(name: str, value: Any) -> None:
     """A room name: 1-64 characters, letters, digits, ``_ . -``, starting with a letter or digit."""
-    if not _ROOM_PATTERN.match(value):
+    # fullmatch, not match: "$" also matches before a final newline, which let "lobby\n" in.
+    if not _ROOM_PATTERN.fullmatch(value):
         raise ValidationError(
             f"'{name}' must be 1-64 letters, digits, '_', '.' or '-' and start with a letter or digit"
         )

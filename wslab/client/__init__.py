@@ -50,15 +50,20 @@ latencies, backoffs   10 000 / 1 000              the oldest sample is forgotten
 
 (``MAX_SEEN``, ``MAX_TRACKS`` and the other fixed bounds are in :mod:`.bounds`.)
 
-The package, one job per module (everything public is importable from ``wslab.client``):
+The package, one job per module (everything public is importable from ``wslab.client``).
+:class:`ChatClient` is composed of parts, each an object that owns its own state and is given
+the parts it works with (no mixins sharing attributes):
 
-- :mod:`.chat_client` — :class:`ChatClient`: state, connect/close, supervise, reconnect, resume;
-- :mod:`.requests` — requests with refs, acks and timeouts; ``send_message``, ``join``...;
-- :mod:`.incoming` — dispatch of the hub's messages to handlers and events;
-- :mod:`.tracking` — per-room delivery in ``seq`` order, deduplicated, gaps noticed;
-- :mod:`.recovery` — recovery of missed messages from ``chat:history``;
-- :mod:`.inbox` — the bounded inbox and the ways to read it;
-- :mod:`.backoff` — the full-jitter reconnect schedule;
+- :mod:`.chat_client` — :class:`ChatClient`: settings, connect/close, supervise, reconnect with
+  full-jitter backoff (:mod:`wslab.infrastructure.backoff`), resume, and the calls
+  (``send_message``, ``join``, ``history``...);
+- :mod:`.opening` — ``Opener``: one connection attempt (handshake, token, ``system:connected``);
+- :mod:`.requests` — ``Link`` (the connection the parts share) and ``Requests`` (refs, replies,
+  timeouts, late acks, latency);
+- :mod:`.incoming` — ``Incoming``: dispatch of the hub's messages to handlers and events;
+- :mod:`.tracking` — ``Tracker``: per-room delivery in ``seq`` order, deduplicated, gaps noticed;
+- :mod:`.recovery` — ``Recovery``: recovery of missed messages from ``chat:history``;
+- :mod:`.inbox` — ``Inbox``: the bounded inbox of events;
 - :mod:`.bounds` — the fixed bounds and the bounded-mapping helper;
 - :mod:`.events` — the event dataclasses (:class:`ChatMessage`, :class:`Disconnected`...);
 - :mod:`.results` — what requests return (:class:`Ack`, :class:`History`, :class:`User`) and

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any
 
+from wslab.integration.store import MAX_HISTORY_LIMIT
+
 __all__ = [
     "HISTORY_PAGE",
     "MAX_BACKOFFS",
@@ -21,7 +23,7 @@ __all__ = [
 ]
 
 
-HISTORY_PAGE = 100  # the protocol's maximum `limit`: recovery pages with it
+HISTORY_PAGE = MAX_HISTORY_LIMIT  # the protocol's maximum `limit`: recovery pages with it
 MAX_SEEN = 10_000  # message ids remembered for deduplication
 MAX_LATENCIES = 10_000
 MAX_BACKOFFS = 1_000

@@ -59,12 +59,14 @@ def error_from_envelope(envelope: Mapping[str, Any]) -> WslabError:
     message = message if isinstance(message, str) and message else "the hub refused the request"
     cls = _ERRORS.get(raw_code) if isinstance(raw_code, int) else None
     if cls is None:
-        code = ErrorCode(raw_code) if raw_code in ErrorCode._value2member_map_ else None
+        code = None
+        if isinstance(raw_code, int) and raw_code in ErrorCode._value2member_map_:
+            code = ErrorCode(raw_code)
         error = WslabError(message, code=code or ErrorCode.INTERNAL_ERROR)
     else:
         error = cls(message)
-    error.ref = envelope.get("ref")  # type: ignore[attr-defined]
-    error.message_id = body.get("message_id", envelope.get("message_id"))  # type: ignore[attr-defined]
-    error.retry_after = body.get("retry_after", envelope.get("retry_after"))  # type: ignore[attr-defined]
-    error.details = dict(body)  # type: ignore[attr-defined]
+    error.ref = envelope.get("ref")
+    error.message_id = body.get("message_id", envelope.get("message_id"))
+    error.retry_after = body.get("retry_after", envelope.get("retry_after"))
+    error.details = dict(body)
     return error

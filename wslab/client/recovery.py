@@ -1,32 +1,33 @@
 """Recovery of missed chat messages from the hub's history, room by room.
 
-After a reconnect, a ``seq`` gap or a ``system:resync``, :class:`RecoveryMixin` pages through
+After a reconnect, a ``seq`` gap or a ``system:resync``, :class:`Recovery` pages through
 ``chat:history`` with ``since_seq`` from the last ``seq`` delivered (``limit``
 :data:`~.bounds.HISTORY_PAGE` while pages come back full), and merges the pages with the live
 messages held meanwhile (:mod:`.tracking`). Where the store no longer has the missing messages
 (``complete: false``) a :class:`~.events.HistoryGap` event says so. A first join asks for the
 room's newest message only: its ``seq`` is the baseline later gaps are measured from.
 
-:class:`RecoveryMixin` is that part of :class:`~wslab.client.ChatClient`.
+:class:`Recovery` is that part of :class:`~wslab.client.ChatClient`.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from wslab.foundation.codes import ErrorCode
 from wslab.foundation.errors import ConnectionClosed
-from wslab.infrastructure.connection import Connection
 
 from .bounds import HISTORY_PAGE
-from .events import Event, HistoryGap
+from .events import HistoryGap
+from .inbox import Inbox
+from .requests import Link, Requests
 from .results import ClientStats
-from .tracking import RoomTrack
+from .tracking import RoomTrack, Tracker
 
-__all__ = ["Page", "RecoveryMixin"]
+__all__ = ["Page", "Recovery"]
 
 
 @dataclass(frozen=True)
@@ -37,45 +38,38 @@ class Page:
     complete: bool
 
 
-class RecoveryMixin:
-    """Fetches what a room missed and merges it in; part of :class:`~wslab.client.ChatClient`."""
+class Recovery:
+    """Fetches what a room missed and merges it in; part of :class:`~wslab.client.ChatClient`.
 
-    stats: ClientStats
-    _tracks: dict[str, RoomTrack]
-    _conn: Connection | None
-    _closing: bool
+    It asks through ``requests``, delivers through ``tracker``, reports gaps and failures in
+    ``inbox``, and runs each room's recovery as a task made by ``spawn`` (which the client
+    cancels on close and whose failures it reports).
+    """
 
-    if TYPE_CHECKING:
+    def __init__(
+        self,
+        *,
+        tracker: Tracker,
+        requests: Requests,
+        link: Link,
+        inbox: Inbox,
+        stats: ClientStats,
+        spawn: Callable[[Coroutine[Any, Any, Any], str], asyncio.Task[Any]],
+    ) -> None:
+        self.tracker = tracker
+        self.requests = requests
+        self.link = link
+        self.inbox = inbox
+        self.stats = stats
+        self.spawn = spawn
 
-        async def request(
-            self,
-            message: Mapping[str, Any],
-            *,
-            timeout: float | None = None,
-            expect: Iterable[str] | None = None,
-        ) -> dict[str, Any]: ...
-
-        def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]: ...
-
-        def _emit(self, event: Event) -> None: ...
-
-        def _emit_error(self, code: int, message: str) -> None: ...
-
-        def _accept(
-            self, track: RoomTrack, message: Mapping[str, Any], *, recovered: bool
-        ) -> None: ...
-
-        def _drain(self, track: RoomTrack) -> None: ...
-
-        def _skip_gap(self, track: RoomTrack) -> None: ...
-
-    def _start_recovery(self, track: RoomTrack) -> asyncio.Task[None] | None:
+    def start(self, track: RoomTrack) -> asyncio.Task[None] | None:
         if track.task is not None:
             track.again = True  # the running recovery goes round once more
             return track.task
-        if self._conn is None or self._closing:
+        if self.link.conn is None or self.link.closing:
             return None  # the next resume recovers this room
-        track.task = self._spawn(self._recover(track), f"recover {track.key}")
+        track.task = self.spawn(self._recover(track), f"recover {track.key}")
         return track.task
 
     async def _recover(self, track: RoomTrack) -> None:
@@ -85,14 +79,14 @@ class RecoveryMixin:
                 track.again = False
                 if track.last_seq is None:
                     await self._baseline(track)
-                    self._drain(track)
+                    self.tracker.drain(track)
                     if not track.held and not track.again:
                         return
                     continue
                 head, track.head = track.head, None
                 if head is not None and track.last_seq >= head:
                     # The join's ack says nothing was stored after what we have: no fetch.
-                    self._drain(track)
+                    self.tracker.drain(track)
                     if not track.held and not track.again:
                         return
                     continue
@@ -100,17 +94,18 @@ class RecoveryMixin:
                 page = await self._history_page(track, since_seq=before, limit=HISTORY_PAGE)
                 if not page.complete:
                     self.stats.gaps += 1
-                    self._emit(HistoryGap(track.key, before))
+                    self.inbox.put(HistoryGap(track.key, before))
                 for message in sorted(page.messages, key=lambda m: m.get("seq") or 0):
                     # A message also held from the live stream was not missed: not "recovered".
-                    live = track.held.pop(message.get("seq"), None)  # type: ignore[arg-type]
-                    self._accept(track, live or message, recovered=live is None)
-                self._drain(track)
+                    seq = message.get("seq")
+                    live = track.held.pop(seq, None) if isinstance(seq, int) else None
+                    self.tracker.accept(track, live or message, recovered=live is None)
+                self.tracker.drain(track)
                 if len(page.messages) >= HISTORY_PAGE or track.again:
                     continue
                 if track.held:  # still a gap the store could not fill
                     if track.last_seq == before:
-                        self._skip_gap(track)
+                        self.tracker.skip_gap(track)
                         return
                     continue
                 return
@@ -120,20 +115,20 @@ class RecoveryMixin:
             raise
         except Exception as error:
             track.again = False  # a hub that refuses history must not make us ask forever
-            self._emit_error(
+            self.inbox.put_error(
                 getattr(error, "code", ErrorCode.INTERNAL_ERROR),
                 f"recovering {track.key!r} failed: {error}",
             )
             if track.held:
-                self._skip_gap(track)
+                self.tracker.skip_gap(track)
         finally:
             track.task = None
             track.hold = False
             # A resync or gap that came in while this run was ending: go round once more.
-            if track.again and self._tracks.get(track.key) is track:
-                self._start_recovery(track)
+            if track.again and self.tracker.tracks.get(track.key) is track:
+                self.start(track)
 
-    def _note_head(self, track: RoomTrack, reply: Mapping[str, Any]) -> None:
+    def note_head(self, track: RoomTrack, reply: Mapping[str, Any]) -> None:
         """The join's ack names the room's newest seq: a baseline, or proof nothing was missed."""
         latest = reply.get("latest_seq")
         if not isinstance(latest, int) or isinstance(latest, bool):
@@ -159,7 +154,7 @@ class RecoveryMixin:
             message["with_user"] = track.peer
         else:
             message["room"] = track.key
-        reply = await self.request(message, expect=("chat:history",))
+        reply = await self.requests.request(message, expect=("chat:history",))
         raw = reply.get("messages")
         messages = [m for m in raw if isinstance(m, dict)] if isinstance(raw, list) else []
         return Page(messages, reply.get("complete", True) is not False)

@@ -1,11 +1,12 @@
 """The chat client's requests: send with a ``ref``, resolve with the reply that names it.
 
-:class:`RequestsMixin` is the part of :class:`~wslab.client.ChatClient` that talks to the hub:
-the generic :meth:`~RequestsMixin.request` (at most ``max_pending`` at once, each with a timeout,
-all failed with ``ConnectionClosed`` when the connection drops) and the calls built on it
-(``send_message``, ``join``, ``leave``, ``typing``, ``history``, ``presence``,
-``admin_broadcast``, ``refresh_token``, ``ping``). It also measures the latency of the client's
-own messages: send -> the message received back from the hub.
+:class:`Requests` is the part of :class:`~wslab.client.ChatClient` that talks to the hub: the
+generic :meth:`~Requests.request` (at most ``max_pending`` at once, each with a timeout, all
+failed with ``ConnectionClosed`` when the connection drops), on which the client builds its calls
+(``send_message``, ``join``, ``history``...), and :meth:`~Requests.resolve`, which hands a reply
+to the request that waits for it. It also measures the latency of the client's own messages:
+send -> the message received back from the hub. :class:`Link` is the connection the parts
+share: which one is open, and whether it may be used.
 
 Chat messages are never resent automatically: the hub gives each message its own id, so a resend
 after a lost ack could store it twice. The ref of a chat message whose request failed (timeout,
@@ -18,29 +19,29 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import secrets
 import time
 from collections import OrderedDict, deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from wslab.foundation.errors import (
     ConflictError,
     ConnectionBroken,
     ConnectionClosed,
     ConnectionClosedLocally,
-    DegradedError,
     OperationTimeout,
 )
 from wslab.infrastructure.connection import Connection
 
 from .bounds import MAX_TRACKED_REFS, bounded_put
-from .errors import TooManyPending
-from .events import ChatMessage
-from .results import Ack, ClientStats, History, User
-from .tracking import RoomTrack
+from .errors import TooManyPending, error_from_envelope
+from .events import LateAck
+from .inbox import Inbox
+from .results import ClientStats
 
-__all__ = ["Pending", "RequestsMixin"]
+__all__ = ["Link", "Pending", "Requests"]
 
 
 @dataclass
@@ -53,36 +54,67 @@ class Pending:
     kind: str
 
 
-class RequestsMixin:
-    """Requests and their replies; part of :class:`~wslab.client.ChatClient`."""
+class Link:
+    """The client's connection as its parts see it: the open one (if any) and its standing."""
 
-    token: str | None
-    request_timeout: float
-    max_pending: int
-    stats: ClientStats
-    latencies: deque[float]
-    _rooms: dict[str, None]
-    _tracks: dict[str, RoomTrack]
-    _pending: dict[str, Pending]
-    _abandoned: OrderedDict[str, None]
-    _awaiting_echo: OrderedDict[str, float]
-    _early_echo: OrderedDict[str, float]
-    _ref_prefix: str
-    _refs: itertools.count[int]
-    _conn: Connection | None
-    _connected: asyncio.Event
-    _closing: bool
-    _finished: bool
+    def __init__(self, inbox: Inbox) -> None:
+        self.conn: Connection | None = None
+        #: Set while a connection is open and admitted.
+        self.connected = asyncio.Event()
+        #: True once ``close()`` was called.
+        self.closing = False
+        self._inbox = inbox
 
-    if TYPE_CHECKING:
+    @property
+    def finished(self) -> bool:
+        """True once the client is done: closed, or refused for good."""
+        return self._inbox.finished
 
-        def _track(self, room: str, peer: str | None = None) -> RoomTrack: ...
+    def usable(self) -> Connection:
+        """The open connection; ``ConnectionClosed`` (saying why) when there is none."""
+        conn = self.conn
+        if conn is None or not self.connected.is_set():
+            raise self.not_connected()
+        return conn
 
-        def _drain(self, track: RoomTrack) -> None: ...
+    def not_connected(self) -> ConnectionClosed:
+        """The error for a call made while there is no usable connection."""
+        if self.closing:
+            return ConnectionClosedLocally("the client is closed")
+        if self.finished:
+            return ConnectionBroken("the hub ended the connection for good")
+        return ConnectionBroken("not connected to the hub (reconnecting)")
 
-        def _note_head(self, track: RoomTrack, reply: Mapping[str, Any]) -> None: ...
 
-        def _start_recovery(self, track: RoomTrack) -> asyncio.Task[None] | None: ...
+class Requests:
+    """Requests and their replies; part of :class:`~wslab.client.ChatClient`.
+
+    ``latencies`` receives, for each of the client's own messages, the time from sending it to
+    receiving it back live.
+    """
+
+    def __init__(
+        self,
+        *,
+        link: Link,
+        stats: ClientStats,
+        inbox: Inbox,
+        latencies: deque[float],
+        max_pending: int,
+        request_timeout: float,
+    ) -> None:
+        self.link = link
+        self.stats = stats
+        self.inbox = inbox
+        self.latencies = latencies
+        self.max_pending = max_pending
+        self.request_timeout = request_timeout
+        self._pending: dict[str, Pending] = {}
+        self._abandoned: OrderedDict[str, None] = OrderedDict()  # chat refs that may ack late
+        self._awaiting_echo: OrderedDict[str, float] = OrderedDict()  # message_id -> sent at
+        self._early_echo: OrderedDict[str, float] = OrderedDict()  # echo before ack
+        self._ref_prefix = secrets.token_hex(4) + "-"
+        self._refs = itertools.count(1)
 
     async def request(
         self,
@@ -99,9 +131,7 @@ class RequestsMixin:
         :class:`TooManyPending` beyond ``max_pending``, ``ConnectionClosed`` if the connection
         drops first.
         """
-        conn = self._conn
-        if conn is None or not self._connected.is_set():
-            raise self._not_connected()
+        conn = self.link.usable()
         if len(self._pending) >= self.max_pending:
             raise TooManyPending(f"{self.max_pending} requests are already waiting for replies")
         ref = str(message.get("ref") or f"{self._ref_prefix}{next(self._refs)}")
@@ -124,172 +154,66 @@ class RequestsMixin:
                 return await asyncio.wait_for(future, wait)
             except asyncio.TimeoutError:
                 if entry.kind == "chat:message":
-                    bounded_put(self._abandoned, ref, None, MAX_TRACKED_REFS)
+                    self.abandon(ref)
                 raise OperationTimeout(f"no reply to {entry.kind} (ref {ref}) in {wait}s") from None
         finally:
             self._pending.pop(ref, None)
 
-    async def send_message(
-        self, content: str, room: str = "lobby", to_user: str | None = None
-    ) -> Ack:
-        """Send a chat message; returns the :class:`Ack` once the hub has stored it.
-
-        Raises the mapped error (:class:`ValidationError`, :class:`RateLimitedError`,
-        :class:`DegradedError` with ``message_id``...), :class:`OperationTimeout` or
-        ``ConnectionClosed``. It is never resent automatically (see the module docstring).
-        """
-        message: dict[str, Any] = {"type": "chat:message", "room": room, "content": content}
-        if to_user is not None:
-            message["to_user"] = to_user
-        started = time.perf_counter()
-        try:
-            reply = await self.request(message, expect=("ack",))
-        except DegradedError as error:
-            # Relayed but not stored yet: a late ack may follow, and the echo still counts.
-            message_id = getattr(error, "message_id", None)
-            if error.ref:  # type: ignore[attr-defined]
-                bounded_put(self._abandoned, error.ref, None, MAX_TRACKED_REFS)  # type: ignore[attr-defined]
-            if message_id:
-                self._sent_message(str(message_id), started)
-            raise
-        rtt = time.perf_counter() - started
-        self.stats.acks += 1
-        self.stats.last_rtt = rtt
-        message_id = reply.get("message_id")
-        seq = reply.get("seq")
-        if message_id:
-            self._sent_message(str(message_id), started)
-        return Ack(str(reply.get("ref")), message_id, seq if isinstance(seq, int) else None, rtt)
-
-    async def join(self, room: str) -> dict[str, Any]:
-        """Join ``room`` (kept across reconnects); returns the hub's reply."""
-        track = self._track(room)
-        track.hold = True
-        try:
-            reply = await self._join_request(room)
-        except BaseException:
-            track.hold = False
-            self._drain(track)
-            raise
-        self._rooms[room] = None
-        self._note_head(track, reply)
-        task = self._start_recovery(track)
-        if task is not None:
-            await asyncio.gather(task, return_exceptions=True)
-        return reply
-
-    async def _join_request(self, room: str) -> dict[str, Any]:
-        try:
-            return await self.request({"type": "room:join", "room": room})
-        except ConflictError:
-            return {"type": "ack", "room": room}  # already a member: the goal is reached
-
-    async def leave(self, room: str) -> dict[str, Any]:
-        """Leave ``room`` (and stop rejoining it)."""
-        reply = await self.request({"type": "room:leave", "room": room})
-        self._rooms.pop(room, None)
-        track = self._tracks.pop(room, None)
-        if track is not None and track.task is not None:
-            track.task.cancel()
-        return reply
-
-    async def typing(self, room: str, is_typing: bool) -> None:
-        """Tell the room you are (not) typing. No ack: fire and forget."""
-        await self._send({"type": "chat:typing", "room": room, "is_typing": is_typing})
-
-    async def history(
-        self,
-        room: str = "lobby",
-        limit: int = 50,
-        before_seq: int | None = None,
-        since_seq: int | None = None,
-        with_user: str | None = None,
-    ) -> History:
-        """One page of a room's (or, with ``with_user``, a direct conversation's) history."""
-        message: dict[str, Any] = {"type": "chat:history", "room": room, "limit": limit}
-        if before_seq is not None:
-            message["before_seq"] = before_seq
-        if since_seq is not None:
-            message["since_seq"] = since_seq
-        if with_user is not None:
-            message["with_user"] = with_user
-        reply = await self.request(message, expect=("chat:history",))
-        return self._history_from(reply, room)
-
-    async def presence(self, room: str = "lobby") -> list[User]:
-        """Who is in ``room`` now."""
-        reply = await self.request(
-            {"type": "presence:list", "room": room}, expect=("presence:list",)
-        )
-        users = reply.get("users") or []
-        if isinstance(users, Mapping):
-            return [User(str(uid), str(name)) for uid, name in users.items()]
-        result = []
-        for user in users:
-            if isinstance(user, Mapping):
-                uid = str(user.get("user_id", ""))
-                result.append(User(uid, str(user.get("username", uid))))
-            else:
-                result.append(User(str(user), str(user)))
-        return result
-
-    async def admin_broadcast(self, content: str) -> dict[str, Any]:
-        """Announce ``content`` to everyone (needs the ``admin`` role)."""
-        return await self.request({"type": "admin:broadcast", "content": content})
-
-    async def refresh_token(self, token: str) -> dict[str, Any]:
-        """Replace the connection's token (``auth:refresh``); later reconnects use it too."""
-        self.token = token
-        return await self.request({"type": "auth:refresh", "token": token})
-
-    async def ping(self) -> float:
-        """A WebSocket ping; the round-trip time in seconds."""
-        conn = self._conn
-        if conn is None:
-            raise self._not_connected()
-        return await asyncio.wait_for(conn.ping(), self.request_timeout)
-
-    async def _send(self, message: Mapping[str, Any]) -> None:
-        conn = self._conn
-        if conn is None or not self._connected.is_set():
-            raise self._not_connected()
+    async def send(self, message: Mapping[str, Any]) -> None:
+        """Send ``message`` without a ref: nothing answers it."""
+        conn = self.link.usable()
         await conn.send(json.dumps(message, separators=(",", ":")))
         self.stats.sent += 1
 
-    def _not_connected(self) -> ConnectionClosed:
-        if self._closing:
-            return ConnectionClosedLocally("the client is closed")
-        if self._finished:
-            return ConnectionBroken("the hub ended the connection for good")
-        return ConnectionBroken("not connected to the hub (reconnecting)")
+    def resolve(self, message: Mapping[str, Any]) -> bool:
+        """Hand a reply to the request it names, or report a late ack. True if it was one."""
+        ref = message.get("ref")
+        if ref is None:
+            return False
+        kind = message.get("type")
+        entry = self._pending.get(str(ref))
+        if entry is not None and (kind == "error" or entry.expect is None or kind in entry.expect):
+            if not entry.future.done():
+                if kind == "error":
+                    self.stats.errors += 1
+                    entry.future.set_exception(error_from_envelope(message))
+                else:
+                    entry.future.set_result(dict(message))
+            return True
+        if kind == "ack" and str(ref) in self._abandoned:
+            self._abandoned.pop(str(ref), None)
+            seq = message.get("seq")
+            self.inbox.put(
+                LateAck(str(ref), message.get("message_id"), seq if isinstance(seq, int) else None)
+            )
+            return True
+        return False
 
-    def _fail_pending(self, error: ConnectionClosed) -> None:
+    def abandon(self, ref: str) -> None:
+        """A chat message's request failed: its ack, if one comes, is a :class:`LateAck`."""
+        bounded_put(self._abandoned, ref, None, MAX_TRACKED_REFS)
+
+    def fail_pending(self, error: ConnectionClosed) -> None:
+        """The connection ended: every waiting request fails with ``error``."""
         for ref, entry in list(self._pending.items()):
             if not entry.future.done():
                 entry.future.set_exception(error)
             if entry.kind == "chat:message":
-                bounded_put(self._abandoned, ref, None, MAX_TRACKED_REFS)
+                self.abandon(ref)
         self._pending.clear()
-
-    def _history_from(self, reply: Mapping[str, Any], room: str) -> History:
-        raw = reply.get("messages")
-        messages = [m for m in raw if isinstance(m, dict)] if isinstance(raw, list) else []
-        return History(
-            str(reply.get("room", room)),
-            tuple(ChatMessage.from_wire(m) for m in messages),
-            reply.get("complete", True) is not False,
-        )
 
     # -- latency ------------------------------------------------------------------------------------
 
-    def _sent_message(self, message_id: str, started: float) -> None:
+    def sent_message(self, message_id: str, started: float) -> None:
+        """The hub named the id of a message sent at ``started``; wait for (or match) its echo."""
         echoed = self._early_echo.pop(message_id, None)
         if echoed is not None:
             self.latencies.append(echoed - started)
         else:
             bounded_put(self._awaiting_echo, message_id, started, MAX_TRACKED_REFS)
 
-    def _own_echo(self, message_id: str) -> None:
+    def own_echo(self, message_id: str) -> None:
+        """One of this client's own messages came back live."""
         now = time.perf_counter()
         started = self._awaiting_echo.pop(message_id, None)
         if started is not None:

@@ -35,6 +35,7 @@ Messages must be safe to show to a peer: no stack traces or file paths.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from .codes import CloseCode, ErrorCode
 
@@ -71,6 +72,15 @@ class WslabError(Exception):
 
     code: ErrorCode = ErrorCode.INTERNAL_ERROR
     close_code: CloseCode | None = None
+    #: The ``ref`` of the request this error answers: set by the router and by the client, which
+    #: also sets the three below from the hub's error envelope.
+    ref: str | int | None = None
+    #: On ``DEGRADED``: the id of the message that was relayed but not stored yet.
+    message_id: str | None = None
+    #: Seconds to wait before retrying, when the hub said so.
+    retry_after: float | None = None
+    #: The whole ``error`` object of the envelope.
+    details: dict[str, Any] | None = None
 
     def __init__(
         self,
@@ -148,8 +158,14 @@ class UnsupportedVersion(HandshakeError):
 
     status = 426
 
-    def __init__(self, message: str = "", **kwargs: object) -> None:
-        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        status: int | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message, status=status, headers=headers)
         self.headers.setdefault("Sec-WebSocket-Version", "13")
 
 
@@ -183,7 +199,9 @@ class ConnectionClosed(WslabError):
     ) -> None:
         super().__init__(message or "connection closed")
         self.close_code = (
-            CloseCode(close_code) if close_code in CloseCode._value2member_map_ else None
+            CloseCode(close_code)
+            if close_code is not None and close_code in CloseCode._value2member_map_
+            else None
         )
         self.received_code: int | None = close_code
         self.reason = reason

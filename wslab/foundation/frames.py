@@ -25,6 +25,7 @@ of :mod:`wslab.foundation.protocol`.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .codes import CloseCode, Opcode, is_valid_wire_close_code
@@ -43,16 +44,27 @@ __all__ = [
     "encode_frame",
     "encode_header",
     "parse_close_payload",
+    "truncate_close_reason",
 ]
 
 MAX_CONTROL_PAYLOAD = 125  # RFC 6455 5.5: control frames carry at most 125 bytes.
 MAX_CLOSE_REASON = MAX_CONTROL_PAYLOAD - 2  # two bytes go to the status code.
+
+
+def truncate_close_reason(reason: str) -> str:
+    """Cut a close reason to 123 bytes of UTF-8 without splitting a character (both engines)."""
+    encoded = reason.encode("utf-8")
+    if len(encoded) <= MAX_CLOSE_REASON:
+        return reason
+    return encoded[:MAX_CLOSE_REASON].decode("utf-8", errors="ignore")
 
 _FIN, _RSV1, _RSV2, _RSV3 = 0x80, 0x40, 0x20, 0x10
 _MASK_BIT = 0x80
 _OPCODES = {op.value: op for op in Opcode}  # dict lookup is faster than Opcode(value)
 _U16 = struct.Struct("!H")
 _U64 = struct.Struct("!Q")
+#: A parsed frame header: fin, the RSV bits, the opcode, the masking key and the payload length.
+_Header = tuple[bool, int, Opcode, bytes | None, int]
 
 
 @dataclass(slots=True)
@@ -101,6 +113,8 @@ def apply_mask_python(data: bytes | bytearray | memoryview, mask: bytes) -> byte
     )
 
 
+_apply_mask_c: Callable[[bytes | bytearray | memoryview, bytes], bytes] | None
+_mask_frame_c: Callable[[bytes, bytes | bytearray | memoryview, bytes], bytes] | None
 try:  # The optional C extension does the same XOR a machine word at a time.
     from ._speedups import apply_mask as _apply_mask_c
     from ._speedups import mask_frame as _mask_frame_c
@@ -248,7 +262,7 @@ class FrameParser:
         self._buffer = bytearray()
         self._failed: ProtocolError | None = None
         # The frame whose header has been read and whose payload is still arriving.
-        self._header: tuple[bool, int, Opcode, bytes | None, int] | None = None
+        self._header: _Header | None = None
         self._payload = bytearray()
 
     # -- public API --------------------------------------------------------------------------------
@@ -258,9 +272,10 @@ class FrameParser:
         if self._failed is not None:
             raise self._failed
         frames: list[Frame] = []
-        if self._header is not None and not self._buffer:
+        header = self._header
+        if header is not None and not self._buffer:
             # Fast path for large frames: the payload continues; skip the buffer.
-            rest = self._continue_payload(data, frames)
+            rest = self._continue_payload(header, data, frames)
             if rest is None:
                 return frames
             data = rest
@@ -339,12 +354,13 @@ class FrameParser:
         with memoryview(data) as view:
             try:
                 while True:
-                    if self._header is None:
+                    header = self._header
+                    if header is None:
                         parsed = self._parse_header(view, pos)
                         if parsed is None:
                             break
-                        pos = parsed
-                    fin, rsv, opcode, mask_key, length = self._header  # type: ignore[misc]
+                        pos, header = parsed
+                    fin, rsv, opcode, mask_key, length = header
                     have = len(self._payload)
                     need = length - have
                     if end - pos < need:
@@ -368,10 +384,11 @@ class FrameParser:
         return pos
 
     def _continue_payload(
-        self, data: bytes | bytearray | memoryview, frames: list[Frame]
+        self, header: _Header, data: bytes | bytearray | memoryview, frames: list[Frame]
     ) -> bytes | bytearray | memoryview | None:
-        """Append ``data`` to the frame in progress; return leftover bytes past its end, if any."""
-        fin, rsv, opcode, mask_key, length = self._header  # type: ignore[misc]
+        """Append ``data`` to the frame in progress (``header``, the one in ``self._header``);
+        return leftover bytes past its end, if any."""
+        fin, rsv, opcode, mask_key, length = header
         have = len(self._payload)
         need = length - have
         if len(data) < need:
@@ -406,8 +423,8 @@ class FrameParser:
             mask_key,
         )
 
-    def _parse_header(self, buf: memoryview, pos: int) -> int | None:
-        """Parse a header at ``pos``; set ``self._header`` and return the payload's offset.
+    def _parse_header(self, buf: memoryview, pos: int) -> tuple[int, _Header] | None:
+        """Parse a header at ``pos``; set ``self._header``, return the payload's offset and it.
 
         Every check that can be made from the first two bytes is made before waiting for the
         rest, so a violation is reported as early as possible.
@@ -457,5 +474,5 @@ class FrameParser:
                 return None
             mask_key = bytes(buf[offset : offset + 4])
             offset += 4
-        self._header = (fin, rsv, opcode, mask_key, length)
-        return offset
+        header = self._header = (fin, rsv, opcode, mask_key, length)
+        return offset, header

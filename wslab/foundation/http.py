@@ -60,7 +60,8 @@ _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 # (RFC 9110 also allows bytes >= 0x80 as "obs-text"; we refuse them, see the module docstring.)
 _FIELD_VALUE = re.compile(r"[\t\x20-\x7e]*")
 _REQUEST_LINE = re.compile(r"(" + _TOKEN.pattern + r") ([\x21-\x7e]+) HTTP/(\d)\.(\d)")
-_STATUS_LINE = re.compile(r"HTTP/1\.\d (\d{3})(?: ([\t\x20-\x7e]*))?")
+# RFC 9110 15: a status code outside 100..599 is invalid (not one we could act on).
+_STATUS_LINE = re.compile(r"HTTP/1\.\d ([1-5]\d\d)(?: ([\t\x20-\x7e]*))?")
 _END_OF_HEAD = b"\r\n\r\n"
 _BARE_LF = re.compile(rb"(?<!\r)\n")
 
@@ -157,7 +158,7 @@ class Headers:
             (k.lower(), v) for k, v in other._fields
         ]
 
-    __hash__ = None  # type: ignore[assignment]  # mutable, so not hashable
+    # Defining __eq__ alone leaves __hash__ None: headers are mutable, so not hashable.
 
     def __repr__(self) -> str:
         return f"Headers({self._fields!r})"

@@ -2,7 +2,7 @@
 
 :class:`Protocol` holds everything RFC 6455 says about an open connection — frames, masking,
 fragmentation, UTF-8, ping/pong, the closing handshake, failing the connection — and does no I/O
-at all. A transport (``wslab.infrastructure.transport``, or a test, or a notebook cell) moves the
+at all. A transport (``wslab.infrastructure.engines.wslab``, or a test, or a notebook cell) moves the
 bytes::
 
     proto = Protocol(Role.SERVER)
@@ -35,13 +35,13 @@ from .errors import (
     ProtocolError,
 )
 from .frames import (
-    MAX_CLOSE_REASON,
     MAX_CONTROL_PAYLOAD,
     Frame,
     FrameParser,
     encode_close_payload,
     encode_frame,
     parse_close_payload,
+    truncate_close_reason,
 )
 from .state import ConnectionState, StateMachine, Transition
 
@@ -128,14 +128,6 @@ Event = (
 #: or after inflation (in) for a permessage-deflate frame, ``None`` for an uncompressed one.
 FrameObserver = Callable[[str, Frame, int | None], None]
 TransitionObserver = Callable[[Transition], None]
-
-
-def _truncate_reason(reason: str) -> str:
-    """Cut a close reason to 123 bytes of UTF-8 without splitting a character."""
-    encoded = reason.encode("utf-8")
-    if len(encoded) <= MAX_CLOSE_REASON:
-        return reason
-    return encoded[:MAX_CLOSE_REASON].decode("utf-8", errors="ignore")
 
 
 @dataclass(slots=True)
@@ -358,10 +350,11 @@ class Protocol:
             message = self.assembler.add(frame)
             if message is not None:
                 self.stats.messages_in += 1
-                if message.is_text:
-                    events.append(TextReceived(message.data, message.frames))  # type: ignore[arg-type]
-                else:
-                    events.append(BinaryReceived(message.data, message.frames))  # type: ignore[arg-type]
+                match message.data:  # str exactly when the message is text
+                    case str() as text:
+                        events.append(TextReceived(text, message.frames))
+                    case data:
+                        events.append(BinaryReceived(data, message.frames))
         elif frame.rsv1:
             raise ProtocolError(
                 f"RSV1 set on a {opcode.name} frame: control frames are never compressed"
@@ -443,7 +436,7 @@ class Protocol:
             return b""
         if self.state is State.CONNECTING:
             raise InvalidStateTransition("send_close() before the opening handshake completed")
-        reason = _truncate_reason(reason)
+        reason = truncate_close_reason(reason)
         payload = encode_close_payload(code, reason)
         self._close_sent = (code, reason)
         self._closed_locally = self._close_received is None and self._failure is None

@@ -7,13 +7,23 @@ later one beats the earlier ones::
                  ([hub] table)  (WSLAB_PORT=9000)      (--port 9000)          (Hub.start(port=0))
 
 :meth:`HubConfig.load` merges them and :attr:`HubConfig.sources` says where each value came from
-(``"default"``, ``"file:/path/wslab.toml"``, ``"env:WSLAB_PORT"``, ``"cli"`` or ``"override"``).
+(``"default"``, ``"file:/path/wslab.toml"``, ``"env:WSLAB_PORT"``, ``"cli:--port"`` or
+``"override"``). :func:`settings` describes every setting (names, default, rules) for help text,
+``docs/configuration.md`` and ``wslab config``; :mod:`wslab.infrastructure.config_flags` turns
+them into command-line flags.
+
+This module declares the settings (the fields of :class:`HubConfig`, each with its rules) and
+merges the sources. Parsing and checking one value lives in
+:mod:`wslab.infrastructure.config_values`, the environment's names and the TOML file's reading
+in :mod:`wslab.infrastructure.config_sources`; the names they define are importable from here
+too.
 
 Rules worth knowing:
 
 - **A wrong value fails fast** with :class:`~wslab.foundation.errors.ConfigError`, whose message
   names the key as its source spells it and the value: ``WSLAB_PORT: expected an integer
-  0..65535, got 'abc'``, ``--port: ...``, ``port (file /etc/wslab.toml): ...``. A bad value is an
+  0..65535, got abc``, ``--db: ...``, ``port (file /etc/wslab.toml): ...``. Text values are
+  repeated as a shell would take them back, typed ones as Python writes them, secrets never. A bad value is an
   error even where a higher source overrides it: it is still a mistake in that source.
 - **Unknown keys fail fast** in the TOML file, command-line overrides and keyword overrides, with a
   "did you mean" suggestion. **Unknown ``WSLAB_*`` environment variables are ignored**, because
@@ -27,194 +37,63 @@ Rules worth knowing:
   any case), lists as comma-separated strings; an empty value means "none" for settings that may
   be none (``WSLAB_JWT_SECRET=``) and is an error for the others.
 - **Keyword overrides are typed** like the TOML file (``port="8765"`` is an error), while
-  command-line values may be text or already converted (see :func:`add_arguments`).
+  command-line values may be text or already converted (see
+  :func:`wslab.infrastructure.config_flags.add_arguments`).
+- **An HMAC secret is long enough for its algorithms** (32 bytes for HS256, RFC 7518 section
+  3.2), checked here so the message names where the secret came from.
 - Secrets never leave through :meth:`HubConfig.to_dict` or ``repr``: ``jwt_secret`` shows as
   ``"***"`` and passwords inside the database and broker URLs are masked.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import difflib
-import math
 import os
-import re
-import sys
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Literal
-from urllib.parse import urlsplit
-
-import platformdirs
+from typing import Any
 
 from wslab.foundation.errors import ConfigError
+from wslab.infrastructure.config_sources import CONFIG_FILE_ENV, ENV_PREFIX, _read_toml
+from wslab.infrastructure.config_values import (
+    _HMAC_MIN_BYTES,
+    _SECRET_MASK,
+    KiB,
+    MiB,
+    _check_algorithms,
+    _check_broker,
+    _check_database,
+    _check_file,
+    _check_host,
+    _check_hub_id,
+    _check_origins,
+    _check_path,
+    _check_public_key,
+    _convert_or_raise,
+    _describe,
+    _label,
+    _setting,
+    _Spec,
+    as_text,
+    default_database,
+    sqlite_path,
+)
 from wslab.infrastructure.urls import redact_url
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on Python 3.10 only
-    import tomli as tomllib
 
 __all__ = [
     "CONFIG_FILE_ENV",
     "ENV_PREFIX",
     "HubConfig",
-    "add_arguments",
+    "Setting",
+    "as_text",
     "default_database",
-    "overrides_from_args",
+    "settings",
     "sqlite_path",
     "unknown_env_vars",
 ]
-
-ENV_PREFIX = "WSLAB_"
-#: Names the TOML file when :meth:`HubConfig.load` is not given one. Not a setting itself.
-CONFIG_FILE_ENV = "WSLAB_CONFIG"
-
-KiB = 1024
-MiB = 1024 * KiB
-
-_Kind = Literal["int", "float", "bool", "str", "choice", "strs"]
-_TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"0", "false", "no", "off"})
-_SECRET_MASK = "***"
-
-
-class _Invalid(Exception):
-    """A value does not fit its setting; carries what was expected (the caller adds the key)."""
-
-    def __init__(self, expected: str) -> None:
-        super().__init__(expected)
-        self.expected = expected
-
-
-@dataclass(frozen=True)
-class _Spec:
-    """How one setting is parsed, checked, documented and shown."""
-
-    kind: _Kind
-    help: str
-    group: str
-    ge: float | None = None  # inclusive minimum
-    gt: float | None = None  # exclusive minimum
-    le: float | None = None  # inclusive maximum
-    choices: tuple[str, ...] = ()
-    optional: bool = False  # None is allowed
-    redact: Literal["secret", "url"] | None = None
-    # Extra rule run after the type and range checks: returns the canonical value or raises
-    # _Invalid. ``expected`` replaces the generated description in error messages.
-    validate: Callable[[Any], Any] | None = None
-    expected: str | None = None
-
-
-def _setting(default: Any, help: str, group: str, kind: _Kind, **rules: Any) -> Any:
-    """A dataclass field carrying its :class:`_Spec`; a callable default is a factory."""
-    spec = _Spec(kind=kind, help=help, group=group, **rules)
-    if callable(default):
-        return field(default_factory=default, metadata={"spec": spec})
-    return field(default=default, metadata={"spec": spec})
-
-
-# -- rules for individual settings ---------------------------------------------------------------
-
-_JWT_ALGORITHMS = (
-    "HS256", "HS384", "HS512",
-    "RS256", "RS384", "RS512",
-    "PS256", "PS384", "PS512",
-    "ES256", "ES384", "ES512",
-    "EdDSA",
-)  # fmt: skip
-_HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-
-
-def _check_host(value: str) -> str:
-    if not value or any(c.isspace() for c in value):
-        raise _Invalid("a host name or IP address")
-    return value
-
-
-def _check_path(value: str) -> str:
-    if not value.startswith("/") or any(c in value for c in "?# "):
-        raise _Invalid("a URL path starting with '/' (no query or spaces)")
-    return value
-
-
-def _check_algorithms(value: tuple[str, ...]) -> tuple[str, ...]:
-    # "none" is left out on purpose: an unsigned token must never authenticate anyone.
-    if not value or any(a not in _JWT_ALGORITHMS for a in value):
-        raise _Invalid("one or more of " + ", ".join(_JWT_ALGORITHMS))
-    return value
-
-
-def _check_public_key(value: str) -> str:
-    # PEM text, or the path of a PEM file (handy in an environment variable); the auth layer
-    # reads the file, we only make sure it is there.
-    if value.lstrip().startswith("-----BEGIN") or Path(value).is_file():
-        return value
-    raise _Invalid("PEM text or the path of an existing PEM file")
-
-
-def _check_origins(value: tuple[str, ...]) -> tuple[str, ...]:
-    origins = []
-    for origin in value:
-        parts = urlsplit(origin)
-        if (
-            parts.scheme not in ("http", "https")
-            or not parts.netloc
-            or parts.path not in ("", "/")
-            or parts.query
-            or parts.fragment
-        ):
-            raise _Invalid("origins like 'https://chat.example.org' or 'http://localhost:8765'")
-        # Browsers send scheme and host in lower case and without a trailing slash.
-        origins.append(f"{parts.scheme}://{parts.netloc.lower()}")
-    return tuple(origins)
-
-
-def _check_database(value: str) -> str:
-    if value.startswith("sqlite:///") and len(value) > len("sqlite:///"):
-        return value
-    if value.startswith(("postgresql://", "postgres://")):
-        return value
-    raise _Invalid("'sqlite:///<path>', 'sqlite:///:memory:' or 'postgresql://...'")
-
-
-def _check_broker(value: str) -> str:
-    if value.startswith(("memory://", "redis://", "rediss://", "unix://")):
-        return value
-    raise _Invalid("'memory://' or a Redis URL ('redis://', 'rediss://', 'unix://')")
-
-
-def _check_hub_id(value: str) -> str:
-    if not _HUB_ID.fullmatch(value):
-        raise _Invalid("1-64 letters, digits, '.', '_' or '-' (starting with a letter or digit)")
-    return value
-
-
-def _check_file(value: str) -> str:
-    if not Path(value).is_file():
-        raise _Invalid("the path of an existing file")
-    return value
-
-
-def default_database() -> str:
-    """``sqlite:///<user data dir>/wslab.db``: per user, survives restarts, needs no server.
-
-    The directory may not exist yet; the store creates it when it opens the file.
-    """
-    return "sqlite:///" + str(Path(platformdirs.user_data_dir("wslab")) / "wslab.db")
-
-
-def sqlite_path(database: str) -> str:
-    """The file path (or ``":memory:"``) inside a ``sqlite:///`` URL.
-
-    The URL convention is SQLAlchemy's: ``sqlite:///relative.db``, ``sqlite:////abs/path.db``.
-    """
-    if not database.startswith("sqlite:///"):
-        raise ConfigError(f"database: expected a 'sqlite:///' URL, got {database!r}")
-    return database[len("sqlite:///") :]
 
 
 # -- the configuration ---------------------------------------------------------------------------
@@ -380,11 +259,14 @@ class HubConfig:
     # -- authentication: JWT on the upgrade, the first message or the URL --
     auth_required: bool = _setting(
         True, "Require a JWT; false admits anyone as a guest (teaching, benchmarks).", _AUTH,
-        "bool",
+        "bool", aliases=("--no-auth",),
     )  # fmt: skip
     jwt_secret: str | None = _setting(
-        None, "HMAC key for HS* tokens; none means the hub generates one at start.", _AUTH,
-        "str", optional=True, redact="secret",
+        None,
+        "HMAC key for HS* tokens (32 bytes or more for HS256). None: `wslab serve` and "
+        "`wslab token` share a development secret kept in the user's data folder; a hub "
+        "started from Python generates one.",
+        _AUTH, "str", optional=True, redact="secret", aliases=("--secret",),
     )  # fmt: skip
     jwt_algorithms: tuple[str, ...] = _setting(
         ("HS256",), "Accepted JWT algorithms (never 'none').", _AUTH, "strs",
@@ -408,7 +290,7 @@ class HubConfig:
     )
     allowed_origins: tuple[str, ...] = _setting(
         (), "Origins allowed to open a WebSocket; empty allows every origin.", _AUTH, "strs",
-        validate=_check_origins,
+        validate=_check_origins, aliases=("--allowed-origin",),
     )  # fmt: skip
     token_cache_size: int = _setting(
         1024, "Verified tokens remembered (LRU, oldest evicted); 0 disables the cache.", _AUTH,
@@ -420,6 +302,7 @@ class HubConfig:
         default_database,
         "Message store: 'sqlite:///<path>', 'sqlite:///:memory:' or 'postgresql://...'.",
         _STORE, "str", validate=_check_database, redact="url",
+        shown_default="sqlite:///<user data dir>/wslab.db", aliases=("--db",),
     )  # fmt: skip
     broker: str = _setting(
         "memory://", "Fan-out between hubs: 'memory://' (one process) or 'redis://...'.",
@@ -465,7 +348,10 @@ class HubConfig:
         "INFO", "Level of the hub's log.", _OBS, "choice",
         choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
     )  # fmt: skip
-    log_json: bool = _setting(True, "Log one JSON object per line (else plain text).", _OBS, "bool")
+    log_json: bool = _setting(
+        True, "Log one JSON object per line (else plain text; `--log-format text|json`).", _OBS,
+        "bool",
+    )  # fmt: skip
 
     # -- TLS and shutdown --
     tls_certfile: str | None = _setting(
@@ -515,6 +401,17 @@ class HubConfig:
             given = "tls_certfile" if self.tls_certfile is not None else "tls_keyfile"
             missing = "tls_keyfile" if given == "tls_certfile" else "tls_certfile"
             raise ConfigError(f"{label(given)}: is set but {missing} is not; set both or neither")
+        hmac = [a for a in self.jwt_algorithms if a in _HMAC_MIN_BYTES]
+        if self.jwt_secret is not None and hmac:
+            # RFC 7518 section 3.2: an HMAC key at least as long as the hash. Checked here, not
+            # only where tokens are signed, so the message names the flag, variable or file key.
+            need = max(hmac, key=_HMAC_MIN_BYTES.__getitem__)
+            size = len(self.jwt_secret.encode())
+            if size < _HMAC_MIN_BYTES[need]:
+                raise ConfigError(
+                    f"{label('jwt_secret')}: {need} needs a secret of at least "
+                    f"{_HMAC_MIN_BYTES[need]} bytes; this one has {size}"
+                )
         asymmetric = [a for a in self.jwt_algorithms if not a.startswith("HS")]
         if self.auth_required and asymmetric and self.jwt_public_key is None:
             raise ConfigError(
@@ -541,7 +438,8 @@ class HubConfig:
 
         ``env`` defaults to ``os.environ``; pass ``{}`` to ignore the environment. ``file`` is a
         TOML file with a ``[hub]`` table; when None, ``WSLAB_CONFIG`` in ``env`` may name one.
-        ``argv_overrides`` is what :func:`overrides_from_args` returns. Raises ConfigError.
+        ``argv_overrides`` is what
+        :func:`wslab.infrastructure.config_flags.overrides_from_args` returns. Raises ConfigError.
         """
         env = os.environ if env is None else env
         values: dict[str, Any] = {}
@@ -562,9 +460,11 @@ class HubConfig:
             name = _env_to_name(var)
             if name is not None:  # unknown WSLAB_* variables belong to someone else: ignored
                 put(name, raw, f"env:{var}", text=True)
+        # What the user typed, when the parser recorded it (``--db`` rather than ``--database``).
+        flags: Mapping[str, str] = getattr(argv_overrides, "flags", {})
         for key, raw in (argv_overrides or {}).items():
             _require_known(key, "command-line arguments")
-            put(key, raw, "cli", text=True)
+            put(key, raw, f"cli:{flags[key]}" if key in flags else "cli", text=True)
         for key, raw in overrides.items():
             _require_known(key, "overrides")
             put(key, raw, "override", text=False)
@@ -572,12 +472,17 @@ class HubConfig:
 
     def replace(self, **changes: Any) -> HubConfig:
         """A copy with ``changes`` applied (as runtime overrides), validated like :meth:`load`."""
+        return self.replace_from("override", **changes)
+
+    def replace_from(self, source: str, **changes: Any) -> HubConfig:
+        """:meth:`replace` with ``source`` recorded in :attr:`sources` for the changed settings
+        (a command line that fills in a value itself says where it took it from)."""
         for key in changes:
             _require_known(key, "replace()")
         values = {name: getattr(self, name) for name in _SPECS}
         values.update(changes)
         sources = dict(self.__dict__["_sources"])
-        sources.update(dict.fromkeys(changes, "override"))
+        sources.update(dict.fromkeys(changes, source))
         return self._build(values, sources)
 
     # -- introspection ---------------------------------------------------------------------------
@@ -585,8 +490,16 @@ class HubConfig:
     @property
     def sources(self) -> Mapping[str, str]:
         """Where each setting's value came from: ``"default"``, ``"file:<path>"``,
-        ``"env:<VAR>"``, ``"cli"`` or ``"override"`` (every setting has an entry)."""
+        ``"env:<VAR>"``, ``"cli:<flag as typed>"`` (``"cli"`` when the parser did not say which
+        spelling) or ``"override"`` (every setting has an entry)."""
         return MappingProxyType(self.__dict__["_sources"])
+
+    def label(self, name: str) -> str:
+        """How a message should name setting ``name``: as the source of its value spells it
+        (``--db``, ``WSLAB_PORT``, ``port (file /etc/wslab.toml)``, or the plain name)."""
+        _require_known(name, "label()")
+        source = self.__dict__["_sources"][name]
+        return name if source in ("default", "override") else _label(name, source)
 
     @classmethod
     def field_help(cls) -> dict[str, str]:
@@ -624,7 +537,7 @@ class HubConfig:
 _SPECS: dict[str, _Spec] = {f.name: f.metadata["spec"] for f in dataclasses.fields(HubConfig)}
 
 
-# -- conversion of one value ---------------------------------------------------------------------
+# -- the table's names and defaults --------------------------------------------------------------
 
 
 def _default(name: str) -> Any:
@@ -632,117 +545,6 @@ def _default(name: str) -> Any:
     if f.default_factory is not dataclasses.MISSING:
         return f.default_factory()
     return f.default
-
-
-def _label(name: str, source: str) -> str:
-    """How an error message names a setting: as its source spells it."""
-    if source.startswith("env:"):
-        return source[len("env:") :]
-    if source == "cli":
-        return "--" + name.replace("_", "-")
-    if source.startswith("file:"):
-        return f"{name} (file {source[len('file:') :]})"
-    return f"{name} ({source})"
-
-
-def _describe(spec: _Spec) -> str:
-    """What a setting expects, for error messages: 'an integer 0..65535'."""
-    if spec.expected:
-        text = spec.expected
-    elif spec.kind in ("int", "float"):
-        noun = "an integer" if spec.kind == "int" else "a number"
-        if spec.ge is not None and spec.le is not None:
-            text = f"{noun} {spec.ge:g}..{spec.le:g}"
-        elif spec.gt is not None:
-            text = f"{noun} > {spec.gt:g}"
-        elif spec.ge is not None:
-            text = f"{noun} >= {spec.ge:g}"
-        else:
-            text = noun
-    elif spec.kind == "bool":
-        text = "a boolean (true/false, 1/0, yes/no, on/off)"
-    elif spec.kind == "choice":
-        text = "one of " + ", ".join(repr(c) for c in spec.choices)
-    elif spec.kind == "strs":
-        text = "a list of strings (or one comma-separated string)"
-    else:
-        text = "a string"
-    return text + " or None" if spec.optional else text
-
-
-def _parse_text(spec: _Spec, raw: str) -> Any:
-    """Text (environment, command line) -> a typed value, before range and rule checks."""
-    stripped = raw.strip()
-    if spec.kind == "strs":
-        return tuple(item.strip() for item in raw.split(",") if item.strip())
-    if spec.optional and not stripped:
-        return None
-    if spec.kind == "int":
-        try:
-            return int(stripped)
-        except ValueError:
-            raise _Invalid(_describe(spec)) from None
-    if spec.kind == "float":
-        try:
-            return float(stripped)
-        except ValueError:
-            raise _Invalid(_describe(spec)) from None
-    if spec.kind == "bool":
-        if stripped.lower() in _TRUE:
-            return True
-        if stripped.lower() in _FALSE:
-            return False
-        raise _Invalid(_describe(spec))
-    return raw  # str and choice: checked as typed values
-
-
-def _check_typed(spec: _Spec, raw: Any) -> Any:
-    """A typed value (TOML, keyword override, or parsed text) -> its canonical form."""
-    kind = spec.kind
-    is_number = isinstance(raw, (int, float)) and not isinstance(raw, bool)
-    if kind == "int" and is_number and isinstance(raw, int):
-        return raw
-    elif kind == "float" and is_number and math.isfinite(raw):
-        return float(raw)
-    elif kind in ("bool", "str") and isinstance(raw, bool if kind == "bool" else str):
-        return raw
-    elif kind == "choice" and isinstance(raw, str):
-        for choice in spec.choices:  # any case in, the canonical spelling out
-            if raw.strip().lower() == choice.lower():
-                return choice
-    elif kind == "strs":
-        if isinstance(raw, str):
-            return _parse_text(spec, raw)
-        if isinstance(raw, (list, tuple)) and all(isinstance(x, str) for x in raw):
-            return raw if isinstance(raw, tuple) else tuple(raw)
-    raise _Invalid(_describe(spec))
-
-
-def _convert(spec: _Spec, raw: Any, *, text: bool) -> Any:
-    if isinstance(raw, os.PathLike):
-        raw = os.fspath(raw)
-    value = _parse_text(spec, raw) if text and isinstance(raw, str) else raw
-    if value is None:
-        if spec.optional:
-            return None
-        raise _Invalid(_describe(spec))
-    value = _check_typed(spec, value)
-    if (
-        (spec.ge is not None and value < spec.ge)
-        or (spec.gt is not None and value <= spec.gt)
-        or (spec.le is not None and value > spec.le)
-    ):
-        raise _Invalid(_describe(spec))
-    if spec.validate is not None:
-        value = spec.validate(value)
-    return value
-
-
-def _convert_or_raise(name: str, spec: _Spec, raw: Any, source: str, *, text: bool) -> Any:
-    try:
-        return _convert(spec, raw, text=text)
-    except _Invalid as exc:
-        raise ConfigError(f"{_label(name, source)}: expected {exc.expected}, got {raw!r}") from None
 
 
 def _require_known(key: object, where: str) -> None:
@@ -779,92 +581,46 @@ def unknown_env_vars(env: Mapping[str, str] | None = None) -> dict[str, str | No
     return result
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
-    """The ``[hub]`` table of a TOML file."""
-    try:
-        with path.open("rb") as fh:
-            data = tomllib.load(fh)
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path}: not found") from None
-    except OSError as exc:
-        raise ConfigError(f"config file {path}: cannot be read ({exc.strerror})") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {path}: invalid TOML ({exc})") from None
-    stray = [key for key, value in data.items() if not isinstance(value, dict)]
-    if stray:
-        raise ConfigError(
-            f"config file {path}: top-level key {stray[0]!r}; hub settings belong in a [hub] table"
-        )
-    if "hub" not in data:
-        raise ConfigError(f"config file {path}: no [hub] table")
-    return data["hub"]
+# -- description, for help, documentation and ``wslab config`` --------------------------------
 
 
-# -- command line --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Setting:
+    """One setting as a reader sees it: its names in each source, its default and its rules."""
+
+    name: str  #: keyword and key in the TOML file's ``[hub]`` table
+    env: str  #: environment variable
+    flag: str  #: command-line flag (``--kebab-case``)
+    aliases: tuple[str, ...]  #: further flags (``--db``, ``--no-auth``)
+    kind: str  #: int, float, bool, str, choice or strs (a list)
+    group: str
+    help: str
+    default: Any
+    default_text: str  #: the default as text, machine-independent (``<user data dir>``)
+    expected: str  #: what a value must be: "an integer 0..65535"
+    choices: tuple[str, ...]
+    secret: bool  #: never shown
 
 
-def _argparse_type(name: str) -> Callable[[str], Any]:
-    spec = _SPECS[name]
-
-    def convert(text: str) -> Any:
-        try:
-            return _convert(spec, text, text=True)
-        except _Invalid as exc:
-            # argparse prefixes "argument --flag: "
-            raise argparse.ArgumentTypeError(f"expected {exc.expected}, got {text!r}") from None
-
-    convert.__name__ = name  # argparse names the type in some messages
-    return convert
-
-
-def add_arguments(parser: argparse.ArgumentParser, fields: Iterable[str] | None = None) -> None:
-    """Expose settings as ``--kebab-case`` flags, grouped by concern in ``--help``.
-
-    A flag's default is "not given" (``argparse.SUPPRESS``), so :func:`overrides_from_args`
-    returns only what was typed and lower sources keep their say. Booleans get ``--flag`` and
-    ``--no-flag``; lists take comma-separated values. With ``fields=None`` every setting gets a
-    flag except ``jwt_secret``: a secret on the command line is visible to every user of the
-    machine (``ps``), so it comes from ``WSLAB_JWT_SECRET`` or the file unless named explicitly.
-    """
-    if fields is None:
-        names = [n for n, s in _SPECS.items() if s.redact != "secret"]
-    else:
-        names = list(fields)
-        for name in names:
-            _require_known(name, "add_arguments()")
-    groups: dict[str, argparse._ArgumentGroup] = {}
-    for name in names:
-        spec = _SPECS[name]
-        group = groups.get(spec.group)
-        if group is None:
-            group = groups[spec.group] = parser.add_argument_group(f"hub: {spec.group}")
-        flag = "--" + name.replace("_", "-")
+def settings() -> list[Setting]:
+    """Every setting of :class:`HubConfig`, in declaration order."""
+    result = []
+    for name, spec in _SPECS.items():
         default = _default(name)
-        if spec.kind == "strs":
-            default = ",".join(default)
-        # argparse %-formats help strings.
-        text = f"{spec.help} [default: {default}; env {ENV_PREFIX}{name.upper()}]"
-        text = text.replace("%", "%%")
-        if spec.kind == "bool":
-            group.add_argument(
-                flag,
-                dest=name,
-                action=argparse.BooleanOptionalAction,
-                default=argparse.SUPPRESS,
-                help=text,
+        result.append(
+            Setting(
+                name=name,
+                env=ENV_PREFIX + name.upper(),
+                flag="--" + name.replace("_", "-"),
+                aliases=spec.aliases,
+                kind=spec.kind,
+                group=spec.group,
+                help=spec.help,
+                default=default,
+                default_text=spec.shown_default or as_text(default),
+                expected=_describe(spec),
+                choices=spec.choices,
+                secret=spec.redact == "secret",
             )
-        else:
-            metavar = "{" + ",".join(spec.choices) + "}" if spec.choices else name.upper()
-            group.add_argument(
-                flag,
-                dest=name,
-                type=_argparse_type(name),
-                default=argparse.SUPPRESS,
-                metavar=metavar,
-                help=text,
-            )
-
-
-def overrides_from_args(ns: argparse.Namespace) -> dict[str, Any]:
-    """The settings given on the command line, for ``HubConfig.load(argv_overrides=...)``."""
-    return {name: value for name, value in vars(ns).items() if name in _SPECS}
+        )
+    return result

@@ -12,8 +12,10 @@ A connection has two bounded queues and a small set of verbs:
   neither stall a broadcast nor grow memory without bound. ``await send()`` is the flow-controlled
   variant for a single producer: it waits until the socket has drained.
 
-The two engines — wslab's own (:mod:`wslab.infrastructure.transport`) and the ``websockets``
-library (:mod:`wslab.infrastructure.websockets_engine`) — subclass this and provide the I/O.
+The two engines — wslab's own (:mod:`wslab.infrastructure.engines.wslab`) and the
+``websockets`` library (:mod:`wslab.infrastructure.engines.websockets`) — subclass this and
+provide the I/O. The outgoing queue (:class:`~wslab.infrastructure.outgoing.OutgoingQueue`) and
+the slow-consumer policy at its bound live here, once for both.
 """
 
 from __future__ import annotations
@@ -39,7 +41,8 @@ from wslab.foundation.errors import (
 from wslab.foundation.http import Headers
 from wslab.foundation.state import ConnectionState
 
-from .events import EventKind, EventLog
+from .events import NULL_EVENT_LOG, EventKind, EventLog
+from .outgoing import OutgoingQueue
 
 __all__ = [
     "Connection",
@@ -216,6 +219,7 @@ class Connection:
         "_incoming_waiter",
         "_ping_counter",
         "_pings",
+        "_queue",
         "_reading_paused",
         "clock",
         "context",
@@ -253,7 +257,8 @@ class Connection:
         self.query = query or {}
         self.headers = headers or Headers()
         self.subprotocol = subprotocol
-        self.events = event_log
+        #: The event log (a null one that records nothing when none is given).
+        self.events = event_log if event_log is not None else NULL_EVENT_LOG
         self.clock = clock
         self.stats = ConnectionStats(opened_at=clock())
         #: Free slot for the layers above (identity, rooms...): the transport never reads it.
@@ -268,6 +273,10 @@ class Connection:
         self._pings: dict[bytes, tuple[float, asyncio.Future[float]]] = {}
         self._close_callbacks: list[Callable[[Connection], object]] | None = None
         self._ping_counter = itertools.count()
+        #: Outgoing messages waiting for the socket; what each engine's writer needs, sized.
+        #: Created when the socket first pushes back (:meth:`_outgoing`) and dropped once
+        #: drained: most connections of a hub never need one, and an empty queue is over a KiB.
+        self._queue: OutgoingQueue[Any] | None = None
 
     # -- what the engines implement ----------------------------------------------------------------
 
@@ -306,12 +315,14 @@ class Connection:
     @property
     def queue_depth(self) -> int:
         """Outgoing messages waiting for the socket."""
-        return 0
+        queue = self._queue
+        return len(queue) if queue is not None else 0
 
     @property
     def queued_bytes(self) -> int:
         """Bytes of the outgoing messages waiting for the socket (at most ``max_queue_bytes``)."""
-        return 0
+        queue = self._queue
+        return queue.nbytes if queue is not None else 0
 
     @property
     def close_code(self) -> int | None:
@@ -425,6 +436,46 @@ class Connection:
 
     def _can_send(self) -> bool:
         return self.state is ConnectionState.OPEN
+
+    def _queue_outgoing(self, item: object, size: int) -> bool:
+        """Queue ``item`` (``size`` bytes) for the socket; at the bound, apply the policy.
+
+        Returns False if the item was not queued (dropped, or the connection is closing).
+        """
+        queue = self._outgoing()
+        if not queue.fits(size) and not self._overflow():
+            return False
+        queue.append(item, size)
+        if len(queue) > self.stats.queue_peak:
+            self.stats.queue_peak = len(queue)
+        return True
+
+    def _outgoing(self) -> OutgoingQueue[Any]:
+        """The outgoing queue, created on first use."""
+        queue = self._queue
+        if queue is None:
+            limits = self.limits
+            queue = self._queue = OutgoingQueue(limits.max_queue, limits.max_queue_bytes)
+        return queue
+
+    def _drop_queue(self) -> None:
+        """Forget everything queued and give the queue back (drained, closed or cut off)."""
+        self._queue = None
+
+    def _overflow(self) -> bool:
+        """The outgoing queue is full. Returns True if the new message may still be queued."""
+        policy = self.limits.slow_consumer_policy
+        self.stats.dropped_out += 1
+        self._record(EventKind.SLOW_CONSUMER, policy=policy.value, queued=self.queue_depth)
+        if policy is SlowConsumerPolicy.DROP_OLDEST and self._queue:
+            self._queue.popleft()
+            return True
+        if policy is SlowConsumerPolicy.CLOSE:
+            # The peer is not reading, so it would not read what is queued either: drop it,
+            # send the close now, and abort if the handshake does not finish in time.
+            self._drop_queue()
+            self._start_close(CloseCode.TRY_AGAIN_LATER, "slow consumer: outgoing queue overflowed")
+        return False
 
     # -- ping / pong -------------------------------------------------------------------------------
 
@@ -574,7 +625,7 @@ class Connection:
 
     def _record(self, kind: EventKind, **fields: object) -> None:
         log = self.events
-        if log is not None and log.enabled_for(kind):
+        if log.enabled_for(kind):
             log.record(kind, self.id, **fields)
 
     @property

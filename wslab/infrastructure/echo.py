@@ -12,8 +12,9 @@ from wslab.foundation.deflate import DeflateSettings
 from wslab.foundation.errors import ConnectionClosed
 
 from .connection import Connection, ConnectionLimits
+from .engines.wslab import serve
 from .events import EventLog
-from .transport import Server, serve
+from .server import Server
 
 __all__ = ["DEFAULT_COMPRESSION", "DEFAULT_ECHO_MAX_SIZE", "echo_handler", "serve_echo"]
 

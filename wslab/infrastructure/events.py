@@ -60,12 +60,14 @@ if TYPE_CHECKING:
 
 __all__ = [
     "LEVELS",
+    "NULL_EVENT_LOG",
     "TRAFFIC_KINDS",
     "ConnectionEvents",
     "Event",
     "EventKind",
     "EventLevel",
     "EventLog",
+    "NullEventLog",
     "Subscriber",
 ]
 
@@ -202,6 +204,10 @@ class EventLog:
 
     @level.setter
     def level(self, level: EventLevel) -> None:
+        self._set_level(level)
+
+    def _set_level(self, level: EventLevel) -> None:
+        """What setting :attr:`level` does (a subclass that restricts it overrides this)."""
         if level not in _ENABLED_BY_LEVEL:
             raise ConfigError(f"event level must be one of {LEVELS}, got {level!r}")
         self._level = level
@@ -246,21 +252,22 @@ class EventLog:
         # ERROR event never overtakes the event that caused it.
         for callback, _ in failed:
             self.unsubscribe(callback)
-        for callback, exc in failed:
-            logger.warning("event subscriber %r failed and was detached", callback, exc_info=exc)
+        for callback, error in failed:
+            logger.warning("event subscriber %r failed and was detached", callback, exc_info=error)
             self.record(
                 EventKind.ERROR,
                 None,
                 where="event_subscriber",
                 subscriber=repr(callback),
-                error=type(exc).__name__,
-                message=str(exc),
+                error=type(error).__name__,
+                message=str(error),
             )
 
     # -- subscribers ----------------------------------------------------------------------------
 
-    def subscribe(self, callback: Subscriber) -> Callable[[], None]:
-        """Call ``callback(event)`` for every event kept from now on; returns an unsubscriber.
+    def subscribe(self, callback: Subscriber) -> Callable[[], bool]:
+        """Call ``callback(event)`` for every event kept from now on; returns an unsubscriber
+        (which says, as :meth:`unsubscribe` does, whether the callback was still attached).
 
         Raises :class:`~wslab.foundation.errors.ConflictError` when ``max_subscribers`` are
         already attached.
@@ -372,6 +379,28 @@ class EventLog:
         appears as ``field_<name>``.
         """
         return _rows_to_dataframe(self._select(kind, connection_id))
+
+
+class NullEventLog(EventLog):
+    """An event log that keeps nothing: what a part holds when it was given no log.
+
+    Parts record through it unconditionally instead of asking ``if events is not None`` first;
+    its level stays ``"off"`` (setting another is a :class:`ConfigError`, since the one
+    instance is shared).
+    """
+
+    def __init__(self) -> None:
+        super().__init__(maxlen=1, level="off", max_subscribers=0)
+
+    def _set_level(self, level: EventLevel) -> None:
+        if level != "off":
+            raise ConfigError("the null event log records nothing; give the part an EventLog")
+        self._level = "off"
+        self._enabled = frozenset()
+
+
+#: The one :class:`NullEventLog`, shared by every part built without an event log.
+NULL_EVENT_LOG: EventLog = NullEventLog()
 
 
 class ConnectionEvents:

@@ -39,7 +39,7 @@ __all__ = ["READ_SLICE", "FrameBudget", "LoopStallWatch"]
 
 #: Bytes parsed per turn of the event loop; a larger read is parsed in slices, yielding between
 #: them, so one socket read of 256 KiB of tiny frames cannot hold the loop for its ~40k frames.
-READ_SLICE = 16 * 1024
+READ_SLICE = 4 * 1024
 
 Clock = Callable[[], float]
 

@@ -25,7 +25,7 @@ from wslab.foundation.errors import ConfigError, ConnectionClosed
 from wslab.foundation.state import ConnectionState
 
 from .connection import Connection
-from .events import EventKind, EventLog
+from .events import NULL_EVENT_LOG, EventKind, EventLog
 
 __all__ = ["HeartbeatAction", "HeartbeatMonitor", "HeartbeatTimer"]
 
@@ -140,7 +140,7 @@ class HeartbeatMonitor:
             raise ConfigError("ping_interval and pong_timeout must be positive")
         self.ping_interval = ping_interval
         self.pong_timeout = pong_timeout
-        self.events = event_log
+        self.events = event_log if event_log is not None else NULL_EVENT_LOG
         self.on_rtt = on_rtt
         self.on_dead = on_dead
         self.on_error = on_error
@@ -260,14 +260,13 @@ class HeartbeatMonitor:
     def _declare_dead(self, connection: Connection, timer: HeartbeatTimer, now: float) -> None:
         self.dead_peers += 1
         silent_for = now - timer.last_pong_at
-        if self.events is not None and self.events.enabled_for(EventKind.HEARTBEAT_TIMEOUT):
-            self.events.record(
-                EventKind.HEARTBEAT_TIMEOUT,
-                connection.id,
-                silent_for=silent_for,
-                pong_timeout=self.pong_timeout,
-                ping_interval=self.ping_interval,
-            )
+        self.events.record(
+            EventKind.HEARTBEAT_TIMEOUT,
+            connection.id,
+            silent_for=silent_for,
+            pong_timeout=self.pong_timeout,
+            ping_interval=self.ping_interval,
+        )
         log.info("peer %s did not answer a ping within %.1fs", connection.id, self.pong_timeout)
         if self.on_dead is not None:
             self.on_dead(connection)

@@ -261,13 +261,21 @@ class TextFormatter(logging.Formatter):
 # -- setup ---------------------------------------------------------------------------------------
 
 
-class _CurrentStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class _WslabHandler(logging.StreamHandler):
+    """The one handler :func:`configure_logging` keeps on the ``wslab`` logger."""
+
+    #: How configure_logging() finds its handler among the logger's: by this attribute, not by
+    #: class, so that one made before the module was reloaded (in a kernel) is found too.
+    wslab_handler = True
+
+
+class _CurrentStderrHandler(_WslabHandler):
     """Writes to ``sys.stderr`` as it is when each record is emitted (Jupyter, pytest swap it)."""
 
     def __init__(self) -> None:
         super().__init__(sys.stderr)
 
-    @property  # type: ignore[override]
+    @property
     def stream(self) -> IO[str]:
         return sys.stderr
 
@@ -309,12 +317,11 @@ def configure_logging(
         handler.close()
         handler = None
     if handler is None:
-        handler = _CurrentStderrHandler() if stream is None else logging.StreamHandler(stream)
-        handler.wslab_handler = True  # type: ignore[attr-defined]
+        handler = _CurrentStderrHandler() if stream is None else _WslabHandler(stream)
         handler.addFilter(_ContextFilter())
         logger.addHandler(handler)
-    elif stream is not None:
-        handler.setStream(stream)  # type: ignore[attr-defined]
+    elif stream is not None and isinstance(handler, logging.StreamHandler):
+        handler.setStream(stream)
     handler.setFormatter(JsonFormatter() if json else TextFormatter())
     logger.setLevel(level)
     # The kernel (or the application) may have its own root handlers: without this, every wslab

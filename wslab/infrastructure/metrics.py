@@ -31,6 +31,12 @@ Why values live here and prometheus_client only formats them
     ``CollectorRegistry`` and lets ``generate_latest`` write the exposition. Nothing is
     registered in prometheus_client's global registry.
 
+Where the parts live
+    This module is the registry (:class:`Metrics`: declaring, reading, exposing). The series
+    and :class:`Timer` are in :mod:`wslab.infrastructure.metrics_series`, the metric types
+    (:class:`Counter`, :class:`Gauge`, :class:`Histogram`) and :func:`time_it` in
+    :mod:`wslab.infrastructure.metrics_types`; every name is importable from here too.
+
 Histograms
     Each series keeps cumulative Prometheus buckets (``le`` is inclusive) plus count, sum, min
     and max over its whole life, **and** a ring of the last ``window`` samples (10 000 by default;
@@ -65,17 +71,11 @@ Threads
 
 from __future__ import annotations
 
-import bisect
-import enum
 import itertools
-import logging
 import math
 import re
-import time
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -85,15 +85,26 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-)
-from prometheus_client.utils import floatToGoString
+from prometheus_client.core import Metric
 
 from wslab.foundation.errors import ConfigError
+from wslab.infrastructure.metrics_series import (
+    _QUANTILES,
+    DEFAULT_BUCKETS,
+    CounterChild,
+    GaugeChild,
+    HistogramChild,
+    Timer,
+)
+from wslab.infrastructure.metrics_types import (
+    OVERFLOW_LABEL_VALUE,
+    Counter,
+    Gauge,
+    Histogram,
+    _exposed_names,
+    _Metric,
+    time_it,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -113,472 +124,11 @@ __all__ = [
     "time_it",
 ]
 
-logger = logging.getLogger("wslab.metrics")
-
 #: The ``Content-Type`` to serve :meth:`Metrics.prometheus_text` with.
 CONTENT_TYPE: str = CONTENT_TYPE_LATEST
 
-#: Latency buckets in seconds, 100 µs to 10 s: WebSocket round trips on localhost sit at the
-#: bottom, a slow store or a congested network at the top.
-DEFAULT_BUCKETS: tuple[float, ...] = (
-    0.0001,
-    0.00025,
-    0.0005,
-    0.001,
-    0.0025,
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    1.0,
-    2.5,
-    5.0,
-    10.0,
-)
-
-#: The label value of the series that collects label sets beyond ``max_series``. Chosen so it
-#: cannot be mistaken for a real room or user called "other".
-OVERFLOW_LABEL_VALUE = "__other__"
-
-_QUANTILES = (("p50", 0.5), ("p90", 0.9), ("p99", 0.99))
 _METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
-
-
-# -- series (children): what the hot path touches ------------------------------------------------
-
-
-class CounterChild:
-    """One series of a counter: a value that only goes up (or one read from a function)."""
-
-    __slots__ = ("_fn", "value")
-
-    def __init__(self) -> None:
-        self.value: float = 0
-        self._fn: Callable[[], float] | None = None
-
-    def inc(self, n: float = 1) -> None:
-        """Add ``n`` (>= 0)."""
-        if n < 0:
-            raise ConfigError(f"a counter can only increase, got inc({n})")
-        self.value += n
-
-    def set_function(self, fn: Callable[[], float]) -> None:
-        """Read the value from ``fn()`` (plus what ``inc`` added) whenever it is read.
-
-        For totals that live elsewhere as plain ints (bytes and frames counted by each
-        connection): the hot path keeps incrementing its own ints and pays nothing for the
-        metric. ``fn`` must never go down. If it raises, the reading is NaN and the error is
-        logged on ``wslab.metrics``.
-        """
-        self._fn = fn
-
-    def get(self) -> float:
-        """The current value."""
-        fn = self._fn
-        if fn is None:
-            return self.value
-        try:
-            return self.value + float(fn())
-        except Exception:
-            logger.exception("counter function %r failed", fn)
-            return math.nan
-
-    def _reset(self) -> None:
-        # A total read from a function cannot be zeroed at its source: start from its current
-        # reading instead, so the series counts up from 0 again.
-        fn = self._fn
-        self.value = 0
-        if fn is not None:
-            self.value = -self.get()
-
-
-class GaugeChild:
-    """One series of a gauge: a value that goes up and down, or is read from a function."""
-
-    __slots__ = ("_fn", "value")
-
-    def __init__(self) -> None:
-        self.value: float = 0
-        self._fn: Callable[[], float] | None = None
-
-    def set(self, value: float) -> None:
-        """Set the value (and stop reading it from a function, if one was set)."""
-        self._fn = None
-        self.value = value
-
-    def inc(self, n: float = 1) -> None:
-        """Add ``n``."""
-        self.value += n
-
-    def dec(self, n: float = 1) -> None:
-        """Subtract ``n``."""
-        self.value -= n
-
-    def set_function(self, fn: Callable[[], float]) -> None:
-        """Read the value from ``fn()`` whenever the gauge is read (e.g. a queue's length).
-
-        If ``fn`` raises, the reading is NaN and the error is logged on ``wslab.metrics``.
-        """
-        self._fn = fn
-
-    def get(self) -> float:
-        """The current value."""
-        fn = self._fn
-        if fn is None:
-            return self.value
-        try:
-            return float(fn())
-        except Exception:
-            logger.exception("gauge function %r failed", fn)
-            return math.nan
-
-    def _reset(self) -> None:
-        self.value = 0
-
-
-class HistogramChild:
-    """One series of a histogram: buckets, count, sum, min, max and a window of recent samples."""
-
-    __slots__ = ("_bounds", "_counts", "_window", "count", "max", "min", "sum")
-
-    def __init__(self, bounds: tuple[float, ...], window: int) -> None:
-        self._bounds = bounds  # finite upper bounds, ascending; +Inf is implicit
-        self._counts = [0] * (len(bounds) + 1)  # per bucket, not cumulative; last is +Inf
-        self._window: deque[float] = deque(maxlen=window)
-        self.count = 0
-        self.sum = 0.0
-        self.min = math.inf
-        self.max = -math.inf
-
-    def observe(self, value: float) -> None:
-        """Record one sample (a duration in seconds for latency histograms)."""
-        # bisect_left finds the first bound >= value: Prometheus buckets include their bound.
-        self._counts[bisect.bisect_left(self._bounds, value)] += 1
-        self._window.append(value)
-        self.count += 1
-        self.sum += value
-        if value < self.min:
-            self.min = value
-        if value > self.max:
-            self.max = value
-
-    def time(self, clock: Callable[[], float] = time.perf_counter) -> Timer:
-        """A context manager that observes how long its block took."""
-        return Timer(self, clock=clock)
-
-    def quantile(self, q: float) -> float | None:
-        """The nearest-rank ``q``-quantile (0 < q <= 1) of the window, or None if it is empty."""
-        return _nearest_rank(sorted(self._window), q)
-
-    def buckets(self) -> list[tuple[float, int]]:
-        """Cumulative ``(le, count)`` pairs, ending with ``(inf, count)``."""
-        pairs: list[tuple[float, int]] = []
-        running = 0
-        for bound, n in zip((*self._bounds, math.inf), tuple(self._counts), strict=True):
-            running += n
-            pairs.append((bound, running))
-        return pairs
-
-    def summary(self) -> dict[str, Any]:
-        """Plain data: count, sum, min, max, p50, p90, p99, window and cumulative buckets.
-
-        ``min``/``max``/quantiles are None while nothing has been observed.
-        """
-        ordered = sorted(tuple(self._window))
-        data: dict[str, Any] = {
-            "count": self.count,
-            "sum": self.sum,
-            "min": self.min if self.count else None,
-            "max": self.max if self.count else None,
-        }
-        for key, q in _QUANTILES:
-            data[key] = _nearest_rank(ordered, q)
-        data["window"] = len(ordered)
-        data["buckets"] = {floatToGoString(le): n for le, n in self.buckets()}
-        return data
-
-    def _reset(self) -> None:
-        self._counts = [0] * (len(self._bounds) + 1)
-        self._window.clear()
-        self.count = 0
-        self.sum = 0.0
-        self.min = math.inf
-        self.max = -math.inf
-
-
-def _exposed_names(name: str, kind: str) -> tuple[str, frozenset[str]]:
-    """The Prometheus family name and sample names a metric of ``kind`` called ``name`` gets."""
-    if kind == "counter":
-        family = name[: -len("_total")] if name.endswith("_total") else name
-        return family, frozenset({family + "_total", family + "_created"})
-    if kind == "histogram":
-        return name, frozenset(
-            {name + "_bucket", name + "_count", name + "_sum", name + "_created"}
-        )
-    return name, frozenset({name})
-
-
-def _nearest_rank(ordered: Sequence[float], q: float) -> float | None:
-    if not 0 < q <= 1:
-        raise ConfigError(f"a quantile must be in (0, 1], got {q}")
-    if not ordered:
-        return None
-    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
-
-
-# -- metrics: a name, a help text, label names and their series ----------------------------------
-
-ChildT = TypeVar("ChildT", CounterChild, GaugeChild, HistogramChild)
-
-
-class _Metric(Generic[ChildT]):
-    """What counters, gauges and histograms share: label handling and the cardinality bound."""
-
-    type: ClassVar[str]
-
-    def __init__(
-        self,
-        registry: Metrics,
-        name: str,
-        help: str,
-        labelnames: tuple[str, ...],
-        max_series: int,
-    ) -> None:
-        self.name = name
-        self.help = help
-        self.labelnames = labelnames
-        self._registry = registry
-        self._max_series = max_series
-        self._children: dict[tuple[str, ...], ChildT] = {}
-        self._overflow_key = (OVERFLOW_LABEL_VALUE,) * len(labelnames)
-        #: How many times a new label set was folded into the overflow series.
-        self.overflowed = 0
-        # An unlabelled metric has exactly one series, created now so it is exposed as 0.
-        self._default: ChildT | None = None
-        if not labelnames:
-            self._default = self._children[()] = self._new_child()
-
-    def _new_child(self) -> ChildT:
-        raise NotImplementedError
-
-    def labels(self, *values: object, **labels: object) -> ChildT:
-        """The series for these label values (positional, in ``labelnames`` order, or by name).
-
-        Values are turned into strings (an Enum by its name). Hold on to the returned child on a
-        hot path to skip this lookup.
-        """
-        names = self.labelnames
-        if labels:
-            if values or len(labels) != len(names):
-                raise ConfigError(f"metric {self.name!r} takes labels {names}, got {labels}")
-            try:
-                values = tuple(labels[n] for n in names)
-            except KeyError:
-                raise ConfigError(
-                    f"metric {self.name!r} takes labels {names}, got {tuple(labels)}"
-                ) from None
-        elif len(values) != len(names):
-            raise ConfigError(f"metric {self.name!r} takes labels {names}, got {values}")
-        key = tuple(v.name if isinstance(v, enum.Enum) else str(v) for v in values)
-        child = self._children.get(key)
-        if child is None:
-            child = self._add_series(key)
-        return child
-
-    def _add_series(self, key: tuple[str, ...]) -> ChildT:
-        real = len(self._children) - (self._overflow_key in self._children)
-        if real >= self._max_series:
-            self.overflowed += 1
-            self._registry._label_overflow(self.name)
-            key = self._overflow_key
-            child = self._children.get(key)
-            if child is not None:
-                return child
-        child = self._children[key] = self._new_child()
-        return child
-
-    def _child(self, labels: dict[str, object]) -> ChildT:
-        if labels or self._default is None:
-            return self.labels(**labels)
-        return self._default
-
-    def series(self) -> list[tuple[dict[str, str], ChildT]]:
-        """Every series as ``(labels dict, child)``, in creation order."""
-        return [
-            (dict(zip(self.labelnames, k, strict=True)), c)
-            for k, c in tuple(self._children.items())
-        ]
-
-    def reset(self) -> None:
-        """Zero every series; the series themselves stay.
-
-        They stay because callers hold children on hot paths (``labels()`` once, ``inc()``
-        many times): a forgotten child would keep counting where nobody reads it.
-        """
-        for child in tuple(self._children.values()):
-            child._reset()
-        self.overflowed = 0
-
-    def _family(self, full_name: str) -> Metric:
-        raise NotImplementedError
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.name!r} labels={self.labelnames}>"
-
-
-class Counter(_Metric[CounterChild]):
-    """A value that only goes up: frames, messages, bytes, errors. Exposed as ``<name>_total``."""
-
-    type = "counter"
-
-    def _new_child(self) -> CounterChild:
-        return CounterChild()
-
-    def inc(self, n: float = 1, **labels: object) -> None:
-        """Add ``n`` (>= 0) to the series for ``labels``."""
-        self._child(labels).inc(n)
-
-    def set_function(self, fn: Callable[[], float], **labels: object) -> None:
-        """Read the series for ``labels`` from ``fn()`` (a total that never goes down)."""
-        self._child(labels).set_function(fn)
-
-    def value(self, **labels: object) -> float:
-        """The current value of the series for ``labels``."""
-        return self._child(labels).get()
-
-    def _family(self, full_name: str) -> Metric:
-        family = CounterMetricFamily(full_name, self.help, labels=self.labelnames)
-        for key, child in tuple(self._children.items()):
-            family.add_metric(key, child.get())
-        return family
-
-
-class Gauge(_Metric[GaugeChild]):
-    """A value that goes up and down: open connections, queue depth, rooms."""
-
-    type = "gauge"
-
-    def _new_child(self) -> GaugeChild:
-        return GaugeChild()
-
-    def set(self, value: float, **labels: object) -> None:
-        """Set the series for ``labels`` to ``value``."""
-        self._child(labels).set(value)
-
-    def inc(self, n: float = 1, **labels: object) -> None:
-        """Add ``n`` to the series for ``labels``."""
-        self._child(labels).inc(n)
-
-    def dec(self, n: float = 1, **labels: object) -> None:
-        """Subtract ``n`` from the series for ``labels``."""
-        self._child(labels).dec(n)
-
-    def set_function(self, fn: Callable[[], float], **labels: object) -> None:
-        """Read the series for ``labels`` from ``fn()`` whenever it is read."""
-        self._child(labels).set_function(fn)
-
-    def value(self, **labels: object) -> float:
-        """The current value of the series for ``labels``."""
-        return self._child(labels).get()
-
-    def _family(self, full_name: str) -> Metric:
-        family = GaugeMetricFamily(full_name, self.help, labels=self.labelnames)
-        for key, child in tuple(self._children.items()):
-            family.add_metric(key, child.get())
-        return family
-
-
-class Histogram(_Metric[HistogramChild]):
-    """A distribution of samples, usually durations in seconds: buckets plus recent quantiles."""
-
-    type = "histogram"
-
-    def __init__(
-        self,
-        registry: Metrics,
-        name: str,
-        help: str,
-        labelnames: tuple[str, ...],
-        max_series: int,
-        buckets: tuple[float, ...],
-        window: int,
-    ) -> None:
-        self.bounds = buckets
-        self.window = window
-        super().__init__(registry, name, help, labelnames, max_series)
-
-    def _new_child(self) -> HistogramChild:
-        return HistogramChild(self.bounds, self.window)
-
-    def observe(self, value: float, **labels: object) -> None:
-        """Record one sample in the series for ``labels``."""
-        self._child(labels).observe(value)
-
-    def time(self, clock: Callable[[], float] = time.perf_counter, **labels: object) -> Timer:
-        """A context manager that observes how long its block took."""
-        return Timer(self._child(labels), clock=clock)
-
-    def summary(self, **labels: object) -> dict[str, Any]:
-        """count/sum/min/max/p50/p90/p99/window/buckets of the series for ``labels``."""
-        return self._child(labels).summary()
-
-    def _family(self, full_name: str) -> Metric:
-        family = HistogramMetricFamily(full_name, self.help, labels=self.labelnames)
-        for key, child in tuple(self._children.items()):
-            buckets = [(floatToGoString(le), n) for le, n in child.buckets()]
-            family.add_metric(key, buckets, child.sum)
-        return family
-
-
-# -- timing --------------------------------------------------------------------------------------
-
-
-class Timer:
-    """Observe the duration of a ``with`` block (also when it raises) into a histogram series.
-
-    The default clock is :func:`time.perf_counter`, the finest clock Python has for short
-    intervals; pass a fake clock to drive it in tests. ``elapsed`` holds the last duration.
-    """
-
-    __slots__ = ("_clock", "_start", "_target", "elapsed")
-
-    def __init__(
-        self, target: HistogramChild, clock: Callable[[], float] = time.perf_counter
-    ) -> None:
-        self._target = target
-        self._clock = clock
-        self._start = 0.0
-        self.elapsed: float | None = None
-
-    def __enter__(self) -> Timer:
-        self._start = self._clock()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.elapsed = self._clock() - self._start
-        self._target.observe(self.elapsed)
-
-
-def time_it(
-    histogram: Histogram | HistogramChild,
-    clock: Callable[[], float] = time.perf_counter,
-    **labels: object,
-) -> Timer:
-    """A :class:`Timer` observing into ``histogram`` (the series for ``labels``)."""
-    if isinstance(histogram, Histogram):
-        return histogram.time(clock, **labels)
-    if labels:
-        raise ConfigError("labels cannot be given with a histogram series (child)")
-    return Timer(histogram, clock=clock)
 
 
 # -- the registry --------------------------------------------------------------------------------
@@ -618,14 +168,14 @@ class Metrics:
         self.namespace = namespace
         self.max_series = max_series
         self.window = window
-        self._by_name: dict[str, _Metric[Any]] = {}
+        self._by_name: dict[str, Counter | Gauge | Histogram] = {}
         self._overflow = self.counter(
             "metrics_label_overflow",
             "Times a new label set was folded into a metric's overflow series.",
             labels=("metric",),
         )
         self._registry = CollectorRegistry(auto_describe=False)
-        self._registry.register(_Collector(self))  # type: ignore[arg-type]
+        self._registry.register(_Collector(self))
         self._runtime = False
 
     # -- declaring ------------------------------------------------------------------------------
@@ -634,8 +184,8 @@ class Metrics:
         """Declare (or fetch) a counter."""
         labelnames = self._check(name, help, labels, Counter)
         existing = self._by_name.get(name)
-        if existing is not None:
-            return existing  # type: ignore[return-value]
+        if isinstance(existing, Counter):  # _check() refused any other kind under this name
+            return existing
         metric = Counter(self, name, help, labelnames, self.max_series)
         self._by_name[name] = metric
         return metric
@@ -644,8 +194,8 @@ class Metrics:
         """Declare (or fetch) a gauge."""
         labelnames = self._check(name, help, labels, Gauge)
         existing = self._by_name.get(name)
-        if existing is not None:
-            return existing  # type: ignore[return-value]
+        if isinstance(existing, Gauge):  # _check() refused any other kind under this name
+            return existing
         metric = Gauge(self, name, help, labelnames, self.max_series)
         self._by_name[name] = metric
         return metric
@@ -669,10 +219,10 @@ class Metrics:
         ):
             raise ConfigError(f"histogram {name!r}: buckets must be finite and increasing")
         existing = self._by_name.get(name)
-        if existing is not None:
-            if existing.bounds != bounds:  # type: ignore[attr-defined]
+        if isinstance(existing, Histogram):  # _check() refused any other kind under this name
+            if existing.bounds != bounds:
                 raise ConfigError(f"histogram {name!r} is already declared with other buckets")
-            return existing  # type: ignore[return-value]
+            return existing
         metric = Histogram(self, name, help, labelnames, self.max_series, bounds, self.window)
         self._by_name[name] = metric
         return metric
@@ -747,13 +297,13 @@ class Metrics:
 
     def get(self, name: str) -> Counter | Gauge | Histogram:
         """The metric declared as ``name``; ``KeyError`` if there is none."""
-        return self._by_name[name]  # type: ignore[return-value]
+        return self._by_name[name]
 
     def __contains__(self, name: object) -> bool:
         return name in self._by_name
 
     def __iter__(self) -> Iterator[Counter | Gauge | Histogram]:
-        return iter(tuple(self._by_name.values()))  # type: ignore[arg-type]
+        return iter(tuple(self._by_name.values()))
 
     def __len__(self) -> int:
         return len(self._by_name)

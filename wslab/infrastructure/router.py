@@ -211,5 +211,5 @@ def _bind(middleware: Middleware, call_next: RouteHandler) -> RouteHandler:
 
 
 def _with_ref(error: WslabError, ref: str | int | None) -> WslabError:
-    error.ref = ref  # type: ignore[attr-defined] - carried to the envelope by dispatch()
+    error.ref = ref  # carried to the envelope by dispatch()
     return error

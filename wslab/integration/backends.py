@@ -16,9 +16,10 @@ embedded defaults need nothing beyond the core dependencies.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from wslab.foundation.errors import ConfigError
 from wslab.integration.broker import Broker, MemoryBroker, MemoryBus
@@ -128,11 +129,43 @@ def broker_from_url(url: str, hub_id: str | None = None, **options: Any) -> Brok
     if scheme in ("redis", "rediss", "unix"):
         from wslab.integration.redis_broker import RedisBroker
 
+        _check_redis_query(parts.query)
         return RedisBroker(url, hub_id, **options)
     # Only the scheme is echoed: the rest of a URL may hold a password.
     raise ConfigError(
         f"unsupported broker URL scheme {scheme!r}: use memory://, redis://, rediss:// or unix://"
     )
+
+
+#: Query parameters of a Redis URL that redis-py takes besides its typed ones (TLS files, names).
+_REDIS_STRING_OPTIONS = frozenset(
+    {"client_name", "ssl_ca_certs", "ssl_ca_path", "ssl_cert_reqs", "ssl_certfile", "ssl_keyfile"}
+)
+
+
+def _check_redis_query(query: str) -> None:
+    """Refuse a Redis URL option redis-py would choke on later, deep inside the first connect.
+
+    redis-py passes unknown query parameters to its connection class as keyword arguments, so a
+    typo (``?op_timeout=1``) surfaces as a ``TypeError`` at start; a bad value (``?db=x``) as a
+    ``ValueError``. Both become one :class:`ConfigError` naming the parameter, here.
+    """
+    if not query:
+        return
+    from redis.connection import URL_QUERY_ARGUMENT_PARSERS as typed
+
+    known = sorted({*typed, *_REDIS_STRING_OPTIONS})
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        if name not in known:
+            guess = difflib.get_close_matches(name, known, n=1)
+            hint = f"; did you mean {guess[0]}?" if guess else f" (known: {', '.join(known)})"
+            raise ConfigError(f"broker URL: unknown Redis option {name!r}{hint}")
+        parser = typed.get(name)
+        if callable(parser):
+            try:
+                parser(value)
+            except (TypeError, ValueError):
+                raise ConfigError(f"broker URL: Redis option {name}={value!r} is not valid") from None
 
 
 async def open_broker(url: str, hub_id: str | None = None, **options: Any) -> Broker:

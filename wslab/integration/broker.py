@@ -31,6 +31,14 @@ The contract, as the tests in ``tests/integration/test_broker.py`` check it on e
 - **Handler errors are isolated**: an exception in a handler is logged with its traceback,
   counted (``handler_errors``) and kept in a bounded list of recent errors
   (``status()["recent_errors"]``); the delivery task goes on with the next message.
+- **Prefix subscriptions**: ``subscribe_prefix(prefix, handler)`` delivers every channel whose
+  name starts with ``prefix`` (Redis ``PSUBSCRIBE prefix*``). It is the catch-all a hub falls
+  back to when it would otherwise hold too many channel subscriptions. A channel that matches
+  both an exact and a prefix subscription of one handler is delivered to it once per
+  subscription (as Redis does); the receiver drops the second copy by ``origin_seq``.
+- **Only subscribed traffic is received**: ``status()["received"]`` and
+  ``status()["received_by_family"]`` (messages and bytes per channel family, the part of the
+  name before the first ``:``) count what reached this broker through its subscriptions.
 - **Health**: ``healthy`` is False while the broker cannot reach its peers. ``publish`` then
   raises :class:`~wslab.foundation.errors.DependencyError` at once, so the hub keeps serving its
   local clients. Callbacks registered with ``on_state_change`` are called with
@@ -90,6 +98,8 @@ DEFAULT_QUEUE_SIZE = 4096
 DEFAULT_MAX_ERRORS = 20
 #: How many channels' publish counters are remembered (least recently published forgotten).
 DEFAULT_MAX_CHANNELS = 10_000
+#: How many channel families ``status()["received_by_family"]`` tells apart (the rest: "other").
+MAX_FAMILIES = 32
 
 WIRE_VERSION = 1
 
@@ -194,6 +204,18 @@ class Broker(Protocol):
         """Stop calling ``handler`` for ``channel``; queued messages for it are discarded."""
         ...
 
+    async def subscribe_prefix(self, prefix: str, handler: Handler) -> None:
+        """Call ``handler`` for every message on every channel starting with ``prefix``."""
+        ...
+
+    async def unsubscribe_prefix(self, prefix: str, handler: Handler) -> None:
+        """Undo :meth:`subscribe_prefix`; queued messages for it are discarded."""
+        ...
+
+    def progress(self, channel: str, handler: Handler, *, prefix: bool = False) -> tuple[int, int]:
+        """``(handled, pending)`` of one subscription; ``(0, 0)`` if there is none."""
+        ...
+
     def on_state_change(self, callback: StateCallback) -> Callable[[], None]:
         """Register ``callback(healthy, reason)``; returns a function that unregisters it."""
         ...
@@ -233,32 +255,53 @@ class _SeqCounter:
 
 
 class _Subscription:
-    """One (channel, handler) pair: a bounded queue and the task that drains it in order."""
+    """One (channel, handler) pair: a bounded queue and the task that drains it in order.
+
+    The delivery task exists only while there is something to deliver: an idle subscription is
+    a deque and a few fields, because a hub holds one per local user and per room.
+    """
+
+    __slots__ = (
+        "active",
+        "channel",
+        "handled",
+        "handler",
+        "maxsize",
+        "owner",
+        "queue",
+        "running_handler",
+        "task",
+    )
 
     def __init__(self, owner: BrokerBase, channel: str, handler: Handler, queue_size: int) -> None:
         self.owner = owner
         self.channel = channel
         self.handler = handler
-        self.queue: asyncio.Queue[BrokerMessage] = asyncio.Queue(maxsize=queue_size)
+        self.queue: deque[BrokerMessage] = deque()
+        self.maxsize = queue_size
         self.active = True
         self.running_handler = False
-        self.task = asyncio.get_running_loop().create_task(
-            self._deliver(), name=f"wslab-broker-deliver:{owner.hub_id}:{channel}"
-        )
+        self.handled = 0
+        self.task: asyncio.Task[None] | None = None
 
     def offer(self, msg: BrokerMessage) -> bool:
         """Queue ``msg`` without waiting; False (and the message dropped) if the queue is full."""
-        try:
-            self.queue.put_nowait(msg)
-        except asyncio.QueueFull:
+        if not self.active:
+            return True  # retired: discarded, as unsubscribing promises
+        if len(self.queue) >= self.maxsize:
             return False
+        self.queue.append(msg)
+        if self.task is None or self.task.done():
+            # One task at a time: it ends only once the queue is empty (checked with no await
+            # in between), so order is kept across restarts.
+            self.task = asyncio.get_running_loop().create_task(
+                self._deliver(), name=f"wslab-broker-deliver:{self.owner.hub_id}:{self.channel}"
+            )
         return True
 
     async def _deliver(self) -> None:
-        while self.active:
-            msg = await self.queue.get()
-            if not self.active:
-                return
+        while self.active and self.queue:
+            msg = self.queue.popleft()
             self.running_handler = True
             try:
                 result = self.handler(msg)
@@ -273,13 +316,16 @@ class _Subscription:
                 self.owner._delivered += 1
             finally:
                 self.running_handler = False
+                self.handled += 1
 
-    def stop(self) -> asyncio.Task[None]:
+    def stop(self) -> asyncio.Task[None] | None:
         """Stop delivering. A handler that is running is left to finish its message."""
         self.active = False
-        if not self.running_handler:
-            self.task.cancel()
-        return self.task
+        self.queue.clear()
+        task = self.task
+        if task is not None and not self.running_handler:
+            task.cancel()
+        return task
 
 
 class BrokerBase:
@@ -314,6 +360,10 @@ class BrokerBase:
         self.prefix = prefix
         self.queue_size = queue_size
         self._subs: dict[str, dict[Handler, _Subscription]] = {}
+        # Prefix subscriptions: channel prefix -> handlers (the catch-all of a channel family).
+        self._prefix_subs: dict[str, dict[Handler, _Subscription]] = {}
+        # family -> [messages, bytes] received through subscriptions; at most MAX_FAMILIES keys.
+        self._families: dict[str, list[int]] = {}
         # Subscriptions stopped while their handler was running; awaited at close().
         self._stopping: set[asyncio.Task[None]] = set()
         self._callbacks: list[StateCallback] = []
@@ -349,6 +399,11 @@ class BrokerBase:
         """The channels with at least one subscribed handler."""
         return frozenset(self._subs)
 
+    @property
+    def prefixes(self) -> frozenset[str]:
+        """The channel prefixes with at least one subscribed handler."""
+        return frozenset(self._prefix_subs)
+
     def on_state_change(self, callback: StateCallback) -> Callable[[], None]:
         """Call ``callback(healthy, reason)`` on each health change; returns an unregister function.
 
@@ -380,7 +435,13 @@ class BrokerBase:
             "callback_errors": self._callback_errors,
             "malformed": self._malformed,
             "channels": len(self._subs),
-            "subscriptions": sum(len(h) for h in self._subs.values()),
+            "prefixes": len(self._prefix_subs),
+            "subscriptions": sum(len(h) for h in self._subs.values())
+            + sum(len(h) for h in self._prefix_subs.values()),
+            "received_by_family": {
+                family: {"messages": counts[0], "bytes": counts[1]}
+                for family, counts in self._families.items()
+            },
             "recent_errors": list(self._recent_errors),
         }
 
@@ -400,22 +461,28 @@ class BrokerBase:
         if not isinstance(channel, str) or not channel:
             raise ValidationError("broker channel must be a non-empty string")
 
-    def _add_subscription(self, channel: str, handler: Handler) -> bool:
-        """Register ``handler`` on ``channel``; True if the channel had no handler before."""
+    def _add_subscription(self, channel: str, handler: Handler, *, prefix: bool = False) -> bool:
+        """Register ``handler`` on ``channel``; True if the channel had no handler before.
+
+        With ``prefix=True``, ``channel`` is a prefix and the registration a prefix one.
+        """
         self._check_channel(channel)
         if not callable(handler):
             raise ValidationError("broker handler must be callable")
-        handlers = self._subs.get(channel)
+        table = self._prefix_subs if prefix else self._subs
+        handlers = table.get(channel)
         is_new_channel = handlers is None
         if handlers is None:
-            handlers = self._subs[channel] = {}
+            handlers = table[channel] = {}
         if handler not in handlers:
-            handlers[handler] = _Subscription(self, channel, handler, self.queue_size)
+            name = channel + "*" if prefix else channel
+            handlers[handler] = _Subscription(self, name, handler, self.queue_size)
         return is_new_channel
 
-    def _remove_subscription(self, channel: str, handler: Handler) -> bool:
+    def _remove_subscription(self, channel: str, handler: Handler, *, prefix: bool = False) -> bool:
         """Unregister ``handler``; True if ``channel`` has no handler left."""
-        handlers = self._subs.get(channel)
+        table = self._prefix_subs if prefix else self._subs
+        handlers = table.get(channel)
         if handlers is None:
             return False
         sub = handlers.pop(handler, None)
@@ -423,27 +490,65 @@ class BrokerBase:
             self._retire(sub)
         if handlers:
             return False
-        del self._subs[channel]
+        del table[channel]
         return True
+
+    def progress(self, channel: str, handler: Handler, *, prefix: bool = False) -> tuple[int, int]:
+        """``(handled, pending)`` of one subscription; ``(0, 0)`` if there is none.
+
+        ``handled`` counts the messages its handler has finished with (failed ones included),
+        ``pending`` those it still holds (queued or being handled). A caller replacing one
+        subscription by another waits until ``handled`` reaches ``handled + pending`` as read
+        when the new one became active: unsubscribing discards the queue.
+        """
+        table = self._prefix_subs if prefix else self._subs
+        sub = table.get(channel, {}).get(handler)
+        if sub is None:
+            return (0, 0)
+        return (sub.handled, len(sub.queue) + sub.running_handler)
+
+    def _matching_prefixes(self, channel: str) -> list[str]:
+        """The subscribed prefixes ``channel`` starts with."""
+        return [p for p in self._prefix_subs if channel.startswith(p)]
+
+    def _count_received(self, channel: str, size: int) -> None:
+        family = channel.partition(":")[0]
+        counts = self._families.get(family)
+        if counts is None:
+            if len(self._families) >= MAX_FAMILIES:
+                family = "other"
+            counts = self._families.setdefault(family, [0, 0])
+        counts[0] += 1
+        counts[1] += size
 
     def _retire(self, sub: _Subscription) -> None:
         task = sub.stop()
-        if not task.done():
+        if task is not None and not task.done():
             self._stopping.add(task)
             task.add_done_callback(self._stopping.discard)
 
-    def _dispatch(self, msg: BrokerMessage) -> None:
-        """Queue ``msg`` for every handler of its channel (dropping and counting at the bound)."""
+    def _dispatch(self, msg: BrokerMessage, prefix: str | None = None) -> None:
+        """Queue ``msg`` for every handler of its channel (dropping and counting at the bound).
+
+        With ``prefix``, the message came through that prefix subscription instead.
+        """
         self._received += 1
-        for sub in tuple(self._subs.get(msg.channel, {}).values()):
+        table = self._subs if prefix is None else self._prefix_subs
+        for sub in tuple(table.get(msg.channel if prefix is None else prefix, {}).values()):
             if not sub.offer(msg):
                 self._dropped += 1
 
-    def _dispatch_raw(self, full_channel: str, data: bytes | str) -> None:
-        """Decode a message as it came off the wire and dispatch it; malformed ones are counted."""
+    def _dispatch_raw(
+        self, full_channel: str, data: bytes | str, prefix: str | None = None
+    ) -> None:
+        """Decode a message as it came off the wire and dispatch it; malformed ones are counted.
+
+        ``prefix`` names the prefix subscription it came through (None: the exact channel).
+        """
         channel = self._short_channel(full_channel)
         if channel is None:
             return
+        self._count_received(channel, len(data))
         try:
             msg = BrokerMessage.decode(channel, data)
         except ValidationError as exc:
@@ -452,7 +557,7 @@ class BrokerBase:
             self._remember_error("malformed", channel, exc)
             logger.warning("broker %s: malformed message on %r: %s", self._hub_id, channel, exc)
             return
-        self._dispatch(msg)
+        self._dispatch(msg, prefix)
 
     def _next_message(self, channel: str, payload: dict[str, Any]) -> tuple[BrokerMessage, bytes]:
         """Stamp and encode the next message on ``channel`` (the seq is used only if it encodes)."""
@@ -496,10 +601,11 @@ class BrokerBase:
     async def _stop_subscriptions(self) -> None:
         """Cancel every delivery task and wait for them (used by close)."""
         tasks: list[asyncio.Task[None]] = []
-        for handlers in self._subs.values():
+        for handlers in (*self._subs.values(), *self._prefix_subs.values()):
             for sub in handlers.values():
                 sub.active = False
-                tasks.append(sub.task)
+                if sub.task is not None:
+                    tasks.append(sub.task)
         tasks.extend(self._stopping)
         for task in tasks:
             task.cancel()
@@ -629,15 +735,34 @@ class MemoryBroker(BrokerBase):
         """Stop delivering ``channel`` to ``handler``; unknown pairs are ignored."""
         self._remove_subscription(channel, handler)
 
+    async def subscribe_prefix(self, prefix: str, handler: Handler) -> None:
+        """Deliver every later message on a channel starting with ``prefix`` to ``handler``."""
+        self._add_subscription(prefix, handler, prefix=True)
+
+    async def unsubscribe_prefix(self, prefix: str, handler: Handler) -> None:
+        """Stop delivering ``prefix``'s channels to ``handler``; unknown pairs are ignored."""
+        self._remove_subscription(prefix, handler, prefix=True)
+
     def _receive(self, full_channel: str, data: bytes) -> None:
         if self._closed:
             return
+        channel = self._short_channel(full_channel)
+        if channel is None:
+            return
+        # Like a server, the bus hands this broker only what it subscribed to: one copy per
+        # matching subscription (exact, then each prefix), as Redis sends message and pmessage.
+        exact = channel in self._subs
+        prefixes = self._matching_prefixes(channel) if self._prefix_subs else []
+        if not exact and not prefixes:
+            return
         if self._outage is not None:
             # Like a real outage the message never reaches this hub; unlike Redis, we can count it.
-            if self._short_channel(full_channel) in self._subs:
-                self._dropped += 1
+            self._dropped += 1
             return
-        self._dispatch_raw(full_channel, data)
+        if exact:
+            self._dispatch_raw(full_channel, data)
+        for prefix in prefixes:
+            self._dispatch_raw(full_channel, data, prefix)
 
     async def simulate_outage(self, reason: str = "simulated outage") -> None:
         """Act as if the bus became unreachable: unhealthy, publish fails, nothing is received."""

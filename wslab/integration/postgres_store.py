@@ -27,7 +27,7 @@ import asyncio
 import hashlib
 import re
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from wslab.foundation.errors import ConfigError, DependencyError, WslabError
 from wslab.integration.store import (
@@ -41,6 +41,10 @@ from wslab.integration.store import (
 
 if TYPE_CHECKING:
     import asyncpg
+    from asyncpg.pool import PoolConnectionProxy
+
+    #: A connection of its own or one lent by the pool: both take the same queries.
+    _Connection = asyncpg.Connection | PoolConnectionProxy[Any]
 
 __all__ = ["MIGRATIONS", "PostgresStore"]
 
@@ -78,7 +82,13 @@ def _lock_key(schema: str) -> int:
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
-def _row_to_message(row: Mapping[str, Any]) -> StoredMessage:
+class _Row(Protocol):
+    """A result row read by column name: what asyncpg's ``Record`` is here."""
+
+    def __getitem__(self, column: str, /) -> Any: ...
+
+
+def _row_to_message(row: _Row) -> StoredMessage:
     return StoredMessage(
         message_id=row["message_id"],
         room=row["room"],
@@ -204,7 +214,7 @@ class PostgresStore(BaseStore):
                 if not isinstance(exc, asyncio.TimeoutError):
                     raise self.unavailable(exc, "close") from exc
 
-    async def _migrate(self, conn: asyncpg.Connection) -> None:
+    async def _migrate(self, conn: _Connection) -> None:
         async with conn.transaction():
             # Serialises concurrent migrations of this schema across hubs; released at commit.
             await conn.execute("SELECT pg_advisory_xact_lock($1)", _lock_key(self.schema or ""))
@@ -264,7 +274,7 @@ class PostgresStore(BaseStore):
         return self.existing_or_conflict(_row_to_message(row), draft)
 
     async def _insert(
-        self, conn: asyncpg.Connection, draft: MessageDraft, room: str
+        self, conn: _Connection, draft: MessageDraft, room: str
     ) -> StoredMessage:
         async with conn.transaction():
             seq = await conn.fetchval(
@@ -366,8 +376,9 @@ class PostgresStore(BaseStore):
         """True if PostgreSQL answers a trivial query within ``connect_timeout``."""
         if self._pool is None:
             return False
+        failures: tuple[type[BaseException], ...] = (*self._errors, WslabError)
         try:
             async with self._pool.acquire(timeout=self.connect_timeout) as conn:
                 return await conn.fetchval("SELECT 1", timeout=self.connect_timeout) == 1
-        except (*self._errors, WslabError):
+        except failures:
             return False

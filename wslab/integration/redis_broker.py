@@ -21,6 +21,10 @@ How it works:
   for the server to confirm, and only then reports healthy. Messages published while a hub was
   cut off are lost to it (Redis pub/sub keeps nothing): the hub sends its clients to
   ``chat:history since_seq``.
+- ``subscribe_prefix(prefix)`` is ``PSUBSCRIBE`` on the prefix (glob characters escaped) plus
+  ``*``: the catch-all a hub falls back to above its subscription budget. Sharded pub/sub
+  (``SSUBSCRIBE``, Redis 7) has no pattern form and only pays off on a Redis Cluster, so plain
+  ``SUBSCRIBE`` on one connection is used.
 - ``subscribe`` returns once Redis confirmed the subscription (or at once while the broker is
   down: the channel is recorded and subscribed on reconnect).
 
@@ -56,6 +60,12 @@ if TYPE_CHECKING:
 __all__ = ["RedisBroker"]
 
 logger = logging.getLogger(__name__)
+
+
+# Characters Redis glob patterns give a meaning to; escaped in a prefix subscription's pattern.
+_GLOB_SPECIAL = frozenset("*?[]\\^")
+# Marks a pattern in the confirmation table, which otherwise holds channel names.
+_PATTERN_KEY = "\0p:"
 
 
 class _ConnectionLost(Exception):
@@ -126,8 +136,11 @@ class RedisBroker(BrokerBase):
         self._sub_lock = asyncio.Lock()
         # Keeps seq numbering and wire order the same (see the module docstring).
         self._pub_lock = asyncio.Lock()
-        # full channel name -> future resolved when Redis confirms the SUBSCRIBE.
+        # full channel name (or _PATTERN_KEY + pattern) -> future resolved when Redis confirms
+        # the SUBSCRIBE (PSUBSCRIBE).
         self._confirm: dict[str, asyncio.Future[None]] = {}
+        # Redis pattern -> the channel prefix it stands for (the prefix subscriptions).
+        self._patterns: dict[str, str] = {}
         self._connect_attempts = 0
         self._publish_errors = 0
 
@@ -287,8 +300,46 @@ class RedisBroker(BrokerBase):
         """Stop delivering ``channel`` to ``handler``; the last one leaves the Redis channel."""
         if not self._remove_subscription(channel, handler):
             return
-        full = self._full_channel(channel)
-        fut = self._confirm.pop(full, None)
+        await self._leave(self._full_channel(channel), "UNSUBSCRIBE")
+
+    async def subscribe_prefix(self, prefix: str, handler: Handler) -> None:
+        """Deliver every channel starting with ``prefix`` to ``handler`` (``PSUBSCRIBE``)."""
+        new_pattern = self._add_subscription(prefix, handler, prefix=True)
+        pattern = self._pattern(prefix)
+        self._patterns[pattern] = prefix
+        key = _PATTERN_KEY + pattern
+        fut = self._confirm.get(key)
+        if new_pattern:
+            async with self._sub_lock:
+                conn = self._conn
+                if conn is None or not conn.is_connected:
+                    return  # recorded: the supervisor subscribes on (re)connect
+                fut = self._confirm.get(key)
+                if fut is None:
+                    fut = self._confirm[key] = asyncio.get_running_loop().create_future()
+                try:
+                    await conn.send_command("PSUBSCRIBE", pattern)
+                except self._errors as exc:
+                    self._last_error = _describe(exc)
+                    return
+        if fut is None:
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(fut), self.op_timeout)
+        except asyncio.TimeoutError:
+            logger.info("broker %s: PSUBSCRIBE %s not confirmed yet", self.hub_id, pattern)
+
+    async def unsubscribe_prefix(self, prefix: str, handler: Handler) -> None:
+        """Undo :meth:`subscribe_prefix`; the last handler leaves the Redis pattern."""
+        if not self._remove_subscription(prefix, handler, prefix=True):
+            return
+        pattern = self._pattern(prefix)
+        self._patterns.pop(pattern, None)
+        await self._leave(pattern, "PUNSUBSCRIBE", key=_PATTERN_KEY + pattern)
+
+    async def _leave(self, name: str, command: str, key: str | None = None) -> None:
+        """Send ``UNSUBSCRIBE``/``PUNSUBSCRIBE`` for a channel or pattern nobody wants now."""
+        fut = self._confirm.pop(key or name, None)
         if fut is not None and not fut.done():
             fut.set_result(None)  # nobody needs to wait for a channel that is gone
         async with self._sub_lock:
@@ -296,9 +347,14 @@ class RedisBroker(BrokerBase):
             if conn is None or not conn.is_connected:
                 return  # not resubscribed on reconnect, since it is no longer registered
             try:
-                await conn.send_command("UNSUBSCRIBE", full)
+                await conn.send_command(command, name)
             except self._errors as exc:
                 self._last_error = _describe(exc)
+
+    def _pattern(self, prefix: str) -> str:
+        """The Redis glob pattern matching every channel that starts with ``prefix``."""
+        full = self._full_channel(prefix)
+        return "".join("\\" + ch if ch in _GLOB_SPECIAL else ch for ch in full) + "*"
 
     # -- the supervisor ------------------------------------------------------------------------
 
@@ -317,9 +373,13 @@ class RedisBroker(BrokerBase):
         try:
             await asyncio.wait_for(conn.connect(), self.op_timeout)
             async with self._sub_lock:
-                wanted = {self._full_channel(c) for c in self._subs}
-                if wanted:
-                    await conn.send_command("SUBSCRIBE", *sorted(wanted))
+                channels = {self._full_channel(c) for c in self._subs}
+                patterns = {self._pattern(p) for p in self._prefix_subs}
+                if channels:
+                    await conn.send_command("SUBSCRIBE", *sorted(channels))
+                if patterns:
+                    await conn.send_command("PSUBSCRIBE", *sorted(patterns))
+                wanted = channels | {_PATTERN_KEY + p for p in patterns}
                 self._conn = conn
             loop = asyncio.get_running_loop()
             deadline = loop.time() + self.op_timeout
@@ -415,8 +475,14 @@ class RedisBroker(BrokerBase):
         kind = _text(reply[0])
         if kind == "message" and len(reply) == 3:
             self._dispatch_raw(_text(reply[1]), reply[2])
-        elif kind == "subscribe" and len(reply) >= 2:
+        elif kind == "pmessage" and len(reply) == 4:
+            prefix = self._patterns.get(_text(reply[1]))
+            if prefix is not None:
+                self._dispatch_raw(_text(reply[2]), reply[3], prefix)
+        elif kind in ("subscribe", "psubscribe") and len(reply) >= 2:
             full = _text(reply[1])
+            if kind == "psubscribe":
+                full = _PATTERN_KEY + full
             fut = self._confirm.pop(full, None)
             if fut is not None and not fut.done():
                 fut.set_result(None)

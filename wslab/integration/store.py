@@ -337,7 +337,8 @@ class _HistoryQuery:
         ``since_seq`` pages forward (oldest first); otherwise the newest rows before the cursor
         come back newest first, and the caller reverses them.
         """
-        where, args = f"room = {mark(1)}", [self.room]
+        where = f"room = {mark(1)}"
+        args: list[str | int] = [self.room]
         if self.since_seq is not None:
             where += f" AND seq > {mark(2)}"
             args.append(self.since_seq)
@@ -388,6 +389,24 @@ class BaseStore(abc.ABC):
 
     @abc.abstractmethod
     async def close(self) -> None: ...
+
+    # -- the rest of the Store contract, which each backend implements (history and
+    # direct_history are below)
+
+    @abc.abstractmethod
+    async def save(self, draft: MessageDraft) -> StoredMessage: ...
+
+    @abc.abstractmethod
+    async def get(self, message_id: str) -> StoredMessage | None: ...
+
+    @abc.abstractmethod
+    async def latest_seq(self, room: str) -> int: ...
+
+    @abc.abstractmethod
+    async def ping(self) -> bool: ...
+
+    @abc.abstractmethod
+    async def purge(self, room: str) -> None: ...
 
     async def __aenter__(self) -> BaseStore:
         await self.open()

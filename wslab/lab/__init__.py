@@ -6,6 +6,8 @@
   resets (and a tap that shows what it relays), frozen processes;
 - :mod:`.history` — a recorder and :func:`check_history`, the Maelstrom-style checker;
 - :mod:`.plots` — latency histograms and CDFs, event timelines;
+- :mod:`.dashboard` — :func:`open_dashboard`, the live control room (imported on first use, so
+  ``import wslab`` does not import ipywidgets);
 - :mod:`.conformance` — the strict conformance runner (Autobahn's case categories);
 - the ``check_...`` functions — each chapter's exercise checkers (a hint, never the answer).
 """
@@ -38,3 +40,12 @@ from .loadgen import LoadRun as LoadRun
 from .loadgen import run_load as run_load
 from .loadgen import start_load as start_load
 from .loadgen import sweep as sweep
+
+
+def __getattr__(name: str) -> object:
+    # The dashboard needs ipywidgets and matplotlib: loaded when first asked for, not at import.
+    if name in ("open_dashboard", "Dashboard"):
+        from . import dashboard
+
+        return getattr(dashboard, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -293,8 +293,8 @@ def check_history(
             if count > 1:
                 seq = group.loc[group["message_id"] == mid, "seq"].iloc[0]
                 add("duplicate", room, client, mid, seq, f"delivered {count} times")
-        seqs = group.drop_duplicates("message_id")[["message_id", "seq"]].to_numpy()
-        for (_, before), (mid, after) in itertools.pairwise(seqs):
+        arrivals = group.drop_duplicates("message_id")[["message_id", "seq"]].to_numpy()
+        for (_, before), (mid, after) in itertools.pairwise(arrivals):
             if after < before:
                 add("reordered", room, client, mid, after, f"seq {after} arrived after {before}")
         # lost at this receiver: acked messages inside the seq window it observed.
@@ -345,7 +345,10 @@ def check_history(
     rooms = set(pres["room"]) | set(expected_presence or {})
     for room in sorted(rooms, key=str):
         last = pres[pres["room"] == room].groupby("client", sort=False).tail(1)
-        views = {row.client: tuple(sorted(set(row.users))) for row in last.itertuples()}
+        views = {
+            client: tuple(sorted(set(users)))
+            for client, users in zip(last["client"], last["users"], strict=True)
+        }
         expected = expected_presence.get(room) if expected_presence else None
         target = tuple(sorted(set(expected))) if expected is not None else None
         distinct = set(views.values()) | ({target} if target is not None else set())

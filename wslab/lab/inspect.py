@@ -183,8 +183,10 @@ def _judge(
         return _Verdict(payload, error, None)
     (frame,) = frames
     if frame.rsv1 and frame.is_control:
-        error = ProtocolError("RSV1 set on a control frame: control frames are never compressed")
-        return _Verdict(frame.payload, error, None)
+        violation = ProtocolError(
+            "RSV1 set on a control frame: control frames are never compressed"
+        )
+        return _Verdict(frame.payload, violation, None)
     if frame.rsv1 or (deflate and frame.opcode is Opcode.CONT and isinstance(deflate, Inflater)):
         inflater = deflate if isinstance(deflate, Inflater) else Inflater(15)
         try:
@@ -440,9 +442,9 @@ def _verdict_line(verdict: _Verdict) -> str:
         code = CloseCode(verdict.error.close_code)
         return f"FrameParser: rejected -> close {int(code)} ({code.name}): {verdict.error.message}"
     if verdict.close is not None:
-        code, reason = verdict.close
-        name = CloseCode(code).name if code in CloseCode._value2member_map_ else "unregistered"
-        return f"FrameParser: valid; close code {code} ({name}), reason {reason!r}"
+        number, reason = verdict.close
+        name = CloseCode(number).name if number in CloseCode._value2member_map_ else "unregistered"
+        return f"FrameParser: valid; close code {number} ({name}), reason {reason!r}"
     return "FrameParser: valid"
 
 
@@ -540,7 +542,7 @@ def show_frame(
         from IPython import get_ipython
         from IPython.display import HTML, display
     except ImportError:  # pragma: no cover - IPython is a dependency of the lab extra
-        get_ipython = None  # type: ignore[assignment]
+        get_ipython = None
     shell = get_ipython() if get_ipython is not None else None
     if shell is None:
         print(

@@ -36,7 +36,7 @@ def plot_latency(
     values = df[column].dropna()
     ax.hist(values, bins=min(40, max(5, len(values) // 3)), color="#4c72b0", alpha=0.85)
     for q, style in ((0.5, "-"), (0.9, "--"), (0.99, ":")):
-        x = values.quantile(q)
+        x = float(values.quantile(q))
         ax.axvline(x, color="#c44e52", linestyle=style, label=f"p{int(q * 100)} = {x:.2f} ms")
     ax.set_xlabel(column.replace("_", " "))
     ax.set_ylabel("messages")

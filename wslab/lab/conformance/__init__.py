@@ -15,7 +15,9 @@ From a shell: ``python -m wslab.lab.conformance ws://127.0.0.1:9001/ --cases 1.*
 - :mod:`.payloads` — the seeded payloads of the compression cases 12.x and 13.x;
 - :mod:`.wire` — the independent raw frame codec and handshake;
 - :mod:`.pmd` — permessage-deflate on the runner's side: judging the answer, (de)compressing;
-- :mod:`.runner` — the raw-socket client and the judge;
+- :mod:`.session` — the raw-socket client: one connection playing one case;
+- :mod:`.judging` — what the server did against the case's expectation;
+- :mod:`.runner` — running cases (one, or a selection) into a report;
 - :mod:`.report` — results as dict, JSON, DataFrame, Markdown;
 - :mod:`.cli` — the command line.
 """
@@ -24,8 +26,10 @@ from __future__ import annotations
 
 from .cases import CATEGORIES, SUBCATEGORIES, Case, all_cases, select_cases
 from .cli import main
+from .judging import judge
 from .report import CaseResult, Report, Verdict
-from .runner import Observation, RunConfig, judge, run_case, run_cases
+from .runner import run_case, run_cases
+from .session import Observation, RunConfig
 
 __all__ = [
     "CATEGORIES",

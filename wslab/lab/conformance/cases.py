@@ -56,7 +56,9 @@ __all__ = [
     "SendMessage",
     "SendPart",
     "all_cases",
+    "as_bytes",
     "case_sort_key",
+    "data_length",
     "select_cases",
 ]
 
@@ -125,6 +127,16 @@ class Deflated:
 
 
 Data = bytes | Repeat | Generated | Deflated
+
+
+def data_length(data: Data) -> int:
+    """The length in bytes of a payload given directly or described (a :class:`Deflated` one
+    is built to be measured: its length is only known once compressed)."""
+    match data:
+        case Deflated():
+            return len(data.materialize())
+        case _:
+            return len(data)
 
 
 def as_bytes(data: Data) -> bytes:
@@ -360,34 +372,36 @@ FAIL_1007 = Closing("server", frozenset({1007}), require_clean=False)
 FAIL_1009 = Closing("server", frozenset({1009}), require_clean=False)
 
 
-def text(payload: Data, **kw: object) -> Frame:
+def text(payload: Data, *, fin: bool = True, rsv: int = 0) -> Frame:
     """A text frame."""
-    return Frame(OP_TEXT, payload, **kw)  # type: ignore[arg-type]
+    return Frame(OP_TEXT, payload, fin, rsv)
 
 
-def binary(payload: Data, **kw: object) -> Frame:
+def binary(payload: Data, *, fin: bool = True, rsv: int = 0) -> Frame:
     """A binary frame."""
-    return Frame(OP_BINARY, payload, **kw)  # type: ignore[arg-type]
+    return Frame(OP_BINARY, payload, fin, rsv)
 
 
-def cont(payload: Data, **kw: object) -> Frame:
+def cont(payload: Data, *, fin: bool = True, rsv: int = 0) -> Frame:
     """A continuation frame."""
-    return Frame(OP_CONT, payload, **kw)  # type: ignore[arg-type]
+    return Frame(OP_CONT, payload, fin, rsv)
 
 
-def ping(payload: Data = b"", **kw: object) -> Frame:
+def ping(payload: Data = b"", *, fin: bool = True, rsv: int = 0) -> Frame:
     """A ping frame."""
-    return Frame(OP_PING, payload, **kw)  # type: ignore[arg-type]
+    return Frame(OP_PING, payload, fin, rsv)
 
 
-def pong(payload: Data = b"", **kw: object) -> Frame:
+def pong(payload: Data = b"", *, fin: bool = True, rsv: int = 0) -> Frame:
     """A pong frame."""
-    return Frame(OP_PONG, payload, **kw)  # type: ignore[arg-type]
+    return Frame(OP_PONG, payload, fin, rsv)
 
 
-def close(code: int | None = None, reason: bytes = b"", **kw: object) -> Frame:
+def close(
+    code: int | None = None, reason: bytes = b"", *, fin: bool = True, rsv: int = 0
+) -> Frame:
     """A close frame with an optional code and raw reason bytes."""
-    return Frame(OP_CLOSE, close_payload(code, reason), **kw)  # type: ignore[arg-type]
+    return Frame(OP_CLOSE, close_payload(code, reason), fin, rsv)
 
 
 def msg(payload: Data, opcode: int = OP_TEXT) -> Ev:
@@ -761,14 +775,15 @@ def _cat6() -> list[Case]:
     def fail_fast(tag: str, desc: str, parts: tuple[bytes, bytes, bytes], chops: bool) -> Case:
         # "Chops" = one frame whose bytes arrive in 3 pieces; otherwise 3 frames of one message.
         if chops:
-            frame = text(b"".join(parts))
+            whole = b"".join(parts)
+            frame = text(whole)
             a, b = len(parts[0]), len(parts[0]) + len(parts[1])
             steps: tuple[Step, ...] = (
                 SendPart(frame, 0, a),
                 Pause(label="A"),
                 SendPart(frame, a, b),
                 Pause(label="B"),
-                SendPart(frame, b, len(frame.payload)),
+                SendPart(frame, b, len(whole)),
             )
         else:
             steps = (
@@ -1293,8 +1308,10 @@ def _cat13() -> list[Case]:
         (4, [(f"{pmd}; server_max_window_bits={bits}",) for bits in range(9, 16)]),
         (
             5,
-            [(f"{pmd}; client_max_window_bits",)]
-            + [(f"{pmd}; client_max_window_bits={bits}",) for bits in range(8, 16)],
+            [
+                (f"{pmd}; client_max_window_bits",),
+                *((f"{pmd}; client_max_window_bits={bits}",) for bits in range(8, 16)),
+            ],
         ),
         (
             6,

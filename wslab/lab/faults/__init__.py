@@ -7,6 +7,7 @@ real processes so that the hub cannot tell them from the real thing:
 - :mod:`.zombie` — :class:`ZombieClient` completes the handshake and then goes silent;
 - :mod:`.proxy` — :class:`TcpProxy`, a TCP relay that adds latency, jitter and a bandwidth cap,
   stalls, partitions, heals and resets, per direction and while traffic flows;
+- :mod:`.shaping` — :class:`LinkShape` and the bounded delay line that shape one direction;
 - :mod:`.tap` — :class:`Tap`, a read-only view of the bytes and WebSocket frames it relays;
 - :mod:`.process` — :class:`FrozenProcess`, a client in a child process frozen with ``SIGSTOP``.
 """
@@ -14,8 +15,8 @@ real processes so that the hub cannot tell them from the real thing:
 from .process import CHAT_CLIENT_SCRIPT as CHAT_CLIENT_SCRIPT
 from .process import FrozenProcess as FrozenProcess
 from .proxy import DEFAULT_PORTS as DEFAULT_PORTS
-from .proxy import LinkShape as LinkShape
 from .proxy import TcpProxy as TcpProxy
+from .shaping import LinkShape as LinkShape
 from .tap import Tap as Tap
 from .zombie import ZombieClient as ZombieClient
 

@@ -26,6 +26,9 @@ Bounds
     ``max_buffer`` bytes per connection; past that its source stops being read, so memory stays
     bounded and TCP pushes back on the sender. A tap keeps at most ``max_bytes`` per connection
     and direction, and the newest ``max_connections`` connections.
+
+This module is the proxy server and the relay of each connection pair; what a direction does
+to the bytes (:class:`LinkShape`, the bounded delay line) is in :mod:`.shaping`.
 """
 
 from __future__ import annotations
@@ -34,64 +37,22 @@ import asyncio
 import contextlib
 import itertools
 import logging
-import random
 import socket
 import struct
-import time
 import urllib.parse
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from wslab.foundation.errors import ConfigError
 
+from .shaping import DIRECTIONS as DIRECTIONS  # its old home; re-exported
+from .shaping import LinkShape, _directions, _Lane
 from .tap import Tap
 
 __all__ = ["DEFAULT_PORTS", "LinkShape", "Tap", "TcpProxy"]
 
 log = logging.getLogger("wslab.lab.faults")
-
-#: The names a ``direction`` argument accepts, and the directions each means.
-DIRECTIONS: Mapping[str, tuple[str, ...]] = {
-    "up": ("up",),
-    "client->server": ("up",),
-    "down": ("down",),
-    "server->client": ("down",),
-    "both": ("up", "down"),
-}
-
-
-def _directions(direction: str) -> tuple[str, ...]:
-    try:
-        return DIRECTIONS[direction]
-    except (KeyError, TypeError):
-        raise ConfigError(
-            f"direction must be one of {sorted(DIRECTIONS)}; got {direction!r}"
-        ) from None
-
-
-@dataclass
-class LinkShape:
-    """What one direction of the proxy does to the bytes it carries (shared by every connection)."""
-
-    #: Seconds added to every chunk.
-    delay: float = 0.0
-    #: Up to this many more seconds, drawn uniformly per chunk (order is still preserved).
-    jitter: float = 0.0
-    #: Bytes per second, or None for no cap.
-    rate: float | None = None
-    #: Bytes the token bucket may send at once (and the largest piece a chunk is cut into).
-    burst: int = 16 * 1024
-    #: True while nothing is forwarded in this direction.
-    stalled: bool = False
-
-    @property
-    def shaped(self) -> bool:
-        """True if chunks go through the delay line (latency, jitter or a bandwidth cap)."""
-        return self.delay > 0 or self.jitter > 0 or self.rate is not None
-
-
 # -- a TCP proxy that can lose the network ------------------------------------------------------------
 
 
@@ -108,7 +69,8 @@ class _Side(asyncio.Protocol):
         self.lost = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        # asyncio types the argument for every kind of protocol; a stream's is a Transport.
+        self.transport = cast(asyncio.Transport, transport)
         self.pair.made(self)
 
     def data_received(self, data: bytes) -> None:
@@ -140,106 +102,6 @@ class _Side(asyncio.Protocol):
             transport.resume_reading()
         else:
             transport.pause_reading()
-
-
-class _Lane:
-    """One direction of a relayed pair when it is shaped: a bounded delay line and its pump task.
-
-    Chunks wait in ``queue`` with the time they are due; the pump writes them in order, no
-    earlier than due and no faster than the token bucket allows, and only while the target
-    takes them and the direction is not stalled.
-    """
-
-    def __init__(self, pair: _Pair, name: str) -> None:
-        self.pair = pair
-        self.name = name
-        self.queue: deque[tuple[float, bytes]] = deque()
-        self.queued = 0
-        self.last_due = 0.0
-        self.tokens = 0.0
-        self.refilled = time.monotonic()
-        self.wake = asyncio.Event()
-        self.task: asyncio.Task[None] | None = None
-        #: The source sent a FIN while chunks were still waiting: pass it on after them.
-        self.eof_pending = False
-
-    @property
-    def shape(self) -> LinkShape:
-        return self.pair.proxy.shapes[self.name]
-
-    @property
-    def full(self) -> bool:
-        return self.queued >= self.pair.proxy.max_buffer
-
-    def push(self, data: bytes) -> None:
-        shape = self.shape
-        now = time.monotonic()
-        due = now + shape.delay + (random.uniform(0, shape.jitter) if shape.jitter > 0 else 0.0)
-        due = max(due, self.last_due)  # jitter must not reorder: a chunk waits for the one before
-        self.last_due = due
-        self.queue.append((due, data))
-        self.queued += len(data)
-        if self.task is None or self.task.done():
-            self.task = self.pair.proxy._spawn(self._pump())
-        self.wake.set()
-
-    async def _wait(self) -> None:
-        self.wake.clear()
-        await self.wake.wait()
-
-    async def _pump(self) -> None:
-        await self._drain()
-        target = self.pair.target_of(self.name)
-        if self.eof_pending and target is not None and target.transport is not None:
-            self.eof_pending = False
-            if not target.transport.is_closing() and target.transport.can_write_eof():
-                target.transport.write_eof()
-
-    async def _drain(self) -> None:
-        while self.queue:
-            target = self.pair.target_of(self.name)
-            if target is None or target.transport is None or target.transport.is_closing():
-                self.queue.clear()
-                self.queued = 0
-                return
-            shape = self.shape
-            if shape.stalled or target.write_paused:
-                await self._wait()
-                continue
-            due, data = self.queue[0]
-            now = time.monotonic()
-            if due > now:
-                # Sleep until due, but wake early if the shape changes (heal, a new delay).
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._wait(), due - now)
-                continue
-            piece = data
-            if shape.rate is not None:
-                self.tokens = min(
-                    float(shape.burst), self.tokens + (now - self.refilled) * shape.rate
-                )
-                self.refilled = now
-                size = min(len(data), shape.burst)
-                if self.tokens < size:
-                    await asyncio.sleep((size - self.tokens) / shape.rate)
-                    continue
-                self.tokens -= size
-                piece = data[:size]
-            if len(piece) == len(data):
-                self.queue.popleft()
-            else:
-                self.queue[0] = (due, data[len(piece) :])
-            self.queued -= len(piece)
-            target.transport.write(piece)
-            self.pair.count(self.name, len(piece))
-            if not self.full:
-                self.pair.update_reading()
-
-    def cancel(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
-        self.queue.clear()
-        self.queued = 0
 
 
 class _Pair:
@@ -295,9 +157,14 @@ class _Pair:
             direction = "up" if side is self.client else "down"
             lane = self.lanes[direction]
             peer = self.peer_of(side)
-            ready = peer is not None and peer.transport is not None and not peer.lost
+            ready = (
+                peer is not None
+                and peer.transport is not None
+                and not peer.lost
+                and not peer.write_paused
+            )
             flowing = not self.proxy.shapes[direction].stalled and not lane.full
-            side.set_reading(ready and flowing and not peer.write_paused)  # type: ignore[union-attr]
+            side.set_reading(ready and flowing)
         for lane in self.lanes.values():
             lane.wake.set()  # a pump waiting on the target or a stall looks again
 
@@ -605,6 +472,12 @@ class TcpProxy:
         Read-only: the bytes are copied, never changed or held back. ``tap.close()`` stops it.
         """
         tap = Tap(self, max_bytes=max_bytes, max_connections=max_connections)
+        self._taps.append(tap)
+        return tap
+
+    def attach_tap(self, tap: Tap) -> Tap:
+        """Attach a tap built elsewhere (a :class:`Tap` subclass that records differently, such
+        as the dashboard's live frame stream); ``tap.close()`` detaches it."""
         self._taps.append(tap)
         return tap
 

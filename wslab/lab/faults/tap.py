@@ -16,6 +16,7 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 from wslab.foundation import deflate
+from wslab.foundation.codes import DATA_OPCODES
 from wslab.foundation.errors import ConfigError, WslabError
 from wslab.foundation.frames import FrameParser
 
@@ -187,6 +188,7 @@ class Tap:
                 # Inflate what the sender compressed: up is the client's stream, down the hub's.
                 inflater = params.inflater(server=direction == "up") if params else None
                 parser = FrameParser(require_mask=None, allowed_rsv=0b100 if params else 0)
+                error: WslabError | None
                 try:
                     frames = parser.feed(split[1])
                     error = parser.error
@@ -200,9 +202,7 @@ class Tap:
                     wire_length = len(payload)
                     if frame.opcode.name in ("TEXT", "BINARY"):
                         compressed_message = frame.rsv1
-                    compressed = compressed_message and frame.opcode.name in (
-                        "TEXT", "BINARY", "CONTINUATION"
-                    )
+                    compressed = compressed_message and frame.opcode in DATA_OPCODES
                     if compressed and inflater is not None:
                         try:
                             payload = inflater.inflate(payload, fin=frame.fin, limit=_INFLATE_LIMIT)

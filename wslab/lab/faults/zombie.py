@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import urllib.parse
 from collections.abc import Iterable, Mapping
+from typing import cast
 
 from wslab.foundation import handshake
 from wslab.foundation.errors import ConfigError, InvalidHandshakeResponse, OperationTimeout
@@ -33,7 +34,8 @@ class _ZombieWire(asyncio.Protocol):
         self.lost: asyncio.Future[None] = loop.create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        # asyncio types the argument for every kind of protocol; a stream's is a Transport.
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         if self.response.done():
@@ -103,6 +105,7 @@ class ZombieClient:
         parts = urllib.parse.urlsplit(url)
         if parts.scheme != "ws" or not parts.hostname:
             raise ConfigError(f"a zombie speaks plain ws:// only; got {url!r}")
+        host = parts.hostname
         port = parts.port or 80
         extra = list(headers.items() if isinstance(headers, Mapping) else headers)
         if token is not None:
@@ -117,7 +120,7 @@ class ZombieClient:
 
         async def open_and_upgrade() -> tuple[_ZombieWire, Response]:
             nonlocal transport
-            transport, wire = await loop.create_connection(_ZombieWire, parts.hostname, port)
+            transport, wire = await loop.create_connection(_ZombieWire, host, port)
             transport.write(request)
             return wire, await wire.response
 

@@ -49,7 +49,8 @@ class _Worker:
         self.acks: list[tuple[Any, ...]] = []
         self.deliveries: list[tuple[Any, ...]] = []
         self.pending: dict[str, asyncio.Future[None]] = {}
-        self.tick = {"sent": 0, "acked": 0, "delivered": 0, "lat": []}
+        # Counts and the latency list of the current tick (see _flush_tick).
+        self.tick: dict[str, Any] = {"sent": 0, "acked": 0, "delivered": 0, "lat": []}
 
     async def _connect(self, i: int) -> Any:
         import websockets
@@ -142,8 +143,9 @@ class _Worker:
                 await ws.send(json.dumps(message))
             except Exception:
                 break
-            self.sends.append((spec.user(i), ref, k, message.get("room"), message.get("to_user"),
-                               scheduled, sent))
+            if spec.record:
+                self.sends.append((spec.user(i), ref, k, message.get("room"),
+                                   message.get("to_user"), scheduled, sent))
             self.tick["sent"] += 1
             if spec.mode == "closed":
                 with contextlib.suppress(TimeoutError):
@@ -161,8 +163,9 @@ class _Worker:
                 continue
             kind = event.get("type")
             if kind == "ack" and "ref" in event:
-                self.acks.append((user, event["ref"], event.get("message_id"), event.get("seq"),
-                                  now))
+                if self.spec.record:
+                    self.acks.append((user, event["ref"], event.get("message_id"),
+                                      event.get("seq"), now))
                 self.tick["acked"] += 1
                 waiter = self.pending.get(event["ref"])
                 if waiter is not None and not waiter.done():
@@ -174,9 +177,10 @@ class _Worker:
                 except (ValueError, KeyError, TypeError):
                     continue
                 latency = (now - scheduled) / 1e6
-                self.deliveries.append((self.spec.user(sender_i), user, event.get("room"), k,
-                                        event.get("seq"), event.get("message_id"), scheduled,
-                                        now, latency))
+                if self.spec.record:
+                    self.deliveries.append((self.spec.user(sender_i), user, event.get("room"), k,
+                                            event.get("seq"), event.get("message_id"),
+                                            scheduled, now, latency))
                 self.tick["delivered"] += 1
                 self.tick["lat"].append(latency)
 

@@ -1,0 +1,5 @@
+import sys
+
+from wslab.cli import main
+
+sys.exit(main())
