@@ -37,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import json
 import logging
 import platform
@@ -51,11 +52,12 @@ from typing import Any, ClassVar, TypeVar
 
 from wslab import __version__
 from wslab.application.chat import ChatService
-from wslab.application.session import Authenticator
+from wslab.application.session import Authenticator, Session
+from wslab.application.session_loop import SessionLoop
 from wslab.application.versioning import CURRENT_VERSION, DEPRECATED_VERSIONS
-from wslab.foundation.codes import CloseCode, ErrorCode
+from wslab.foundation.codes import CloseCode
 from wslab.foundation.deflate import DeflateSettings
-from wslab.foundation.errors import ConfigError, HandshakeError, RateLimitedError
+from wslab.foundation.errors import ConfigError, HandshakeError
 from wslab.foundation.handshake import Upgrade
 from wslab.foundation.http import Request
 from wslab.infrastructure.config import HubConfig
@@ -64,12 +66,12 @@ from wslab.infrastructure.engines import serve
 from wslab.infrastructure.events import EventKind, EventLog
 from wslab.infrastructure.fairness import LoopStallWatch
 from wslab.infrastructure.heartbeat import HeartbeatMonitor
-from wslab.infrastructure.logs import ThrottledLog, bind, log_context, new_correlation_id
+from wslab.infrastructure.logs import ThrottledLog, bind
 from wslab.infrastructure.manager import ConnectionManager
 from wslab.infrastructure.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from wslab.infrastructure.metrics import Metrics
 from wslab.infrastructure.ratelimit import AddressLimiter, ConnectionLimiter, Verdict
-from wslab.infrastructure.router import MessageRouter, error_envelope
+from wslab.infrastructure.router import MessageRouter
 from wslab.infrastructure.server import HttpResponse
 from wslab.infrastructure.traffic import TrafficTotals
 from wslab.integration.auth import (
@@ -150,20 +152,6 @@ _STATIC = {
     "index.html": "text/html; charset=utf-8",
 }
 MAX_ERRORS = 100
-
-
-def _ref_of(raw: str | bytes) -> str | int | None:
-    """The ``ref`` of a request refused before routing, so the client can match the error.
-
-    Only small messages are parsed for it: refusing a flood must stay cheap.
-    """
-    if not isinstance(raw, str) or len(raw) > 4096:
-        return None
-    try:
-        ref = json.loads(raw).get("ref")
-    except (ValueError, AttributeError, RecursionError):
-        return None
-    return ref if isinstance(ref, (str, int)) and not isinstance(ref, bool) else None
 
 
 def _remote(connection: Connection) -> str | None:
@@ -273,6 +261,7 @@ class Hub:
             presence_interval=config.presence_interval,
             max_rooms=config.max_rooms,
             max_rooms_per_user=config.max_rooms_per_user,
+            presence_broadcast_limit=config.presence_broadcast_limit,
             on_error=self._report_error,
         )
         self.chat.register(self.router)
@@ -317,6 +306,18 @@ class Hub:
         self._bound_port: int | None = None
         self._started = False
         self._declare_metrics()
+        #: Each connection's life after the upgrade (wslab.application.session_loop).
+        self.sessions = SessionLoop(
+            self.chat,
+            self.router,
+            self.heartbeat,
+            new_limiter=self._new_limiter,
+            events=self.events,
+            verdicts=self._m_verdicts,
+            errors=self._m_errors,
+            on_opened=self._session_opened,
+            on_internal_error=lambda error: self._report_error(error, logged=True),
+        )
 
     # -- start / stop ------------------------------------------------------------------------------
 
@@ -511,10 +512,7 @@ class Hub:
             # Counts connections the server holds (open or still authenticating): one address
             # cannot take more than its share of the hub, whatever its connection rate.
             ip = remote[0]
-            mine = sum(
-                1 for c in self.server.connections.values() if c.remote and c.remote[0] == ip
-            )
-            if mine >= self.config.max_connections_per_ip:
+            if self.server.held_by(ip) >= self.config.max_connections_per_ip:
                 raise _refusal(
                     HandshakeError(
                         f"too many connections from {ip} ({self.config.max_connections_per_ip})",
@@ -567,16 +565,17 @@ class Hub:
         self.traffic.track(connection)
         connection.add_close_callback(self._connection_closed)
         try:
-            await self._serve_connection(connection)
+            await self.sessions.serve(connection)
         except Exception as error:
             # Kept here (hub.errors, event) and re-raised: the server logs it with its traceback
             # and closes with 1011, so logging it here too would say it twice.
             self._report_error(error, logged=True)
             raise
 
-    async def _serve_connection(self, connection: Connection) -> None:
+    def _new_limiter(self) -> ConnectionLimiter:
+        """The rate limits of one connection, from the config."""
         config = self.config
-        limiter = ConnectionLimiter(
+        return ConnectionLimiter(
             config.rate_messages_per_second,
             config.rate_burst,
             config.rate_bytes_per_second,
@@ -584,11 +583,9 @@ class Hub:
             flood_close_after=config.rate_flood_close_after,
             forgive=self.stalls.forgives,  # a backlog our own stall created is not a flood
         )
-        session = await self.chat.open_session(connection, limiter)
-        if session is None:
-            return
-        bind(user_id=session.user_id)
-        self.heartbeat.watch(connection)
+
+    def _session_opened(self, connection: Connection, session: Session) -> None:
+        """An authenticated session starts: count it, log it, log its end when it comes."""
         self._m_connections_total.inc()
         log.info(
             "connection opened",
@@ -599,50 +596,8 @@ class Hub:
                 "engine": connection.engine,
             },
         )
-        connection.add_close_callback(lambda closed: self._log_close(closed, session.user_id))
-        allowed = self._m_verdicts[Verdict.ALLOW]
-        try:
-            async for raw in connection:
-                verdict = limiter.check(len(raw))
-                if verdict is not Verdict.ALLOW:
-                    self._refuse_flood(connection, raw, verdict)
-                    if verdict is Verdict.CLOSE:
-                        break
-                    continue
-                allowed.inc()
-                with log_context(correlation_id=_ref_of(raw) or new_correlation_id()):
-                    reply = await self.router.dispatch(connection, raw)
-                    if reply is not None:
-                        self._count_reply(reply, raw)
-                        self.chat.send(connection, reply)
-        finally:
-            self.heartbeat.unwatch(connection)
-            await self.chat.close_session(session)
-
-    def _refuse_flood(self, connection: Connection, raw: str | bytes, verdict: Verdict) -> None:
-        self._m_verdicts[verdict].inc()
-        self.events.record(
-            EventKind.RATE_LIMIT, connection.id, verdict=verdict.value, nbytes=len(raw)
-        )
-        if verdict is Verdict.CLOSE:
-            log.info("closing %s: sustained flooding", connection.id)
-            connection.close_nowait(
-                CloseCode.POLICY_VIOLATION, "sustained flooding past the rate limit"
-            )
-            return
-        limited = RateLimitedError("rate limit exceeded; slow down")
-        self.chat.send(connection, error_envelope(limited, _ref_of(raw)))
-
-    def _count_reply(self, reply: dict[str, Any], raw: str | bytes) -> None:
-        if reply.get("type") != "error":
-            return
-        self._m_errors.inc(code=reply["error"].get("name", "UNKNOWN"))
-        if reply["error"].get("code") == ErrorCode.INTERNAL_ERROR:
-            # The router has logged the failure (with its traceback, throttled per type): the
-            # hub only keeps it in hub.errors and the event log.
-            self._report_error(
-                RuntimeError(f"internal error handling {str(raw)[:80]!r}"), logged=True
-            )
+        user_id = session.user_id
+        connection.add_close_callback(lambda closed: self._log_close(closed, user_id))
 
     # -- plain HTTP --------------------------------------------------------------------------------
 
@@ -773,10 +728,10 @@ class Hub:
         )
         for direction in ("in", "out"):
             messages.set_function(
-                lambda d=direction: traffic.total(f"messages_{d}"), direction=direction
+                functools.partial(traffic.total, f"messages_{direction}"), direction=direction
             )
             transferred.set_function(
-                lambda d=direction: traffic.total(f"bytes_{d}"), direction=direction
+                functools.partial(traffic.total, f"bytes_{direction}"), direction=direction
             )
         if engine == "wslab":  # the websockets library does not show its frames
             frames = m.counter(
@@ -786,7 +741,7 @@ class Hub:
             )
             for direction in ("in", "out"):
                 frames.set_function(
-                    lambda d=direction: traffic.total(f"frames_{d}"), direction=direction
+                    functools.partial(traffic.total, f"frames_{direction}"), direction=direction
                 )
 
     def _connection_closed(self, connection: Connection) -> None:
@@ -801,6 +756,7 @@ class Hub:
         """The INFO line for the end of an authenticated connection: who closed it, how."""
         sent = connection.close_sent
         by_hub = connection.closed_locally
+        code: int | None
         if by_hub and sent is not None:
             code, reason = sent
         else:

@@ -199,3 +199,32 @@ def test_expired_hub_that_speaks_again_is_back(tracker: PresenceTracker) -> None
     assert tracker.remote_snapshot("hub-b", {"lobby": {"u2": "Bob"}}, now=101.0) == [
         joined("lobby", "u2", "Bob")
     ]
+
+
+# -- counts (what large rooms are told instead of every join) ------------------------------------
+
+
+def test_count_follows_local_and_remote_changes(tracker: PresenceTracker) -> None:
+    tracker.join("lobby", "u1", "Ada", "c1")
+    tracker.join("lobby", "u1", "Ada", "c2")  # a second tab is still one user
+    tracker.join("lobby", "u2", "Bob", "c3")
+    assert tracker.count("lobby") == 2
+    tracker.remote_event("hub-b", "lobby", "u3", "Cy", True, now=1.0)
+    tracker.remote_event("hub-b", "lobby", "u1", "Ada", True, now=1.0)  # on two hubs: once
+    assert tracker.count("lobby") == 3
+    tracker.remote_snapshot("hub-b", {"lobby": {"u4": "Di"}}, now=2.0)  # replaces u3 and u1
+    assert tracker.count("lobby") == 3 == len(tracker.users("lobby"))
+    tracker.hub_gone("hub-b")
+    tracker.leave("lobby", "u1", "c1")
+    tracker.leave("lobby", "u1", "c2")
+    assert tracker.count("lobby") == 1 == len(tracker.users("lobby"))
+    tracker.leave("lobby", "u2", "c3")
+    assert tracker.count("lobby") == 0 and tracker.users("lobby") == {}
+
+
+def test_users_with_a_limit_stops_early(tracker: PresenceTracker) -> None:
+    for i in range(10):
+        tracker.join("lobby", f"u{i}", f"User {i}", f"c{i}")
+    tracker.remote_event("hub-b", "lobby", "r1", "Remote", True, now=1.0)
+    assert len(tracker.users("lobby", limit=3)) == 3
+    assert len(tracker.users("lobby", limit=100)) == 11

@@ -186,3 +186,27 @@ async def test_several_processes_share_one_file_without_gaps(tmp_path: Path) -> 
             "proc0": per_writer,
             "proc1": per_writer,
         }
+
+
+async def test_saves_of_one_loop_turn_share_a_transaction_and_fail_alone(tmp_path: Path) -> None:
+    from wslab.foundation.errors import ConflictError
+
+    async with SQLiteStore(tmp_path / "chat.db") as store:
+        first = draft(content="one")
+        await store.save(first)
+        reused = MessageDraft(
+            room="lobby", from_user="u1", from_username="Ada", content="other",
+            message_id=first.message_id,
+        )  # fmt: skip
+        results = await asyncio.gather(
+            *(store.save(draft(content=f"m{i}")) for i in range(20)),
+            store.save(reused),
+            store.save(first),  # an idempotent re-save: the stored message back
+            return_exceptions=True,
+        )
+        stored, conflict, again = results[:20], results[20], results[21]
+        assert [m.seq for m in stored] == list(range(2, 22))  # in order, no gap
+        assert isinstance(conflict, ConflictError)
+        assert again.seq == 1
+        page = await store.history("lobby", limit=100)
+        assert [m.content for m in page.messages] == ["one"] + [f"m{i}" for i in range(20)]

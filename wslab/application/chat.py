@@ -49,7 +49,8 @@ from wslab.infrastructure.router import MessageRouter, RoutedMessage, RouteHandl
 from wslab.integration.broker import Broker, BrokerMessage
 from wslab.integration.store import MessageDraft, Store, StoredMessage, format_timestamp, utc_now
 
-from .presence import PresenceChange, PresenceTracker
+from .presence import PresenceTracker
+from .presence_fanout import PresenceFanout
 from .retry import PendingMessage, RetryQueue
 from .routing import DEFAULT_LIMIT, DIRECT, ROOMS, BrokerRouting, user_of
 from .session import Authenticator, Session
@@ -95,6 +96,7 @@ class ChatService:
         presence_interval: float = 5.0,
         max_rooms: int = 10_000,
         max_rooms_per_user: int = 50,
+        presence_broadcast_limit: int = 50,
         on_error: Callable[[BaseException], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         routing: str | None = None,
@@ -115,6 +117,15 @@ class ChatService:
             snapshot_interval=presence_interval,
             max_rooms=max_rooms,
             reserved_rooms=frozenset({DEFAULT_ROOM}),
+        )
+        #: Announces presence changes once per loop turn, per room, by count in large rooms.
+        self.presence_fanout = PresenceFanout(
+            manager,
+            self.presence,
+            broadcast_limit=presence_broadcast_limit,
+            encode=encode,
+            publish=lambda payload: self._publish(PRESENCE, payload),
+            metrics=self.metrics,
         )
         #: Distinct rooms one user's connections on this hub may be in together (the lobby not
         #: counted): with it below ``max_rooms``, one user cannot fill the hub-wide table from
@@ -138,11 +149,6 @@ class ChatService:
         self._unsubscribe_state: Callable[[], None] | None = None
         m = self.metrics
         self._m_messages = m.counter("chat_messages_total", "Chat messages accepted", ["kind"])
-        self._m_errors = m.counter(
-            "chat_errors_total",
-            "Chat messages delivered live but not stored yet (degraded replies), by error code",
-            ["code"],
-        )
         self._m_store = m.histogram("store_save_seconds", "Time to store one message")
         self._m_fanout = m.histogram(
             "fanout_recipients",
@@ -166,6 +172,7 @@ class ChatService:
             self._presence_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._presence_task
+        self.presence_fanout.cancel()
         with contextlib.suppress(DependencyError):
             await self.broker.publish(PRESENCE, {"op": "goodbye"})
         for task in list(self._tasks):
@@ -220,7 +227,7 @@ class ChatService:
 
     # -- sessions ----------------------------------------------------------------------------------
 
-    async def open_session(self, connection: Connection, limiter: Any = None) -> Session | None:
+    async def open_session(self, connection: Connection) -> Session | None:
         """Authenticate ``connection``, greet it and put it in the lobby.
 
         None if refused: 4001 for failed authentication, 1013 (try again later) when the hub
@@ -235,7 +242,7 @@ class ChatService:
         except ConflictError as error:
             await connection.close(CloseCode.TRY_AGAIN_LATER, error.message)
             return None
-        session = Session(connection, identity, limiter=limiter, auth_method=method)
+        session = Session(connection, identity, auth_method=method)
         self.sessions[connection.id] = session
         try:
             # Before the greeting: a direct message stored after it reaches this hub live.
@@ -301,7 +308,8 @@ class ChatService:
             self.manager.leave(session.connection, room)
             raise
         session.rooms.add(room)
-        self._presence_changed(change, publish=True)
+        self.presence_fanout.changed(change, publish=True)
+        self.presence_fanout.send_snapshot(session.connection, room)
         # Awaited before the join's ack reads latest_seq: see .routing for the guarantee.
         await self.routing.join_room(room)
 
@@ -336,32 +344,7 @@ class ChatService:
         session.rooms.discard(room)
         self.routing.leave_room(room)
         change = self.presence.leave(room, session.user_id, session.connection.id)
-        self._presence_changed(change, publish=True)
-
-    def _presence_changed(self, change: PresenceChange | None, *, publish: bool) -> None:
-        if change is None:
-            return
-        self.manager.broadcast(
-            encode(
-                {
-                    "type": "presence:join" if change.joined else "presence:leave",
-                    "room": change.room,
-                    "user_id": change.user_id,
-                    "username": change.username,
-                }
-            ),
-            change.room,
-        )
-        if publish:
-            self._publish(
-                PRESENCE,
-                {
-                    "op": "join" if change.joined else "leave",
-                    "room": change.room,
-                    "user_id": change.user_id,
-                    "username": change.username,
-                },
-            )
+        self.presence_fanout.changed(change, publish=True)
 
     async def _on_presence_list(
         self, session: Session, fields: dict[str, Any], request: RoutedMessage
@@ -372,6 +355,7 @@ class ChatService:
             "type": "presence:list",
             "room": room,
             "users": [{"user_id": uid, "username": name} for uid, name in sorted(users.items())],
+            "count": len(users),
         }
 
     async def _announce_presence(self) -> None:
@@ -382,7 +366,8 @@ class ChatService:
                     PRESENCE, {"op": "snapshot", "rooms": self.presence.local_snapshot()}
                 )
             for change in self.presence.expire(self.clock()):
-                self._presence_changed(change, publish=False)
+                self.presence_fanout.changed(change, publish=False)
+            self.presence_fanout.send_counts(self.clock(), self.presence.snapshot_interval)
             await asyncio.sleep(self.presence.snapshot_interval)
 
     # -- messages ----------------------------------------------------------------------------------
@@ -443,8 +428,8 @@ class ChatService:
             "timestamp": format_timestamp(draft.timestamp),
         }
         self._deliver(wire, draft.to_user, draft.from_user, room=draft.storage_room)
+        # Counted once, as the error reply it is (errors_total{code="DEGRADED"}).
         error = DegradedError("delivered live but not stored yet: it is acknowledged once stored")
-        self._m_errors.inc(code=error.code.name)
         return {"type": "error", "error": error.to_dict(), "message_id": draft.message_id}
 
     async def _late_ack(self, pending: PendingMessage, stored: StoredMessage) -> None:
@@ -619,7 +604,13 @@ class ChatService:
             if hub != self.hub_id:
                 self._ask_to_resync(set(payload.get("rooms", [])), f"hub {hub} reconnected")
             return
-        elif op in ("join", "leave"):
+        elif op == "diff":  # one loop turn's changes of that hub (see presence_fanout)
+            changes = []
+            for room, user_id, username, joined in payload.get("changes", []):
+                change = self.presence.remote_event(hub, room, user_id, username, joined, now)
+                if change is not None:
+                    changes.append(change)
+        elif op in ("join", "leave"):  # from hubs of earlier versions
             change = self.presence.remote_event(
                 hub, payload["room"], payload["user_id"], payload["username"], op == "join", now
             )
@@ -627,7 +618,7 @@ class ChatService:
         else:
             return
         for change in changes:
-            self._presence_changed(change, publish=False)
+            self.presence_fanout.changed(change, publish=False)
 
     async def _broker_state_changed(self, healthy: bool, reason: str) -> None:
         self._record(EventKind.CUSTOM, what="broker", healthy=healthy, reason=reason)

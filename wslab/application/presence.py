@@ -11,7 +11,10 @@ Each hub knows its own connections exactly. It learns about the other hubs' from
 A user is *present* in a room while at least one of their connections, on any hub, is in it.
 Every change returns the room/user pairs that became present or absent, and only those turn into
 ``presence:join`` / ``presence:leave`` messages — a user opening a second tab is not announced
-twice. The tracker does no I/O; the chat service publishes and delivers.
+twice. The tracker does no I/O; :mod:`wslab.application.presence_fanout` announces.
+
+It also keeps, per room, the number of distinct users present (:meth:`count`), updated with every
+change, so that a room of 10,000 can say how big it is without listing anyone.
 """
 
 from __future__ import annotations
@@ -63,15 +66,44 @@ class PresenceTracker:
         self._local: dict[str, dict[str, set[str]]] = defaultdict(dict)
         self._names: dict[str, str] = {}
         self._remote: dict[str, _RemoteHub] = {}
+        # room -> distinct users present on any hub; kept in step with every change returned
+        self._counts: dict[str, int] = {}
 
     # -- queries -----------------------------------------------------------------------------------
 
-    def users(self, room: str) -> dict[str, str]:
-        """Everyone present in ``room`` on any live hub: user_id -> username."""
-        present = {uid: self._names.get(uid, uid) for uid in self._local.get(room, {})}
+    def users(self, room: str, limit: int | None = None) -> dict[str, str]:
+        """Everyone present in ``room`` on any live hub: user_id -> username.
+
+        ``limit``: stop after that many (local users first), so a snapshot of a huge room costs
+        ``limit`` steps, not the room's size.
+        """
+        present: dict[str, str] = {}
+        names = self._names
+        for uid in self._local.get(room, {}):
+            if limit is not None and len(present) >= limit:
+                return present
+            present[uid] = names.get(uid, uid)
         for hub in self._remote.values():
-            present.update(hub.rooms.get(room, {}))
+            for uid, name in hub.rooms.get(room, {}).items():
+                if limit is not None and len(present) >= limit:
+                    return present
+                present.setdefault(uid, name)
         return present
+
+    def count(self, room: str) -> int:
+        """How many distinct users are present in ``room`` on any live hub (O(1))."""
+        return self._counts.get(room, 0)
+
+    def _counted(self, change: PresenceChange | None) -> PresenceChange | None:
+        """Keep :meth:`count` in step with a change about to be returned."""
+        if change is not None:
+            room = change.room
+            left = self._counts.get(room, 0) + (1 if change.joined else -1)
+            if left > 0:
+                self._counts[room] = left
+            else:
+                self._counts.pop(room, None)
+        return change
 
     def is_present(self, room: str, user_id: str) -> bool:
         """True if ``user_id`` has a connection in ``room`` on any live hub."""
@@ -102,7 +134,7 @@ class PresenceTracker:
         was = self.is_present(room, user_id)
         self._names[user_id] = username
         self._local[room].setdefault(user_id, set()).add(connection_id)
-        return None if was else PresenceChange(room, user_id, username, True)
+        return None if was else self._counted(PresenceChange(room, user_id, username, True))
 
     def check_capacity(self, room: str) -> None:
         """ConflictError if ``room`` would be a new room in a full table (nothing is changed)."""
@@ -126,7 +158,7 @@ class PresenceTracker:
         username = self._names.get(user_id, user_id)
         if not any(user_id in u for u in self._local.values()):
             self._names.pop(user_id, None)
-        return PresenceChange(room, user_id, username, False)
+        return self._counted(PresenceChange(room, user_id, username, False))
 
     # -- news from other hubs ----------------------------------------------------------------------
 
@@ -149,7 +181,7 @@ class PresenceTracker:
         now_present = self.is_present(room, user_id)
         if was == now_present:
             return None
-        return PresenceChange(room, user_id, username, now_present)
+        return self._counted(PresenceChange(room, user_id, username, now_present))
 
     def remote_snapshot(self, hub_id: str, rooms: RoomUsers, now: float) -> list[PresenceChange]:
         """Another hub's full presence replaces what we knew of it."""
@@ -189,5 +221,6 @@ class PresenceTracker:
             now_present = self.is_present(room, uid)
             if before[(room, uid)] != now_present:
                 changes.append(PresenceChange(room, uid, name, now_present))
+                self._counted(changes[-1])
                 before[(room, uid)] = now_present  # a user listed under two names changes once
         return changes

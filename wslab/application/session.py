@@ -18,14 +18,13 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from wslab.foundation.codes import CloseCode
 from wslab.foundation.errors import AuthenticationError, ConnectionClosed
 from wslab.infrastructure.connection import Connection
 from wslab.infrastructure.events import NULL_EVENT_LOG, EventKind, EventLog
-from wslab.infrastructure.ratelimit import ConnectionLimiter
 from wslab.integration.auth.expiry import ExpiryPlan, check_refresh, plan_expiry
 from wslab.integration.auth.sources import token_from_message, token_from_upgrade
 from wslab.integration.auth.tokens import Identity, TokenVerifier
@@ -33,7 +32,9 @@ from wslab.integration.auth.tokens import Identity, TokenVerifier
 __all__ = ["Authenticator", "Session"]
 
 #: How the authenticator sends ``auth:expiring`` to the client.
-Sender = Callable[[dict[str, object]], "Awaitable[None] | bool | None"]
+#: Called with the message; it may return an awaitable (then awaited in the background), a bool
+#: or None, so any of the hub's send functions fits.
+Sender = Callable[..., object]
 #: Called with the connection, the failure's safe message and where the token came from
 #: (``"header"``, ``"query"``, ``"message"``, ``"upgrade"`` or ``"expiry"``).
 FailureHook = Callable[[Connection, str, str], None]
@@ -47,11 +48,12 @@ class Session:
 
     connection: Connection
     identity: Identity
-    limiter: ConnectionLimiter | None = None
     auth_method: str = "header"
     rooms: set[str] = field(default_factory=set)
     denied_admin_actions: int = 0
-    expiry_task: asyncio.Task[None] | None = None
+    #: The pending step of the token's expiry (the warning, then the close): a timer handle on
+    #: the loop, not a task per connection. ``cancel()`` stops it.
+    expiry_task: asyncio.TimerHandle | None = None
 
     @property
     def user_id(self) -> str:
@@ -85,6 +87,7 @@ class Authenticator:
         self.wall_clock = wall_clock
         #: Told of every refused or expired token, before the 4001 (metrics, the hub's log).
         self.on_failure = on_failure
+        self._sending: set[asyncio.Future[None]] = set()
 
     async def admit(self, connection: Connection) -> tuple[Identity, str] | None:
         """The identity of ``connection`` and how it was proven; None after closing it with 4001."""
@@ -135,32 +138,43 @@ class Authenticator:
         return refreshed
 
     def watch_expiry(
-        self, session: Session, send: Callable[[dict[str, object]], Awaitable[None] | None]
+        self, session: Session, send: Sender
     ) -> None:
-        """(Re)start the task that warns before the token expires and closes at expiry."""
+        """(Re)start the timer that warns before the token expires and closes at expiry."""
         if session.expiry_task is not None:
             session.expiry_task.cancel()
+            session.expiry_task = None
         plan = plan_expiry(session.identity, self.wall_clock())
         if plan is None:
             return  # guests and tokens without expiry
-        session.expiry_task = asyncio.ensure_future(self._expire(session, plan, send))
+        delay = max(0.0, plan.warn_at - self.wall_clock())
+        session.expiry_task = asyncio.get_running_loop().call_later(
+            delay, self._warn, session, plan, send
+        )
 
-    async def _expire(self, session: Session, plan: ExpiryPlan, send: Sender) -> None:
+    def _warn(self, session: Session, plan: ExpiryPlan, send: Sender) -> None:
         connection = session.connection
-        await asyncio.sleep(max(0.0, plan.warn_at - self.wall_clock()))
         if connection.closed:
+            session.expiry_task = None
             return
         result = send(
             {"type": "auth:expiring", "expires_in": round(plan.expires_in(self.wall_clock()), 3)}
         )
-        if asyncio.iscoroutine(result):
-            await result
-        await asyncio.sleep(max(0.0, plan.close_at - self.wall_clock()))
+        if asyncio.iscoroutine(result):  # an async sender: keep the task until it is done
+            task = asyncio.ensure_future(result)
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
+        delay = max(0.0, plan.close_at - self.wall_clock())
+        session.expiry_task = asyncio.get_running_loop().call_later(delay, self._expired, session)
+
+    def _expired(self, session: Session) -> None:
+        session.expiry_task = None
+        connection = session.connection
         if not connection.closed:
             self._record(connection, ok=False, reason="token expired")
             if self.on_failure is not None:
                 self.on_failure(connection, "token expired", "expiry")
-            await connection.close(CloseCode.AUTHENTICATION_FAILED, "token expired")
+            connection.close_nowait(CloseCode.AUTHENTICATION_FAILED, "token expired")
 
     def _record(self, connection: Connection, **fields: object) -> None:
         self.events.record(EventKind.AUTH, connection.id, **fields)

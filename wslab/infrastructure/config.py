@@ -316,6 +316,13 @@ class HubConfig:
         5.0, "Seconds between presence snapshots sent to the other hubs (3 missed = hub gone).",
         _STORE, "float", gt=0,
     )  # fmt: skip
+    # Presence at scale (wslab.application.presence_fanout): past this, joins and leaves are not
+    # announced one by one, so letting N users into one room costs O(N) messages, not O(N^2).
+    presence_broadcast_limit: int = _setting(
+        50, "Members a room may have on this hub and still get presence:join/leave one by one; "
+        "larger rooms get presence:count every presence_interval and the list on request.",
+        _STORE, "int", ge=0,
+    )  # fmt: skip
     history_retention: int = _setting(
         10_000, "Messages kept per room; older ones are deleted.", _STORE, "int", ge=1
     )
@@ -333,7 +340,8 @@ class HubConfig:
         10_000, "Engine events kept in memory; the oldest are dropped.", _OBS, "int", ge=1
     )
     event_log_level: str = _setting(
-        "frames", "Events recorded: 'frames' (every frame), 'lifecycle' (no frames) or 'off'.",
+        "lifecycle", "Events recorded: 'lifecycle' (no per-frame events), 'frames' (every frame) "
+        "or 'off'.",
         _OBS, "choice", choices=("frames", "lifecycle", "off"),
     )  # fmt: skip
     log_level: str = _setting(

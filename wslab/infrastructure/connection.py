@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import itertools
+import logging
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
@@ -53,6 +54,8 @@ __all__ = [
 ]
 
 Message = str | bytes
+
+log = logging.getLogger("wslab.connection")
 
 _ids = itertools.count(1)
 
@@ -124,8 +127,12 @@ class ConnectionStats:
     pings_sent: int = 0
     pongs_received: int = 0
     last_rtt: float | None = None
-    rtts: deque[float] = field(default_factory=lambda: deque(maxlen=64))
+    #: The last 64 round-trip times; created with the first (an idle connection keeps none).
+    rtts: deque[float] | None = None
 
+
+#: Round-trip times one connection keeps (``stats.rtts``).
+MAX_RTTS = 64
 
 #: Distinct compressed forms one broadcast keeps (one per deflate parameter set in use); past
 #: it, a connection with yet another set compresses the message for itself.
@@ -199,6 +206,35 @@ class Connection:
 
     engine: str = "abstract"
 
+    # Slots: thousands of mostly idle connections each save the instance dict (over a KiB with
+    # this many attributes). ``__dict__`` stays available, created only if something sets an
+    # attribute of its own (a test's instrumentation, a subclass without slots).
+    __slots__ = (
+        "__dict__",
+        "__weakref__",
+        "_close_callbacks",
+        "_close_error",
+        "_closed",
+        "_incoming",
+        "_incoming_waiter",
+        "_ping_counter",
+        "_pings",
+        "_queue",
+        "_reading_paused",
+        "clock",
+        "context",
+        "events",
+        "headers",
+        "id",
+        "limits",
+        "path",
+        "query",
+        "remote",
+        "role",
+        "stats",
+        "subprotocol",
+    )
+
     def __init__(
         self,
         *,
@@ -227,15 +263,20 @@ class Connection:
         self.stats = ConnectionStats(opened_at=clock())
         #: Free slot for the layers above (identity, rooms...): the transport never reads it.
         self.context: dict[str, Any] = {}
-        self._incoming: deque[Message] = deque()
+        # Received messages waiting for recv(): a deque only while there are any to hold (an idle
+        # connection needs none, and an empty deque is some 600 bytes).
+        self._incoming: deque[Message] | None = None
         self._incoming_waiter: asyncio.Future[None] | None = None
         self._reading_paused = False
         self._closed = asyncio.get_running_loop().create_future()
         self._close_error: ConnectionClosed | None = None
         self._pings: dict[bytes, tuple[float, asyncio.Future[float]]] = {}
+        self._close_callbacks: list[Callable[[Connection], object]] | None = None
         self._ping_counter = itertools.count()
         #: Outgoing messages waiting for the socket; what each engine's writer needs, sized.
-        self._queue: OutgoingQueue[Any] = OutgoingQueue(limits.max_queue, limits.max_queue_bytes)
+        #: Created when the socket first pushes back (:meth:`_outgoing`) and dropped once
+        #: drained: most connections of a hub never need one, and an empty queue is over a KiB.
+        self._queue: OutgoingQueue[Any] | None = None
 
     # -- what the engines implement ----------------------------------------------------------------
 
@@ -274,12 +315,14 @@ class Connection:
     @property
     def queue_depth(self) -> int:
         """Outgoing messages waiting for the socket."""
-        return len(self._queue)
+        queue = self._queue
+        return len(queue) if queue is not None else 0
 
     @property
     def queued_bytes(self) -> int:
         """Bytes of the outgoing messages waiting for the socket (at most ``max_queue_bytes``)."""
-        return self._queue.nbytes
+        queue = self._queue
+        return queue.nbytes if queue is not None else 0
 
     @property
     def close_code(self) -> int | None:
@@ -321,8 +364,11 @@ class Connection:
                 await waiter
             finally:
                 self._incoming_waiter = None
-        message = self._incoming.popleft()
-        if self._reading_paused and len(self._incoming) <= self.limits.max_incoming // 2:
+        incoming = self._incoming
+        message = incoming.popleft()
+        if not incoming:
+            self._incoming = None
+        if self._reading_paused and len(incoming) <= self.limits.max_incoming // 2:
             self._reading_paused = False
             self._resume_reading()
         return message
@@ -341,8 +387,11 @@ class Connection:
     def _deliver(self, message: Message) -> None:
         """An engine received a complete message."""
         self.stats.messages_in += 1
-        self._incoming.append(message)
-        if len(self._incoming) >= self.limits.max_incoming and not self._reading_paused:
+        incoming = self._incoming
+        if incoming is None:
+            incoming = self._incoming = deque()
+        incoming.append(message)
+        if len(incoming) >= self.limits.max_incoming and not self._reading_paused:
             self._reading_paused = True
             self._pause_reading()
         waiter = self._incoming_waiter
@@ -393,7 +442,7 @@ class Connection:
 
         Returns False if the item was not queued (dropped, or the connection is closing).
         """
-        queue = self._queue
+        queue = self._outgoing()
         if not queue.fits(size) and not self._overflow():
             return False
         queue.append(item, size)
@@ -401,18 +450,30 @@ class Connection:
             self.stats.queue_peak = len(queue)
         return True
 
+    def _outgoing(self) -> OutgoingQueue[Any]:
+        """The outgoing queue, created on first use."""
+        queue = self._queue
+        if queue is None:
+            limits = self.limits
+            queue = self._queue = OutgoingQueue(limits.max_queue, limits.max_queue_bytes)
+        return queue
+
+    def _drop_queue(self) -> None:
+        """Forget everything queued and give the queue back (drained, closed or cut off)."""
+        self._queue = None
+
     def _overflow(self) -> bool:
         """The outgoing queue is full. Returns True if the new message may still be queued."""
         policy = self.limits.slow_consumer_policy
         self.stats.dropped_out += 1
-        self._record(EventKind.SLOW_CONSUMER, policy=policy.value, queued=len(self._queue))
-        if policy is SlowConsumerPolicy.DROP_OLDEST:
+        self._record(EventKind.SLOW_CONSUMER, policy=policy.value, queued=self.queue_depth)
+        if policy is SlowConsumerPolicy.DROP_OLDEST and self._queue:
             self._queue.popleft()
             return True
         if policy is SlowConsumerPolicy.CLOSE:
             # The peer is not reading, so it would not read what is queued either: drop it,
             # send the close now, and abort if the handshake does not finish in time.
-            self._queue.clear()
+            self._drop_queue()
             self._start_close(CloseCode.TRY_AGAIN_LATER, "slow consumer: outgoing queue overflowed")
         return False
 
@@ -459,6 +520,8 @@ class Connection:
                 break
         self.stats.last_rtt = rtt
         if rtt is not None:
+            if self.stats.rtts is None:
+                self.stats.rtts = deque(maxlen=MAX_RTTS)
             self.stats.rtts.append(rtt)
         self._record(EventKind.PONG, payload=payload.hex(), rtt=rtt)
 
@@ -499,9 +562,26 @@ class Connection:
         """Call ``callback(connection)`` soon after TCP is closed (at once if it already is).
 
         For bookkeeping that needs the final counters and close codes (metrics, the close log
-        line): it runs on the event loop, in the context of the task that added it.
+        line): it runs on the event loop, in the context of the task that added the first one
+        (the connection's handler, for the hub's). One callback on the closing future serves
+        them all: each would otherwise cost its own closure and context copy per connection.
         """
-        self._closed.add_done_callback(lambda _: callback(self))
+        if self._closed.done():
+            asyncio.get_running_loop().call_soon(callback, self)
+            return
+        if self._close_callbacks is None:
+            self._close_callbacks = []
+            self._closed.add_done_callback(self._run_close_callbacks)
+        self._close_callbacks.append(callback)
+
+    def _run_close_callbacks(self, _: asyncio.Future[None]) -> None:
+        callbacks, self._close_callbacks = self._close_callbacks or [], None
+        for callback in callbacks:
+            try:
+                callback(self)
+            except Exception:
+                # As asyncio does for a failing callback: logged, and the others still run.
+                log.exception("close callback of %s failed", self.id)
 
     def _lost(self, cause: str) -> None:
         """An engine reports that TCP is closed: wake every waiter."""

@@ -54,7 +54,9 @@ class ConnectionManager:
         self.on_fanout = on_fanout
         self.max_groups_per_connection = max_groups_per_connection
         self._connections: dict[str, Connection] = {}
-        self._groups: dict[str, set[str]] = defaultdict(set)
+        # group -> connection id -> connection: a broadcast walks the members themselves, with no
+        # lookup per member (the fan-out's per-recipient work is the write and nothing else)
+        self._groups: dict[str, dict[str, Connection]] = {}
         self._memberships: dict[str, set[str]] = defaultdict(set)
         self._by_key: dict[str, set[str]] = defaultdict(set)
         self._key_of: dict[str, str] = {}
@@ -83,7 +85,7 @@ class ConnectionManager:
         self._connections.pop(cid, None)
         groups = self._memberships.pop(cid, set())
         for group in groups:
-            self._discard(self._groups, group, cid)
+            self._leave_group(group, cid)
         key = self._key_of.pop(cid, None)
         if key is not None:
             self._discard(self._by_key, key, cid)
@@ -96,6 +98,13 @@ class ConnectionManager:
             members.discard(cid)
             if not members:
                 del index[name]  # empty groups vanish, so the index cannot grow forever
+
+    def _leave_group(self, group: str, cid: str) -> None:
+        members = self._groups.get(group)
+        if members is not None:
+            members.pop(cid, None)
+            if not members:
+                del self._groups[group]  # empty groups vanish too
 
     def get(self, connection_id: str) -> Connection | None:
         """The connection with this id, if registered."""
@@ -130,7 +139,10 @@ class ConnectionManager:
                 f"a connection may join at most {self.max_groups_per_connection} rooms"
             )
         memberships.add(group)
-        self._groups[group].add(connection.id)
+        members = self._groups.get(group)
+        if members is None:
+            members = self._groups[group] = {}
+        members[connection.id] = connection
         return True
 
     def leave(self, connection: Connection, group: str) -> bool:
@@ -139,7 +151,7 @@ class ConnectionManager:
         if not memberships or group not in memberships:
             return False
         memberships.discard(group)
-        self._discard(self._groups, group, connection.id)
+        self._leave_group(group, connection.id)
         return True
 
     def groups_of(self, connection: Connection) -> set[str]:
@@ -148,7 +160,13 @@ class ConnectionManager:
 
     def members(self, group: str) -> list[Connection]:
         """The connections in ``group``."""
-        return [self._connections[c] for c in self._groups.get(group, ()) if c in self._connections]
+        members = self._groups.get(group)
+        return list(members.values()) if members is not None else []
+
+    def group_size(self, group: str) -> int:
+        """How many connections are in ``group`` (O(1))."""
+        members = self._groups.get(group)
+        return len(members) if members is not None else 0
 
     def groups(self) -> dict[str, int]:
         """Every non-empty group and its size."""
@@ -173,21 +191,27 @@ class ConnectionManager:
         exclude: Iterable[str] = (),
     ) -> FanoutResult:
         """Send to every member of ``group`` (every connection if None), encoding once."""
-        targets = self.members(group) if group is not None else list(self._connections.values())
+        if group is None:
+            pool: Iterable[Connection] = self._connections.values()
+        else:
+            pool = self._groups.get(group, {}).values()
         skip = set(exclude)
-        if skip:
-            targets = [c for c in targets if c.id not in skip]
+        # A snapshot of the members: a send may close a connection, which leaves its groups.
+        targets = [c for c in pool if c.id not in skip] if skip else list(pool)
         return self._fanout(targets, message)
 
     def _fanout(self, targets: list[Connection], message: Message) -> FanoutResult:
         prepared = Prepared(message)
-        delivered = failed = 0
+        failed = 0
         for connection in targets:
-            if self._offer(connection, prepared):
-                delivered += 1
-            else:
+            try:
+                if not connection.send_prepared(prepared):
+                    failed += 1
+            except Exception:
+                # One broken connection must not stop the fan-out to the others.
+                log.exception("send to %s failed", connection.id)
                 failed += 1
-        result = FanoutResult(delivered, failed)
+        result = FanoutResult(len(targets) - failed, failed)
         if self.on_fanout is not None:
             self.on_fanout(prepared, result)
         return result

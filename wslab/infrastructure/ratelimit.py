@@ -198,7 +198,9 @@ class ConnectionLimiter:
         self.forgive = forgive
         # Times of the most recent rejections. Only the last ``flood_close_after`` can matter
         # to the rule, so that is the bound; older ones fall off the left.
-        self._rejections: deque[float] = deque(maxlen=flood_close_after)
+        # Created at the first rejection: most connections never get one, and an empty deque
+        # is some 600 bytes per connection.
+        self._rejections: deque[float] | None = None
         self._closed = False
         #: Messages allowed and rejected so far (CLOSE verdicts count as rejected).
         self.allowed = 0
@@ -229,6 +231,8 @@ class ConnectionLimiter:
         if self.forgive is not None and self.forgive(now):
             return Verdict.REJECT
         rejections = self._rejections
+        if rejections is None:
+            rejections = self._rejections = deque(maxlen=self.flood_close_after)
         rejections.append(now)
         if len(rejections) == self.flood_close_after and now - rejections[0] < self.flood_window:
             self._closed = True
@@ -248,7 +252,7 @@ class ConnectionLimiter:
         """Rejections inside the flood window ending now (what the flood rule is counting)."""
         if now is None:
             now = self._clock()
-        return sum(1 for t in self._rejections if now - t < self.flood_window)
+        return sum(1 for t in self._rejections or () if now - t < self.flood_window)
 
     @property
     def closed(self) -> bool:

@@ -102,6 +102,9 @@ class Server:
     on_refused: Callable[[HandshakeError, tuple[str, int] | None], None] | None = None
     engine: str = "abstract"
     connections: dict[str, Connection] = field(default_factory=dict)
+    #: Open connections per client address (kept with ``connections``): the per-IP cap asks
+    #: this on every upgrade, so it must not count by walking every connection.
+    per_address: dict[str, int] = field(default_factory=dict)
     _server: asyncio.base_events.Server | None = None
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     _scheme: str = "ws"
@@ -190,9 +193,31 @@ class Server:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def held_by(self, address: str) -> int:
+        """How many open connections come from ``address`` (O(1))."""
+        return self.per_address.get(address, 0)
+
+    def _hold(self, connection: Connection) -> None:
+        """List an open connection (and count it against its address)."""
+        self.connections[connection.id] = connection
+        if connection.remote:
+            address = connection.remote[0]
+            self.per_address[address] = self.per_address.get(address, 0) + 1
+
+    def _release(self, connection: Connection) -> None:
+        """Unlist a connection whose handler is done (and uncount it)."""
+        if self.connections.pop(connection.id, None) is None or not connection.remote:
+            return
+        address = connection.remote[0]
+        left = self.per_address.get(address, 0) - 1
+        if left > 0:
+            self.per_address[address] = left
+        else:
+            self.per_address.pop(address, None)  # bounded by the addresses connected now
+
     def _register(self, connection: Connection) -> None:
         """A connection is open: list it and log it."""
-        self.connections[connection.id] = connection
+        self._hold(connection)
         self.record(
             EventKind.CONNECT, connection.id, remote=str(connection.remote), path=connection.path
         )
@@ -215,7 +240,7 @@ class Server:
         else:
             await connection.close()
         finally:
-            self.connections.pop(connection.id, None)
+            self._release(connection)
 
     async def close(
         self,

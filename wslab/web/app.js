@@ -334,6 +334,9 @@
         return history(message);
       case "chat:typing":
         return typingChanged(message);
+      case "presence:snapshot":
+        // The whole room when it is small; a large room's names come from presence:list.
+        return message.complete ? presenceChanged(message) : undefined;
       case "presence:list":
       case "presence:join":
       case "presence:leave":
@@ -883,7 +886,7 @@
 
   function presenceChanged(message) {
     const room = String(message.room);
-    if (message.type === "presence:list") {
+    if (message.type === "presence:list" || message.type === "presence:snapshot") {
       const users = new Map();
       for (const user of Array.isArray(message.users) ? message.users : []) {
         if (user && user.user_id !== undefined) {

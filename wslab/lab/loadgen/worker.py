@@ -49,7 +49,8 @@ class _Worker:
         self.acks: list[tuple[Any, ...]] = []
         self.deliveries: list[tuple[Any, ...]] = []
         self.pending: dict[str, asyncio.Future[None]] = {}
-        self.tick = {"sent": 0, "acked": 0, "delivered": 0, "lat": []}
+        # Counts and the latency list of the current tick (see _flush_tick).
+        self.tick: dict[str, Any] = {"sent": 0, "acked": 0, "delivered": 0, "lat": []}
 
     async def _connect(self, i: int) -> Any:
         import websockets

@@ -325,7 +325,7 @@ class WebsocketsConnection(Connection):
     def _lost(self, cause: str) -> None:
         if self._close_timer is not None:
             self._close_timer.cancel()
-        self._queue.clear()
+        self._drop_queue()
         if not self._writer.done():
             self._writer.cancel()
         super()._lost(cause)
@@ -361,8 +361,10 @@ class WebsocketsConnection(Connection):
         loop = asyncio.get_running_loop()
         try:
             while True:
-                if ws.paused or not self._queue:
-                    if not self._queue and not ws.paused:
+                queue = self._queue
+                if ws.paused or not queue:
+                    if not queue and not ws.paused:
+                        self._drop_queue()  # drained: give the buffer back
                         self._wake_writable()
                         if self._close_request is not None and not self._close_now:
                             if ws.protocol.state is WsState.OPEN:
@@ -373,7 +375,7 @@ class WebsocketsConnection(Connection):
                     self._writer_wakeup = loop.create_future()
                     await self._writer_wakeup
                     continue
-                data, text = self._queue.popleft()
+                data, text = queue.popleft()
                 self._in_flight = len(data)
                 try:
                     await ws.send(data, text=text)
@@ -405,7 +407,7 @@ class WebsocketsConnection(Connection):
         )
 
     def _writing_resumed(self) -> None:
-        self._record(EventKind.BACKPRESSURE, paused=False, queued=len(self._queue))
+        self._record(EventKind.BACKPRESSURE, paused=False, queued=self.queue_depth)
         self._wake_writer()
 
     async def wait_writable(self) -> None:
@@ -478,7 +480,7 @@ class WebsocketsConnection(Connection):
             self._close_now = True
             self._close_out_recorded = True
             self._record(EventKind.CLOSE, direction="out", code=code, reason=reason)
-            self._queue.clear()
+            self._drop_queue()
             protocol.fail(code, reason)
             ws.send_data()
         if protocol.state is not WsState.CLOSED:

@@ -44,6 +44,26 @@ class WslabConnection(Connection):
 
     engine = "wslab"
 
+    # The outgoing queue is the base class's (``_queue``); see Connection for why slots.
+    __slots__ = (
+        "_aborted_locally",
+        "_backlog",
+        "_backlog_scheduled",
+        "_budget",
+        "_budget_timer",
+        "_close_timer",
+        "_fail_timer",
+        "_failing",
+        "_holds",
+        "_machine",
+        "_paused",
+        "_plain",
+        "_protocol_stats",
+        "_writable",
+        "protocol",
+        "transport",
+    )
+
     def __init__(
         self,
         transport: asyncio.Transport,
@@ -70,6 +90,10 @@ class WslabConnection(Connection):
             deflate_settings=limits.compression,
             max_fragments=limits.max_fragments,
         )
+        # The fan-out's fast path (send_prepared) reads these without going through properties.
+        self._machine = self.protocol.machine
+        self._protocol_stats = self.protocol.stats
+        self._plain = role is Role.SERVER and self.protocol.deflater is None
         rate = limits.max_frames_per_second
         self._budget = (
             FrameBudget(rate, limits.frame_burst or 2 * rate, limits.frame_flood_seconds)
@@ -270,8 +294,7 @@ class WslabConnection(Connection):
         protocol.frame_observer = protocol.transition_observer = None
         protocol.release_buffers()
         self._backlog = None
-        self._queue.clear()
-        self._queued_bytes = 0
+        self._drop_queue()
         self._wake_writer()
         self._lost(cause)
 
@@ -319,11 +342,12 @@ class WslabConnection(Connection):
     def resume_writing(self) -> None:
         """The buffer drained below the low-water mark: flush the queue."""
         self._paused = False
-        self._record(EventKind.BACKPRESSURE, paused=False, queued=len(self._queue))
+        self._record(EventKind.BACKPRESSURE, paused=False, queued=self.queue_depth)
         queue = self._queue
         while queue and not self._paused:
             self.transport.write(queue.popleft())
         if not queue and not self._paused:
+            self._drop_queue()  # drained: give the buffer back
             self._wake_writer()
 
     def _wake_writer(self) -> None:
@@ -349,12 +373,13 @@ class WslabConnection(Connection):
         if not (self._paused or self._queue):
             self.transport.write(data)
             return
-        if not self._queue.fits_bytes(len(data)):
+        queue = self._outgoing()
+        if not queue.fits_bytes(len(data)):
             self.stats.dropped_out += 1
-            self._record(EventKind.SLOW_CONSUMER, policy="abort", queued=len(self._queue))
+            self._record(EventKind.SLOW_CONSUMER, policy="abort", queued=len(queue))
             self.abort("control frames piled up: the peer sends but does not read")
             return
-        self._queue.append(data, len(data))
+        queue.append(data, len(data))
 
     def _write_frame_bytes(self, data: bytes, size: int) -> None:
         self.stats.messages_out += 1
@@ -401,9 +426,38 @@ class WslabConnection(Connection):
         protocol.stats.bytes_out += len(data)
         self._write_frame_bytes(data, len(prepared.data))
         if self.events.enabled_for(EventKind.FRAME_OUT):
-            frame = Frame(_opcode_of(prepared.data), b"", True, rsv1=inflated is not None)
-            header = 2 + {126: 2, 127: 8}.get(data[1] & 0x7F, 0)  # 7-, 16- or 64-bit length
-            self._observe_frame("out", frame, inflated, len(data) - header)
+            self._record_shared_frame(prepared, data, inflated)
+
+    def _record_shared_frame(self, prepared: Prepared, data: bytes, inflated: int | None) -> None:
+        frame = Frame(_opcode_of(prepared.data), b"", True, rsv1=inflated is not None)
+        header = 2 + {126: 2, 127: 8}.get(data[1] & 0x7F, 0)  # 7-, 16- or 64-bit length
+        self._observe_frame("out", frame, inflated, len(data) - header)
+
+    def send_prepared(self, prepared: Prepared) -> bool:
+        """The fan-out's step for one recipient, kept to the write itself where it can be.
+
+        A server connection without compression writes the broadcast's shared frame bytes as
+        they are: no encoding, no allocation, a few counters. Anything else (a client's masked
+        frames, deflate, a paused socket) takes the general path.
+        """
+        if self._machine.state is not _OPEN:
+            return False
+        if not self._plain or self._paused or self._queue:
+            return super().send_prepared(prepared)
+        data = prepared.wire(self._encode_unmasked)
+        size = len(data)
+        counted = self._protocol_stats
+        counted.messages_out += 1
+        counted.frames_out += 1
+        counted.bytes_out += size
+        stats = self.stats
+        stats.messages_out += 1
+        stats.bytes_out += size
+        self.transport.write(data)
+        events = self.events
+        if events.enabled_for(EventKind.FRAME_OUT):
+            self._record_shared_frame(prepared, data, None)
+        return True
 
     @staticmethod
     def _encode_unmasked(message: Message) -> tuple[bytes, int]:
@@ -437,7 +491,7 @@ class WslabConnection(Connection):
         data = self.protocol.fail(code, reason)
         if data:
             self._record(EventKind.CLOSE, direction="out", code=code, reason=reason)
-            self._queue.clear()
+            self._drop_queue()
             if not self.transport.is_closing():
                 self.transport.write(data)
         self.transport.close()
@@ -482,6 +536,9 @@ class WslabConnection(Connection):
         self._record(
             EventKind.TRANSITION, old=record.old.name, new=record.new.name, cause=record.cause
         )
+
+
+_OPEN = ConnectionState.OPEN
 
 
 def _encode_compressed(deflater: Deflater, payload: bytes, message: Message) -> bytes:

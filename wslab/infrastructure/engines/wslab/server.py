@@ -46,6 +46,9 @@ class WslabServer(Server):
         self._track(asyncio.ensure_future(self._run_handler(connection)))
 
 
+_NO_PARSER = RequestParser()  # what an upgraded _Wire holds instead of its own parser
+
+
 class _Wire(_ForwardsFlowControl):
     """One accepted TCP connection: HTTP until the upgrade, then a :class:`WslabConnection`."""
 
@@ -154,6 +157,10 @@ class _Wire(_ForwardsFlowControl):
         )
         connection.protocol.open(cause="handshake accepted")
         self.connection = connection
+        # The HTTP side is done: its parser (with the request head) and this finished task
+        # would otherwise stay with the TCP connection for its whole life.
+        self.parser = _NO_PARSER
+        self._http_task = None
         server._opened(connection)
         if leftover:
             connection.data_received(leftover)
