@@ -16,7 +16,7 @@ from wslab.foundation.codes import Opcode
 from wslab.foundation.frames import Frame, encode_frame
 from wslab.infrastructure.connection import Connection, ConnectionLimits
 from wslab.infrastructure.engines import connect, serve
-from wslab.infrastructure.fairness import READ_SLICE
+from wslab.infrastructure.fairness import FRAMES_PER_TURN, READ_SLICE
 
 PING = encode_frame(Frame(Opcode.PING, b"p"), os.urandom(4))  # 7 bytes on the wire
 BURST = 200
@@ -45,4 +45,33 @@ async def test_the_rest_of_a_big_read_waits_for_the_budget() -> None:
         # The burst, and at most the slice that went into debt (plus one straddling slice).
         assert parsed <= BURST + 2 * (READ_SLICE // len(PING) + 1), parsed
         assert parsed < len(flood) // len(PING)
+        client.abort()
+
+
+async def test_a_turn_parses_a_bounded_number_of_frames_not_bytes() -> None:
+    """A 256 KiB message in one frame is parsed in the turn its bytes arrive (no pause, no
+    yield: per-frame work is what a flood multiplies); the same bytes as tiny frames stop after
+    a turn's worth of frames, the rest left for the next turn."""
+    accepted: asyncio.Future[Connection] = asyncio.get_running_loop().create_future()
+
+    async def handler(connection: Connection) -> None:
+        accepted.set_result(connection)
+        async for _ in connection:
+            pass
+
+    server = await serve(handler, engine="wslab")
+    async with server:
+        client = await connect(server.url)
+        side = await asyncio.wait_for(accepted, 10)
+        stats = side.protocol.stats  # type: ignore[attr-defined]
+        big = encode_frame(Frame(Opcode.BINARY, os.urandom(256 * 1024)), os.urandom(4))
+        before = stats.frames_in
+        side.data_received(big)  # type: ignore[attr-defined]  # as the socket would, same turn
+        assert stats.frames_in == before + 1
+        assert side._backlog is None  # type: ignore[attr-defined]  # nothing left for later
+        before = stats.frames_in
+        side.data_received(PING * (len(big) // len(PING)))  # type: ignore[attr-defined]
+        parsed = stats.frames_in - before
+        assert FRAMES_PER_TURN <= parsed <= FRAMES_PER_TURN + READ_SLICE // len(PING) + 1, parsed
+        assert side._backlog is not None  # type: ignore[attr-defined]  # the rest: next turn
         client.abort()

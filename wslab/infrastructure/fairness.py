@@ -35,11 +35,16 @@ from collections.abc import Callable
 
 from wslab.foundation.errors import ConfigError
 
-__all__ = ["READ_SLICE", "FrameBudget", "LoopStallWatch"]
+__all__ = ["FRAMES_PER_TURN", "READ_SLICE", "FrameBudget", "LoopStallWatch"]
 
-#: Bytes parsed per turn of the event loop; a larger read is parsed in slices, yielding between
-#: them, so one socket read of 256 KiB of tiny frames cannot hold the loop for its ~40k frames.
+#: Bytes handed to the parser at a time. A read is parsed in such slices; see FRAMES_PER_TURN.
 READ_SLICE = 4 * 1024
+
+#: Frames one connection may have parsed in one turn of the event loop before the rest of its
+#: read waits for the next turn, so one socket read of 256 KiB of tiny frames cannot hold the
+#: loop for its ~40k frames (a slice of tiny frames is already past it: one slice per turn),
+#: while a message of a few big frames is parsed in one go.
+FRAMES_PER_TURN = 64
 
 Clock = Callable[[], float]
 
