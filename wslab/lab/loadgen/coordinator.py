@@ -82,6 +82,16 @@ class LoadRun:
         self._stopped = True
         self._flag.value = -1
 
+    @property
+    def pids(self) -> list[int]:
+        """The worker processes' ids (to freeze one with ``SIGSTOP`` in a fault experiment)."""
+        return [p.pid for p in self._processes if p.pid is not None]
+
+    @property
+    def done(self) -> bool:
+        """True once the run has ended (its workers are reaped)."""
+        return self._task.done()
+
     def __await__(self) -> Any:
         return self._task.__await__()
 

@@ -46,6 +46,9 @@ class LoadSpec:
     workers: int = 1
     connect_timeout: float = 5.0
     compression: bool = False
+    #: Keep every send, ack and delivery for the result (False: only the per-second snapshots,
+    #: so a long run that feeds a live dashboard holds no growing records in its workers).
+    record: bool = True
     tokens: list[str | None] = field(default_factory=list)
 
     def __post_init__(self) -> None:

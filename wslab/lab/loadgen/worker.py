@@ -142,8 +142,9 @@ class _Worker:
                 await ws.send(json.dumps(message))
             except Exception:
                 break
-            self.sends.append((spec.user(i), ref, k, message.get("room"), message.get("to_user"),
-                               scheduled, sent))
+            if spec.record:
+                self.sends.append((spec.user(i), ref, k, message.get("room"),
+                                   message.get("to_user"), scheduled, sent))
             self.tick["sent"] += 1
             if spec.mode == "closed":
                 with contextlib.suppress(TimeoutError):
@@ -161,8 +162,9 @@ class _Worker:
                 continue
             kind = event.get("type")
             if kind == "ack" and "ref" in event:
-                self.acks.append((user, event["ref"], event.get("message_id"), event.get("seq"),
-                                  now))
+                if self.spec.record:
+                    self.acks.append((user, event["ref"], event.get("message_id"),
+                                      event.get("seq"), now))
                 self.tick["acked"] += 1
                 waiter = self.pending.get(event["ref"])
                 if waiter is not None and not waiter.done():
@@ -174,9 +176,10 @@ class _Worker:
                 except (ValueError, KeyError, TypeError):
                     continue
                 latency = (now - scheduled) / 1e6
-                self.deliveries.append((self.spec.user(sender_i), user, event.get("room"), k,
-                                        event.get("seq"), event.get("message_id"), scheduled,
-                                        now, latency))
+                if self.spec.record:
+                    self.deliveries.append((self.spec.user(sender_i), user, event.get("room"), k,
+                                            event.get("seq"), event.get("message_id"),
+                                            scheduled, now, latency))
                 self.tick["delivered"] += 1
                 self.tick["lat"].append(latency)
 
