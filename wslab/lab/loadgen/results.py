@@ -26,10 +26,12 @@ class LoadResult:
     start_ns: int
     stopped: bool = False
     errors: list[str] = field(default_factory=list)
+    #: Seconds from spawning the workers until every client was connected and in its rooms.
+    connect_seconds: float = 0.0
 
     @classmethod
     def build(cls, spec: dict[str, Any], rows: dict[str, list[tuple[Any, ...]]], start_ns: int,
-              stopped: bool) -> LoadResult:
+              stopped: bool, connect_seconds: float = 0.0) -> LoadResult:
         return cls(
             spec=spec,
             sends=pd.DataFrame(rows["sends"], columns=SEND_COLUMNS),
@@ -37,6 +39,7 @@ class LoadResult:
             deliveries=pd.DataFrame(rows["deliveries"], columns=DELIVERY_COLUMNS),
             start_ns=start_ns,
             stopped=stopped,
+            connect_seconds=connect_seconds,
         )
 
     @property
