@@ -17,9 +17,11 @@ import contextlib
 import multiprocessing as mp
 import os
 import queue as queue_module
+import sys
 import threading
 import time
 import weakref
+from collections.abc import Iterator
 from multiprocessing.connection import wait as wait_for_connections
 from typing import Any
 
@@ -38,6 +40,28 @@ def _reap_every_pool() -> None:
     # A kernel shut down (or a script that exits) with a run still going leaves no worker behind.
     for pool in list(_live):
         pool.reap(grace=0.5)
+
+
+@contextlib.contextmanager
+def _main_hidden() -> Iterator[None]:
+    """Start a process without telling it the parent's ``__main__``.
+
+    ``spawn`` re-imports the parent's main script in every child, so a script that starts a
+    load at its top level, without an ``if __name__ == "__main__"`` guard, would start it again
+    in each worker (which then never reports). The workers run only wslab's code: with no main
+    module to name, they import none (and start faster).
+    """
+    main = sys.modules.get("__main__")
+    if main is None:
+        yield
+        return
+    saved = {name: main.__dict__[name] for name in ("__file__", "__spec__") if name in main.__dict__}
+    main.__spec__ = None
+    main.__dict__.pop("__file__", None)
+    try:
+        yield
+    finally:
+        main.__dict__.update(saved)
 
 
 class WorkerPool:
@@ -63,7 +87,8 @@ class WorkerPool:
             reader, writer = self._ctx.Pipe(duplex=False)
             p = self._ctx.Process(target=worker_main, name=f"wslab-load-{w}", daemon=True,
                                   args=(self._spec_dict, w, ids, writer, self.flag, os.getpid()))
-            p.start()
+            with _main_hidden():
+                p.start()
             writer.close()  # the worker holds the only writing end: its death is our EOF
             self.processes.append(p)
             self._conns[reader] = w
