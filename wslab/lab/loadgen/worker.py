@@ -152,6 +152,7 @@ class _Worker:
             additional_headers=headers,
             max_queue=None,
             open_timeout=None,  # the caller's wait_for bounds the whole connect, joins included
+            close_timeout=1.0,  # a load client need not wait long for a backlogged hub to close
             ping_interval=None,  # the hub pings; a loaded worker must not drop a client itself
             compression="deflate" if spec.compression else None,
         )
