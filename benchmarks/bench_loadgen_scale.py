@@ -112,6 +112,7 @@ async def measure(clients: int, workers: int | None, rate: float, seconds: float
         "p50_ms": summary["p50_ms"],
         "p99_ms": summary["p99_ms"],
         "run_s": total,
+        "retries": result.connect_retries,
     }
 
 
@@ -142,7 +143,7 @@ async def main() -> None:
               f"{row['worker_cpu_ms_per_conn']:.2f} ms/conn  "
               f"sent {row['sent']} acked {row['acked']} delivered {row['delivered']}  "
               f"p50 {row['p50_ms']:.1f} ms p99 {row['p99_ms']:.1f} ms  "
-              f"(run {row['run_s']:.1f} s)", flush=True)
+              f"retries {row['retries']}  (run {row['run_s']:.1f} s)", flush=True)
     if len(rows) > 1:
         ratio = rows[-1]["ms_per_conn"] / rows[0]["ms_per_conn"]
         print(f"per-connection connect time at {counts[-1]} / at {counts[0]}: {ratio:.2f}x")

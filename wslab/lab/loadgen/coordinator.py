@@ -104,6 +104,8 @@ class LoadRun:
         self._pool = WorkerPool(spec.to_dict(), shares)
         self._stopped = False
         self._connected = [0] * spec.workers
+        #: Connection attempts the workers tried again (a hub too busy to answer a handshake).
+        self.connect_retries = 0
         # Live per-second snapshots, bounded: a dashboard reads them while the run goes on.
         self.ticks: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=QUEUE_SIZE)
         self._tick_event = asyncio.Event()
@@ -213,6 +215,7 @@ class LoadRun:
                         self.progress.connecting(self.connected, spec.clients)
                 elif kind == "ready":
                     self._connected[w] = item[2]
+                    self.connect_retries += item[3]
                     ready.add(w)
                     if len(ready) == spec.workers and pool.flag.value == 0:
                         connect_seconds = time.monotonic() - began
@@ -228,7 +231,9 @@ class LoadRun:
         finally:
             # Reaping joins processes: off the loop, so a hub in the same loop keeps serving.
             await asyncio.get_running_loop().run_in_executor(None, pool.reap)
-        return LoadResult.build(spec.to_dict(), rows, start_ns, self._stopped, connect_seconds)
+        result = LoadResult.build(spec.to_dict(), rows, start_ns, self._stopped, connect_seconds)
+        result.connect_retries = self.connect_retries
+        return result
 
     async def _exit_reason(self, w: int) -> str:
         for _ in range(100):  # the pipe closes a moment before the process is reaped

@@ -28,6 +28,8 @@ class LoadResult:
     errors: list[str] = field(default_factory=list)
     #: Seconds from spawning the workers until every client was connected and in its rooms.
     connect_seconds: float = 0.0
+    #: Connection attempts tried again after a transient failure (a hub too busy to answer).
+    connect_retries: int = 0
 
     @classmethod
     def build(cls, spec: dict[str, Any], rows: dict[str, list[tuple[Any, ...]]], start_ns: int,

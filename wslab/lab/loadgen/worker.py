@@ -117,6 +117,18 @@ def worker_main(spec_dict: dict[str, Any], index: int, ids: list[int], conn: Any
         outbox.close()
 
 
+def _transient(exc: Exception) -> bool:
+    """A failure worth another attempt: the connection broke before the hub said anything."""
+    from websockets.exceptions import ConnectionClosed, InvalidMessage, InvalidStatus
+
+    if isinstance(exc, InvalidStatus):  # the hub answered: 503 full, 429 too many, 403...
+        return exc.response.status_code == 503
+    if isinstance(exc, ConnectionClosed):  # closed after the handshake: 4001 is a refusal
+        return exc.rcvd is None
+    return isinstance(exc, (InvalidMessage, ConnectionResetError, ConnectionRefusedError,
+                            BrokenPipeError, EOFError))
+
+
 class _Worker:
     def __init__(self, spec: LoadSpec, index: int, ids: list[int], outbox: _Outbox,
                  flag: Any) -> None:
@@ -126,6 +138,8 @@ class _Worker:
         self.deliveries: list[tuple[Any, ...]] = []
         self.pending: dict[str, asyncio.Future[None]] = {}
         self.connected = 0
+        #: Connection attempts tried again after a transient failure (a hub too busy to answer).
+        self.retries = 0
         self.go_ns = 0
         self.sent_total = 0
         self.acks_seen = 0
@@ -182,19 +196,29 @@ class _Worker:
 
     async def _connect_one(self, i: int) -> Any:
         spec = self.spec
-        try:
-            ws = await asyncio.wait_for(self._connect(i), spec.connect_timeout)
-        except asyncio.TimeoutError:
-            raise ConnectionError(f"client {spec.user(i)} did not connect to {spec.url} within "
-                                  f"connect_timeout={spec.connect_timeout}s") from None
-        except Exception as exc:
-            reason = getattr(exc, "reason", None) or str(exc) or type(exc).__name__
-            code = getattr(getattr(exc, "rcvd", None), "code", None)
-            where = f" (close code {code})" if code else ""
-            raise ConnectionError(f"client {spec.user(i)} could not connect to {spec.url}"
-                                  f"{where}: {reason}") from None
-        self.connected += 1
-        return ws
+        deadline = time.monotonic() + spec.connect_timeout
+        pause = 0.05
+        while True:
+            try:
+                ws = await asyncio.wait_for(self._connect(i), deadline - time.monotonic())
+            except asyncio.TimeoutError:
+                raise ConnectionError(f"client {spec.user(i)} did not connect to {spec.url} "
+                                      f"within connect_timeout={spec.connect_timeout}s") from None
+            except Exception as exc:
+                # A hub too busy to answer a handshake (reset, closed before its response) is
+                # tried again within the client's connect_timeout; a refusal is final.
+                if _transient(exc) and time.monotonic() + pause < deadline:
+                    self.retries += 1
+                    await asyncio.sleep(pause)
+                    pause = min(1.0, pause * 2)
+                    continue
+                reason = getattr(exc, "reason", None) or str(exc) or type(exc).__name__
+                code = getattr(getattr(exc, "rcvd", None), "code", None)
+                where = f" (close code {code})" if code else ""
+                raise ConnectionError(f"client {spec.user(i)} could not connect to {spec.url}"
+                                      f"{where}: {reason}") from None
+            self.connected += 1
+            return ws
 
     async def _connect_all(self, conns: dict[int, Any]) -> None:
         spec = self.spec
@@ -250,7 +274,7 @@ class _Worker:
             await self._connect_all(conns)
             if not self._stopped():
                 readers = [asyncio.create_task(self._read(i, ws)) for i, ws in conns.items()]
-                self.outbox.post(("ready", self.index, self.connected))
+                self.outbox.post(("ready", self.index, self.connected, self.retries))
                 await self._wait_go()
             if not self._stopped():
                 ticker = asyncio.create_task(self._ticker())
@@ -371,15 +395,22 @@ class _Worker:
                 lat[j] = latency
 
     async def _drain(self) -> None:
-        # Wait for the last acks and deliveries, at most ``drain`` seconds after the last send.
-        deadline = time.monotonic() + self.spec.drain
-        last = -1
-        while time.monotonic() < deadline and not self._stopped():
+        # Wait for the last acks and deliveries: until every send is acked and nothing new came
+        # for a moment, or nothing new came for ``drain`` seconds. Progress-based, so a busy
+        # machine (this loop starved for a while) still collects what is on its way; capped at
+        # five times ``drain`` so a hub that is hopelessly behind does not hold the run.
+        start = quiet_since = time.monotonic()
+        last = self.acks_seen + self.delivered_total
+        while not self._stopped():
             await asyncio.sleep(0.1)
+            now = time.monotonic()
             seen = self.acks_seen + self.delivered_total
-            if seen == last and self.acks_seen >= self.sent_total:
-                break
-            last = seen
+            if seen != last:
+                last, quiet_since = seen, now
+            elif self.acks_seen >= self.sent_total and now - quiet_since >= min(0.5, self.spec.drain):
+                return  # every own send acked; deliveries from other workers' senders had 0.5 s
+            if now - quiet_since >= self.spec.drain or now - start >= 5 * self.spec.drain:
+                return
 
     def _flush_tick(self) -> None:
         tick = self.tick
