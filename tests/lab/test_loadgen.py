@@ -166,6 +166,10 @@ async def test_an_unreachable_hub_is_an_error(hub: Hub) -> None:
     with pytest.raises(LoadError, match="unreachable") as caught:
         await run_load("ws://127.0.0.1:9/ws", clients=1, rate=5, duration=1)
     assert "\n" not in str(caught.value)
+    run = start_load("ws://127.0.0.1:9/ws", clients=1, rate=5, duration=1)
+    with pytest.raises(LoadError, match="unreachable"):
+        async for _ in run.stream():  # a dashboard reading the stream hears of it too
+            pass
 
 
 async def test_a_hub_that_accepts_but_never_answers_is_an_error(hub: Hub) -> None:

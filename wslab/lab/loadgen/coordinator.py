@@ -147,11 +147,16 @@ class LoadRun:
                             "(run.stop() ends it)") from None
 
     async def stream(self) -> AsyncIterator[dict[str, Any]]:
-        """Each per-second snapshot as it comes, until the run ends (one consumer at a time)."""
+        """Each per-second snapshot as it comes, until the run ends (one consumer at a time).
+
+        A run that fails raises its :class:`LoadError` here too, after the last snapshot.
+        """
         while True:
             while not self.ticks.empty():
                 yield self.ticks.get_nowait()
             if self._task.done():
+                if not self._task.cancelled() and self._task.exception() is not None:
+                    raise self._task.exception()  # type: ignore[misc]
                 return
             self._tick_event.clear()
             await self._tick_event.wait()
