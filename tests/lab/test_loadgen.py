@@ -183,6 +183,20 @@ async def test_a_hub_that_accepts_but_never_answers_is_an_error(hub: Hub) -> Non
         await proxy.stop()
 
 
+async def test_messages_the_hub_refuses_are_counted_and_quoted(tmp_path: Path) -> None:
+    # A hub that takes one message per second per client: the rest are refused, not acked.
+    strict = await Hub.start(port=0, database=f"sqlite:///{tmp_path / 'strict.db'}",
+                             rate_messages_per_second=1, rate_burst=1)  # fmt: skip
+    try:
+        result = await run_load(strict, clients=1, rate=20, messages=4, workers=1)
+    finally:
+        await strict.stop()
+    summary = result.summary()
+    assert summary["refused"] == result.refused >= 1
+    assert summary["acked"] + summary["refused"] == 4
+    assert result.errors and "RATE_LIMITED" in result.errors[0]
+
+
 async def test_refused_authentication_is_an_error(hub: Hub) -> None:
     with pytest.raises(LoadError, match=r"worker 0.*4001"):
         await run_load(hub, clients=1, rate=5, duration=1, workers=1, tokens=["not-a-token"])

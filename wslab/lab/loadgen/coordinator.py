@@ -188,6 +188,8 @@ class LoadRun:
         done: set[int] = set()
         start_ns = 0
         connect_seconds = 0.0
+        refused = 0
+        errors: list[str] = []
         began = time.monotonic()
         # Progress-based readiness: each worker has until its own deadline to say something
         # new; every step forward (a batch of clients connected) moves it on.
@@ -229,6 +231,9 @@ class LoadRun:
                         pool.flag.value = start_ns
                 elif kind == "tick":
                     self._tick(w, item[2], item[3])
+                elif kind == "refused":
+                    refused += item[2]
+                    errors.extend(item[3])
                 elif kind == "records":
                     rows[item[2]].extend(item[3])
                 elif kind == "done":
@@ -238,6 +243,8 @@ class LoadRun:
             await asyncio.get_running_loop().run_in_executor(None, pool.reap)
         result = LoadResult.build(spec.to_dict(), rows, start_ns, self._stopped, connect_seconds)
         result.connect_retries = self.connect_retries
+        result.refused = refused
+        result.errors = errors
         return result
 
     async def _exit_reason(self, w: int) -> str:

@@ -30,6 +30,8 @@ class LoadResult:
     connect_seconds: float = 0.0
     #: Connection attempts tried again after a transient failure (a hub too busy to answer).
     connect_retries: int = 0
+    #: Sends the hub answered with an error instead of an ack (``errors`` has the first few).
+    refused: int = 0
 
     @classmethod
     def build(cls, spec: dict[str, Any], rows: dict[str, list[tuple[Any, ...]]], start_ns: int,
@@ -75,6 +77,7 @@ class LoadResult:
             "offered_rate": self.spec["rate"],
             "sent": len(self.sends),
             "acked": len(self.acks),
+            "refused": self.refused,
             "delivered": len(self.deliveries),
             "sent_rate": len(self.sends) / span if span else 0.0,
             "p50_ms": float(lat.quantile(0.5)) if len(lat) else float("nan"),

@@ -39,6 +39,8 @@ OUTBOX_SIZE = 64
 TICK_SAMPLES = 2000
 #: Connections one worker opens at once when there is no ramp.
 CONNECT_CONCURRENCY = 32
+#: Refusals (the hub's error replies to sends) kept word for word; the rest are counted.
+MAX_REFUSALS = 20
 #: How often connect progress is reported, in seconds.
 PROGRESS_EVERY = 0.25
 
@@ -140,6 +142,8 @@ class _Worker:
         self.connected = 0
         #: Connection attempts tried again after a transient failure (a hub too busy to answer).
         self.retries = 0
+        self.refused = 0
+        self.refusals: list[str] = []
         self.go_ns = 0
         self.sent_total = 0
         self.acks_seen = 0
@@ -287,6 +291,8 @@ class _Worker:
             for task in readers:
                 task.cancel()
             await asyncio.gather(*(ws.close() for ws in conns.values()), return_exceptions=True)
+        if self.refused:
+            self.outbox.post(("refused", self.index, self.refused, self.refusals))
         for kind, rows in (("sends", self.sends), ("acks", self.acks),
                            ("deliveries", self.deliveries)):
             for k in range(0, len(rows), CHUNK):
@@ -368,6 +374,16 @@ class _Worker:
                     waiter = self.pending.get(event["ref"])
                     if waiter is not None and not waiter.done():
                         waiter.set_result(None)
+                elif kind == "error" and "ref" in event:
+                    # The hub refused a message (rate limit, validation...): say so in the result.
+                    self.refused += 1
+                    if len(self.refusals) < MAX_REFUSALS:
+                        error = event.get("error") or {}
+                        self.refusals.append(f"{user} {event['ref']}: {error.get('name')} "
+                                             f"{error.get('message', '')}".strip())
+                    waiter = self.pending.get(event["ref"])
+                    if waiter is not None and not waiter.done():
+                        waiter.set_result(None)
                 elif kind == "chat:message":
                     try:
                         body = json.loads(event.get("content", ""))
@@ -400,14 +416,14 @@ class _Worker:
         # machine (this loop starved for a while) still collects what is on its way; capped at
         # five times ``drain`` so a hub that is hopelessly behind does not hold the run.
         start = quiet_since = time.monotonic()
-        last = self.acks_seen + self.delivered_total
+        last = self.acks_seen + self.delivered_total + self.refused
         while not self._stopped():
             await asyncio.sleep(0.1)
             now = time.monotonic()
-            seen = self.acks_seen + self.delivered_total
+            seen = self.acks_seen + self.delivered_total + self.refused
             if seen != last:
                 last, quiet_since = seen, now
-            elif self.acks_seen >= self.sent_total and now - quiet_since >= min(0.5, self.spec.drain):
+            elif self.acks_seen + self.refused >= self.sent_total and now - quiet_since >= min(0.5, self.spec.drain):
                 return  # every own send acked; deliveries from other workers' senders had 0.5 s
             if now - quiet_since >= self.spec.drain or now - start >= 5 * self.spec.drain:
                 return
