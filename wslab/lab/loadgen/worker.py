@@ -144,6 +144,7 @@ class _Worker:
         self.retries = 0
         self.refused = 0
         self.refusals: list[str] = []
+        self.readers: list[asyncio.Task[None]] = []
         self.go_ns = 0
         self.sent_total = 0
         self.acks_seen = 0
@@ -222,6 +223,9 @@ class _Worker:
                 raise ConnectionError(f"client {spec.user(i)} could not connect to {spec.url}"
                                       f"{where}: {reason}") from None
             self.connected += 1
+            # Read from the start: what arrives while the others connect (presence, the hub's
+            # pings) is taken as it comes, not left to pile up until the run begins.
+            self.readers.append(asyncio.create_task(self._read(i, ws)))
             return ws
 
     async def _connect_all(self, conns: dict[int, Any]) -> None:
@@ -273,11 +277,9 @@ class _Worker:
     async def run(self) -> None:
         spec = self.spec
         conns: dict[int, Any] = {}
-        readers: list[asyncio.Task[None]] = []
         try:
             await self._connect_all(conns)
             if not self._stopped():
-                readers = [asyncio.create_task(self._read(i, ws)) for i, ws in conns.items()]
                 self.outbox.post(("ready", self.index, self.connected, self.retries))
                 await self._wait_go()
             if not self._stopped():
@@ -288,7 +290,7 @@ class _Worker:
                 ticker.cancel()
                 self._flush_tick()
         finally:
-            for task in readers:
+            for task in self.readers:
                 task.cancel()
             await asyncio.gather(*(ws.close() for ws in conns.values()), return_exceptions=True)
         if self.refused:
