@@ -56,11 +56,16 @@ def children() -> list[int]:
 
 
 def running_things() -> dict[str, Any]:
-    """Tasks (but the current one), threads and child processes of this process, right now."""
+    """Tasks (but the current one), threads and child processes of this process, right now.
+
+    The loop's default executor threads (``asyncio_N``) are left out: the loop starts them on
+    first use of ``to_thread`` and keeps them for its lifetime, whoever asked first."""
     current = asyncio.current_task()
     return {
         "tasks": sorted(repr(t.get_coro()) for t in asyncio.all_tasks() if t is not current),
-        "threads": sorted(t.name for t in threading.enumerate()),
+        "threads": sorted(
+            t.name for t in threading.enumerate() if not t.name.startswith("asyncio_")
+        ),
         "children": children(),
     }
 

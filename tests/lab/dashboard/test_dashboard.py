@@ -42,7 +42,7 @@ async def test_open_dashboard_shows_a_hub_and_stop_leaves_nothing(hub: Hub, runn
     assert "connections: 0" in dash.views[0].panel.header.value
     await dash.stop()
     assert dash.stopped
-    assert running() == before
+    assert await until(lambda: running() == before), running()
 
 
 async def test_an_idle_hub_is_not_redrawn(hub: Hub, until: Any) -> None:
@@ -136,7 +136,7 @@ async def test_frame_panel_decodes_a_real_connection(hub: Hub, running: Any,
         assert len(stream.recent) <= stream.recent.maxlen
     finally:
         await dash.stop()
-    assert running() == before  # the watched client, its proxy and their tasks are gone
+    assert await until(lambda: running() == before), running()  # the watched client, its proxy and their tasks are gone
 
 
 async def test_store_switch_takes_the_store_down_and_back(hub: Hub, until: Any) -> None:
@@ -172,7 +172,7 @@ async def test_a_second_dashboard_replaces_the_first(hub: Hub, running: Any, unt
         assert await until(lambda: second.snapshot()["connections"] == 2)
     finally:
         await second.stop()
-    assert running() == before
+    assert await until(lambda: running() == before), running()
 
 
 @pytest.mark.slow
@@ -189,7 +189,7 @@ async def test_stopping_the_hub_stops_its_dashboard(tmp_path: Any, unique_name: 
     await hub.stop()
     assert await until(lambda: dash.stopped)
     await dash.stop_task
-    assert running() == before  # no task, thread or load/renderer process left
+    assert await until(lambda: running() == before), running()  # no task, thread or load/renderer process left
 
 
 def test_open_dashboard_needs_a_running_loop() -> None:

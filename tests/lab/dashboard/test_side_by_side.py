@@ -36,7 +36,7 @@ async def test_three_kinds_of_hub_side_by_side(hub: Hub, unique_name: str, runni
     finally:
         await remote.stop()
         await asyncio.to_thread(threaded.stop)
-    assert running() == before
+    assert await until(lambda: running() == before), running()
 
 
 async def test_stopping_a_threaded_hub_stops_its_dashboard(unique_name: str, running: Any,
@@ -49,4 +49,4 @@ async def test_stopping_a_threaded_hub_stops_its_dashboard(unique_name: str, run
     await asyncio.to_thread(threaded.stop)
     assert await until(lambda: dash.stopped)
     await dash.stop_task
-    assert running() == before
+    assert await until(lambda: running() == before), running()

@@ -2,7 +2,9 @@
 
 - :mod:`.spec` — the validated run (:class:`LoadSpec`) and each client's plan;
 - :mod:`.worker` — one worker process (``websockets`` clients, records, per-second snapshots);
-- :mod:`.coordinator` — :func:`run_load` / :func:`start_load`: spawn, stream, gather, reap;
+- :mod:`.pool` — the worker processes of a run: spawned, read from, always reaped;
+- :mod:`.coordinator` — :func:`run_load` / :func:`start_load`: readiness, stream, gather;
+- :mod:`.progress` — a long run's progress bar (tqdm, an ipywidgets bar, or text);
 - :mod:`.results` — :class:`LoadResult` DataFrames; :mod:`.sweep` — latency against load.
 """
 
@@ -14,4 +16,5 @@ from .results import LoadResult as LoadResult
 from .spec import PATTERNS as PATTERNS
 from .spec import LoadError as LoadError
 from .spec import LoadSpec as LoadSpec
+from .sweep import SweepFrame as SweepFrame
 from .sweep import sweep as sweep

@@ -26,10 +26,16 @@ class LoadResult:
     start_ns: int
     stopped: bool = False
     errors: list[str] = field(default_factory=list)
+    #: Seconds from spawning the workers until every client was connected and in its rooms.
+    connect_seconds: float = 0.0
+    #: Connection attempts tried again after a transient failure (a hub too busy to answer).
+    connect_retries: int = 0
+    #: Sends the hub answered with an error instead of an ack (``errors`` has the first few).
+    refused: int = 0
 
     @classmethod
     def build(cls, spec: dict[str, Any], rows: dict[str, list[tuple[Any, ...]]], start_ns: int,
-              stopped: bool) -> LoadResult:
+              stopped: bool, connect_seconds: float = 0.0) -> LoadResult:
         return cls(
             spec=spec,
             sends=pd.DataFrame(rows["sends"], columns=SEND_COLUMNS),
@@ -37,6 +43,7 @@ class LoadResult:
             deliveries=pd.DataFrame(rows["deliveries"], columns=DELIVERY_COLUMNS),
             start_ns=start_ns,
             stopped=stopped,
+            connect_seconds=connect_seconds,
         )
 
     @property
@@ -70,6 +77,7 @@ class LoadResult:
             "offered_rate": self.spec["rate"],
             "sent": len(self.sends),
             "acked": len(self.acks),
+            "refused": self.refused,
             "delivered": len(self.deliveries),
             "sent_rate": len(self.sends) / span if span else 0.0,
             "p50_ms": float(lat.quantile(0.5)) if len(lat) else float("nan"),

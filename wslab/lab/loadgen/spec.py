@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -16,6 +17,14 @@ MAX_CLIENTS = 10_000
 
 class LoadError(WslabError):
     """A load run could not go on: unreachable hub, a worker that died, a refused connection."""
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)
@@ -52,9 +61,20 @@ class LoadSpec:
     tokens: list[str | None] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.clients, int) or not 1 <= self.clients <= MAX_CLIENTS:
+        if not _is_int(self.clients) or not 1 <= self.clients <= MAX_CLIENTS:
             raise ValueError(f"clients must be an int in 1..{MAX_CLIENTS}, got {self.clients!r}")
-        if not math.isfinite(self.rate) or self.rate <= 0:
+        for name in ("rate", "ramp", "drain", "connect_timeout") + (
+            ("duration",) if self.duration is not None else ()
+        ):
+            value = getattr(self, name)
+            if not _is_number(value) or not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number, got {value!r}")
+        for name in ("rooms", "workers", "payload_size") + (
+            ("messages",) if self.messages is not None else ()
+        ) + (("senders",) if self.senders is not None else ()):
+            if not _is_int(getattr(self, name)):
+                raise ValueError(f"{name} must be an int, got {getattr(self, name)!r}")
+        if self.rate <= 0:
             raise ValueError(f"rate must be a positive number of messages/s, got {self.rate!r}")
         if (self.duration is None) == (self.messages is None):
             raise ValueError("give exactly one of duration (seconds) or messages (a count)")
@@ -70,13 +90,16 @@ class LoadSpec:
             raise ValueError(f"rooms must be >= 1, got {self.rooms!r}")
         if self.senders is not None and not 1 <= self.senders <= self.clients:
             raise ValueError(f"senders must be in 1..clients ({self.clients}), got {self.senders}")
-        if self.ramp < 0 or self.drain < 0 or self.connect_timeout <= 0:
-            raise ValueError("ramp and drain must be >= 0 and connect_timeout > 0")
+        for name in ("ramp", "drain"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0 seconds, got {getattr(self, name)!r}")
+        if self.connect_timeout <= 0:
+            raise ValueError(f"connect_timeout must be > 0 seconds, got {self.connect_timeout!r}")
         if not 1 <= self.payload_size <= 4000:
             raise ValueError(f"payload_size must be in 1..4000, got {self.payload_size!r}")
         if not 1 <= self.workers <= self.clients:
             raise ValueError(f"workers must be in 1..clients ({self.clients}), got {self.workers}")
-        if not self.url.startswith(("ws://", "wss://")):
+        if not isinstance(self.url, str) or not self.url.startswith(("ws://", "wss://")):
             raise ValueError(f"url must be ws:// or wss://, got {self.url!r}")
         if self.tokens and len(self.tokens) != self.clients:
             raise ValueError("tokens must have one entry per client")

@@ -2,25 +2,54 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import pandas as pd
 
 from .coordinator import run_load
 
-__all__ = ["sweep"]
+__all__ = ["SweepFrame", "sweep"]
+
+
+class SweepFrame(pd.DataFrame):
+    """A sweep's DataFrame (one row per offered rate) with ``.knee``: the first rate the hub did
+    not keep up with, or None when it kept up with every one. The ``knee`` column marks its row."""
+
+    _metadata: ClassVar[list[str]] = ["_knee"]
+    _knee: float | None
+
+    @property
+    def _constructor(self) -> type[SweepFrame]:
+        return SweepFrame
+
+    @property
+    def knee(self) -> float | None:
+        return getattr(self, "_knee", None)
 
 
 async def sweep(target: Any, rates: Sequence[float], *, p99_ms: float = 100.0,
-                delivered_ratio: float = 0.95, **kwargs: Any) -> pd.DataFrame:
-    """One row per rate (the ``summary()`` of its run) plus ``kept_up`` and ``knee``.
+                delivered_ratio: float = 0.95, **kwargs: Any) -> SweepFrame:
+    """Run the same load at each offered rate (lowest first); one row per rate.
 
-    A rate keeps up while p99 stays under ``p99_ms`` and the hub delivers at least
-    ``delivered_ratio`` of what it was offered; ``knee`` marks the first rate that does not.
+    Each row is the run's ``summary()`` plus ``delivered_ratio`` (deliveries over what the sends
+    should have produced) and ``kept_up``: p99 latency (open loop: counted from each message's
+    scheduled time) within ``p99_ms`` and at least ``delivered_ratio`` delivered. The first rate
+    that does not keep up is the knee (``frame.knee``, and the ``knee`` column). Other keyword
+    arguments go to :func:`run_load` (``clients``, ``duration``, ``pattern``...).
     """
-    if not rates or any(r <= 0 for r in rates):
+    if isinstance(rates, (str, bytes)) or not isinstance(rates, Sequence) or not rates:
         raise ValueError("rates must be a non-empty list of positive messages/s")
+    if any(not isinstance(r, numbers.Real) or not math.isfinite(r) or r <= 0 for r in rates):
+        raise ValueError(f"rates must be positive numbers of messages/s, got {list(rates)!r}")
+    if not p99_ms > 0:
+        raise ValueError(f"p99_ms must be > 0, got {p99_ms!r}")
+    if not 0 < delivered_ratio <= 1:
+        raise ValueError(f"delivered_ratio must be in (0, 1], got {delivered_ratio!r}")
+    if "rate" in kwargs:
+        raise ValueError("a sweep sets the rate itself: give rates=[...], not rate")
     rows = []
     for rate in sorted(rates):
         result = await run_load(target, rate=rate, **kwargs)
@@ -29,11 +58,13 @@ async def sweep(target: Any, rates: Sequence[float], *, p99_ms: float = 100.0,
         row["delivered_ratio"] = row["delivered"] / expected if expected else 0.0
         row["kept_up"] = bool(row["p99_ms"] <= p99_ms and row["delivered_ratio"] >= delivered_ratio)
         rows.append(row)
-    frame = pd.DataFrame(rows)
+    frame = SweepFrame(pd.DataFrame(rows))
     frame["knee"] = False
     failing = frame.index[~frame["kept_up"]]
+    frame._knee = None
     if len(failing):
         frame.loc[failing[0], "knee"] = True
+        frame._knee = float(frame.loc[failing[0], "offered_rate"])
     return frame
 
 
