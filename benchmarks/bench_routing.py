@@ -2,7 +2,7 @@
 
 For each number of hubs H (2 and 4 by default) the script starts H hubs in this process over
 one broker (the real Redis on 127.0.0.1:6379 by default, ``--broker memory`` for the in-process
-one), twice — once with per-room routing (``WSLAB_BROKER_ROUTING=room``, the default) and once
+one), twice — once with per-room routing (``broker_routing="room"``, the default) and once
 with the old hub-wide ``rooms``/``direct`` channels (``hub``), in alternating order — and plays
 the same chat on both:
 
@@ -28,34 +28,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import random
 import tempfile
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
-from wslab.application.routing import ROUTING_ENV
 from wslab.client import ChatClient
 from wslab.hub import Hub
 
 SECRET = "bench-routing-secret-0123456789abcdef0123"
 ROOM_FAMILIES = {"room": "room", "rooms": "room", "user": "direct", "direct": "direct"}
-
-
-@contextmanager
-def routing_mode(mode: str) -> Iterator[None]:
-    """Hubs started inside use ``mode`` (the environment variable ChatService reads)."""
-    before = os.environ.get(ROUTING_ENV)
-    os.environ[ROUTING_ENV] = mode
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop(ROUTING_ENV, None)
-        else:
-            os.environ[ROUTING_ENV] = before
 
 
 def traffic(hub: Hub) -> dict[str, list[int]]:
@@ -87,22 +69,22 @@ async def run(mode: str, n_hubs: int, args: argparse.Namespace, db_dir: str) -> 
     hubs: list[Hub] = []
     clients: list[ChatClient] = []
     try:
-        with routing_mode(mode):
-            for i in range(n_hubs):
-                hubs.append(
-                    await Hub.start(
-                        port=0,
-                        database=f"sqlite:///{db_dir}/{mode}-{n_hubs}-{run_id}.db",
-                        broker=broker,
-                        broker_prefix=f"wslab-bench:{run_id}:",
-                        hub_id=f"{mode}-{i}",
-                        jwt_secret=SECRET,
-                        presence_interval=3600,
-                        rate_messages_per_second=10_000,
-                        rate_burst=10_000,
-                        connections_per_ip_per_minute=100_000,
-                    )
+        for i in range(n_hubs):
+            hubs.append(
+                await Hub.start(
+                    port=0,
+                    database=f"sqlite:///{db_dir}/{mode}-{n_hubs}-{run_id}.db",
+                    broker=broker,
+                    broker_prefix=f"wslab-bench:{run_id}:",
+                    hub_id=f"{mode}-{i}",
+                    broker_routing=mode,
+                    jwt_secret=SECRET,
+                    presence_interval=3600,
+                    rate_messages_per_second=10_000,
+                    rate_burst=10_000,
+                    connections_per_ip_per_minute=100_000,
                 )
+            )
         hosted: list[list[str]] = [[] for _ in hubs]
         for r in range(args.rooms):
             for j in range(args.span):

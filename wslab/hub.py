@@ -262,6 +262,9 @@ class Hub:
             max_rooms=config.max_rooms,
             max_rooms_per_user=config.max_rooms_per_user,
             presence_broadcast_limit=config.presence_broadcast_limit,
+            routing=config.broker_routing,
+            max_room_channels=config.max_broker_channels,
+            max_user_channels=config.max_broker_channels,
             on_error=self._report_error,
         )
         self.chat.register(self.router)

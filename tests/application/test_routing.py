@@ -21,7 +21,6 @@ import pytest
 from wslab.application.routing import (
     DIRECT,
     ROOMS,
-    ROUTING_ENV,
     BrokerRouting,
     ChannelFamily,
     room_channel,
@@ -236,11 +235,9 @@ async def test_room_mode_channels_and_user_channels(make_broker: Any) -> None:
     assert a.channels == frozenset()
 
 
-def test_mode_comes_from_the_environment_and_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_mode_defaults_to_per_room_and_is_checked() -> None:
     broker = MemoryBroker(MemoryBus(), "a")
-    monkeypatch.setenv(ROUTING_ENV, "hub")
-    assert BrokerRouting(broker, on_room=Inbox(), on_direct=Inbox()).mode == "hub"
-    monkeypatch.delenv(ROUTING_ENV)
+    assert BrokerRouting(broker, on_room=Inbox(), on_direct=Inbox(), mode="hub").mode == "hub"
     assert BrokerRouting(broker, on_room=Inbox(), on_direct=Inbox()).mode == "room"
     with pytest.raises(ConfigError, match="broker routing must be one of room, hub"):
         BrokerRouting(broker, on_room=Inbox(), on_direct=Inbox(), mode="everywhere")

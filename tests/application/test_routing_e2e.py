@@ -3,7 +3,7 @@
 Counted where the broker hands messages to the hub (``status()["received_by_family"]``): a hub
 receives no room message for a room none of its clients is in, and no direct message for users
 not connected to it; joining subscribes, leaving the last member unsubscribes; delivery across
-hubs stays exactly once. ``routing="hub"`` (``WSLAB_BROKER_ROUTING=hub``), the old hub-wide
+hubs stays exactly once. ``broker_routing="hub"``, the old hub-wide
 channels, is checked as the contrast.
 """
 
@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 
-from wslab.application.routing import ROUTING_ENV
 from wslab.hub import Hub
 from wslab.testing import wait_until
 
@@ -81,14 +80,13 @@ async def test_a_hub_receives_no_message_of_a_room_it_has_no_member_in(
 
 
 async def test_the_hub_wide_mode_sends_every_room_to_every_hub(
-    monkeypatch: pytest.MonkeyPatch,
     broker: dict[str, Any],
     start_hub: StartHub,
     client_for: Connect,
     unique_name: str,
 ) -> None:
-    monkeypatch.setenv(ROUTING_ENV, "hub")
-    hub_a, hub_b = await start_hub(**broker), await start_hub(**broker)
+    hub_a = await start_hub(**broker, broker_routing="hub")
+    hub_b = await start_hub(**broker, broker_routing="hub")
     x, y = f"{unique_name}x", f"{unique_name}y"
     alice = await client_for(hub_a, "alice")
     bob = await client_for(hub_b, "bob")
@@ -191,3 +189,9 @@ async def test_a_hub_past_its_channel_limit_falls_back_and_still_delivers_once(
     await wait_until(lambda: not hub_b.chat.routing.rooms.wide, what="back to channels")
     assert hub_b.broker.prefixes == frozenset()
     assert {c for c in hub_b.broker.channels if c.startswith("room:")} == {"room:lobby"}
+
+
+async def test_the_routing_mode_is_a_hub_setting(start_hub: StartHub) -> None:
+    """``broker_routing`` (``WSLAB_BROKER_ROUTING``) reaches the chat service's routing."""
+    assert (await start_hub()).chat.routing.mode == "room"
+    assert (await start_hub(broker_routing="hub")).chat.routing.mode == "hub"

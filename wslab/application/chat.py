@@ -131,8 +131,8 @@ class ChatService:
         #: counted): with it below ``max_rooms``, one user cannot fill the hub-wide table from
         #: many connections.
         self.max_rooms_per_user = max_rooms_per_user
-        #: Which broker channels carry room and direct traffic; ``routing="hub"`` (or
-        #: ``WSLAB_BROKER_ROUTING=hub``) keeps the old hub-wide channels.
+        #: Which broker channels carry room and direct traffic; ``routing="hub"`` (the
+        #: hub's ``broker_routing`` setting) keeps the old hub-wide channels.
         self.routing = BrokerRouting(
             broker,
             on_room=self._from_rooms,

@@ -27,7 +27,7 @@ reconnect) and the reconnect's ``system:resync`` covers the gap, as before.
 
 ``mode="hub"`` keeps the old routing — every hub on the hub-wide ``rooms`` and ``direct``
 channels — as the baseline benchmarks measure against. Every hub sharing a broker must use the
-same mode. The default comes from ``WSLAB_BROKER_ROUTING`` (``room`` unless set).
+same mode (the hub's ``broker_routing`` setting, ``WSLAB_BROKER_ROUTING``; ``room`` by default).
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import os
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -48,7 +47,6 @@ __all__ = [
     "DIRECT",
     "ROOMS",
     "ROOM_PREFIX",
-    "ROUTING_ENV",
     "USER_PREFIX",
     "BrokerRouting",
     "ChannelFamily",
@@ -63,8 +61,7 @@ log = logging.getLogger("wslab.routing")
 #: The hub-wide channels of ``mode="hub"`` (every hub receives every room's / user's traffic).
 ROOMS, DIRECT = "rooms", "direct"
 ROOM_PREFIX, USER_PREFIX = "room:", "user:"
-#: Environment variable choosing the default mode: ``room`` (per room and user) or ``hub``.
-ROUTING_ENV = "WSLAB_BROKER_ROUTING"
+#: The modes: ``room`` (per room and user, the default) or ``hub`` (hub-wide channels).
 MODES = ("room", "hub")
 #: Channel subscriptions per family before it falls back to its prefix subscription.
 DEFAULT_LIMIT = 5_000
@@ -335,7 +332,7 @@ class BrokerRouting:
         max_user_channels: int = DEFAULT_LIMIT,
     ) -> None:
         if mode is None:
-            mode = os.environ.get(ROUTING_ENV, "room").strip().lower() or "room"
+            mode = "room"
         if mode not in MODES:
             raise ConfigError(f"broker routing must be one of {', '.join(MODES)}, not {mode!r}")
         self.broker = broker

@@ -316,6 +316,19 @@ class HubConfig:
         5.0, "Seconds between presence snapshots sent to the other hubs (3 missed = hub gone).",
         _STORE, "float", gt=0,
     )  # fmt: skip
+    # Routing between hubs (wslab.application.routing): a hub subscribes to the channels of the
+    # rooms and users it serves, so it receives only their traffic.
+    broker_routing: str = _setting(
+        "room", "Broker channels for room and direct traffic: 'room' (one per room and user, "
+        "a hub receives only what its clients need) or 'hub' (one hub-wide channel each, "
+        "every hub receives everything). Every hub on one broker must use the same.",
+        _STORE, "choice", choices=("room", "hub"),
+    )  # fmt: skip
+    max_broker_channels: int = _setting(
+        5000, "Room (and, separately, user) channels one hub subscribes to one by one; past it, "
+        "one pattern subscription takes all of them until the count falls to half.",
+        _STORE, "int", ge=1,
+    )  # fmt: skip
     # Presence at scale (wslab.application.presence_fanout): past this, joins and leaves are not
     # announced one by one, so letting N users into one room costs O(N) messages, not O(N^2).
     presence_broadcast_limit: int = _setting(
