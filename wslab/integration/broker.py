@@ -19,10 +19,13 @@ The contract, as the tests in ``tests/integration/test_broker.py`` check it on e
 - **Exactly once per subscriber**: a published message is delivered once to every handler
   subscribed to its channel on every broker attached to the same bus or server, however many
   times that handler was subscribed.
-- **The publisher receives its own messages**: a hub is a subscriber like any other, so its own
-  publishes come back to it. The hub layer skips them by ``msg.origin_hub == broker.hub_id``
-  (it has delivered them locally already). Keeping the broker symmetric makes a one-hub setup
-  observable end to end (the course measures the broker round trip this way).
+- **A hub's own publishes are skipped once, here**: the transport hands a publisher its own
+  messages back (Redis does, and so does the bus), but the hub has delivered them locally
+  already. With ``echo_own=False`` (the default) the broker drops a message whose
+  ``origin_hub`` is its own ``hub_id`` before any handler sees it, and counts it in
+  ``status()["own_skipped"]``; no handler repeats the check. ``echo_own=True`` keeps the broker
+  symmetric (every handler gets every message, its own included), which makes a one-hub setup
+  observable end to end.
 - **Order**: messages of one publisher on one channel arrive in the order they were published.
 - **Delivery is decoupled from publishing**: each (channel, handler) subscription has its own
   bounded queue and delivery task. A slow handler never blocks a publisher or another handler.
@@ -345,6 +348,7 @@ class BrokerBase:
         queue_size: int = DEFAULT_QUEUE_SIZE,
         max_errors: int = DEFAULT_MAX_ERRORS,
         max_channels: int = DEFAULT_MAX_CHANNELS,
+        echo_own: bool = False,
     ) -> None:
         if hub_id is None:
             hub_id = f"hub-{uuid.uuid4().hex[:8]}"
@@ -359,6 +363,8 @@ class BrokerBase:
         self._hub_id = hub_id
         self.prefix = prefix
         self.queue_size = queue_size
+        # False: this hub's own publishes never reach its handlers (it delivered them locally).
+        self.echo_own = bool(echo_own)
         self._subs: dict[str, dict[Handler, _Subscription]] = {}
         # Prefix subscriptions: channel prefix -> handlers (the catch-all of a channel family).
         self._prefix_subs: dict[str, dict[Handler, _Subscription]] = {}
@@ -380,6 +386,7 @@ class BrokerBase:
         self._handler_errors = 0
         self._callback_errors = 0
         self._malformed = 0
+        self._own_skipped = 0
         self._reconnects = 0
 
     # -- public surface shared by every broker -----------------------------------------------
@@ -434,6 +441,7 @@ class BrokerBase:
             "handler_errors": self._handler_errors,
             "callback_errors": self._callback_errors,
             "malformed": self._malformed,
+            "own_skipped": self._own_skipped,
             "channels": len(self._subs),
             "prefixes": len(self._prefix_subs),
             "subscriptions": sum(len(h) for h in self._subs.values())
@@ -533,6 +541,9 @@ class BrokerBase:
         With ``prefix``, the message came through that prefix subscription instead.
         """
         self._received += 1
+        if not self.echo_own and msg.origin_hub == self._hub_id:
+            self._own_skipped += 1
+            return
         table = self._subs if prefix is None else self._prefix_subs
         for sub in tuple(table.get(msg.channel if prefix is None else prefix, {}).values()):
             if not sub.offer(msg):
@@ -686,6 +697,7 @@ class MemoryBroker(BrokerBase):
         queue_size: int = DEFAULT_QUEUE_SIZE,
         max_errors: int = DEFAULT_MAX_ERRORS,
         max_channels: int = DEFAULT_MAX_CHANNELS,
+        echo_own: bool = False,
     ) -> None:
         super().__init__(
             hub_id,
@@ -693,6 +705,7 @@ class MemoryBroker(BrokerBase):
             queue_size=queue_size,
             max_errors=max_errors,
             max_channels=max_channels,
+            echo_own=echo_own,
         )
         self.bus = bus if bus is not None else MemoryBus.named("")
         self._outage: str | None = None
