@@ -44,12 +44,12 @@ from wslab.foundation.errors import ConfigError, DependencyError
 from wslab.infrastructure.backoff import FullJitterBackoff
 from wslab.infrastructure.urls import redact_url
 
-from .broker import (
+from .broker_base import BrokerBase
+from .broker_contract import (
     DEFAULT_MAX_CHANNELS,
     DEFAULT_MAX_ERRORS,
     DEFAULT_PREFIX,
     DEFAULT_QUEUE_SIZE,
-    BrokerBase,
     Handler,
 )
 
