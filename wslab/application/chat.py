@@ -42,13 +42,14 @@ from wslab.foundation.errors import (
     ValidationError,
     WslabError,
 )
+from wslab.foundation.wire import format_timestamp
 from wslab.infrastructure.connection import Connection
 from wslab.infrastructure.events import EventKind, EventLog
 from wslab.infrastructure.manager import ConnectionManager
 from wslab.infrastructure.metrics import Metrics
 from wslab.infrastructure.router import MessageRouter, RoutedMessage, RouteHandler
 from wslab.integration.broker import Broker, BrokerMessage
-from wslab.integration.store import MessageDraft, Store, StoredMessage, format_timestamp, utc_now
+from wslab.integration.store import MessageDraft, Store, StoredMessage, utc_now
 
 from .presence import PresenceTracker
 from .presence_fanout import PresenceFanout
