@@ -15,16 +15,9 @@ server; :meth:`Hub.stop` undoes it in reverse (clients get 1001 first).
 What it serves: the chat page at ``/``, the WebSocket at ``/ws``, ``/healthz``, ``/metrics``
 (Prometheus) and ``/config.json`` (what the page needs to know).
 
-``/metrics`` (all ``wslab_`` unless noted): ``build_info{version,python,engine}``,
-``open_connections``, ``connections_total``, ``websocket_messages_total{direction}``,
-``websocket_bytes_total{direction}``, ``websocket_frames_total{direction}`` (wslab's engine
-only: ``websockets`` keeps its frames to itself, and its ``out`` bytes are payloads),
-``close_codes_total{direction,code}``, ``handshakes_refused_total{reason}``,
-``auth_failures_total{reason}``, ``rate_limit_verdicts_total{verdict}``, ``errors_total{code}``,
-``ping_rtt_seconds``, the chat's own metrics, and prometheus_client's ``process_*``,
-``python_info`` and ``python_gc_*``. Traffic totals are summed from each connection's own
-counters when scraped (see :mod:`wslab.infrastructure.traffic`), so the hot path pays nothing
-for them.
+``/metrics``: the series of :mod:`wslab.hub_metrics`, the chat's own metrics, and
+prometheus_client's ``process_*``, ``python_info`` and ``python_gc_*``. The static files and
+the method table are in :mod:`wslab.hub_http`; ``ThreadedHub`` is in :mod:`wslab.threaded_hub`.
 
 Logs (INFO, on ``wslab.hub``): ``connection opened`` (connection_id, remote, user_id, engine),
 ``connection closed`` (code, reason, closed_by ``hub``/``peer``, duration_s), and, throttled to
@@ -34,23 +27,17 @@ Logs (INFO, on ``wslab.hub``): ``connection opened`` (connection_id, remote, use
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import errno
-import functools
 import json
 import logging
-import platform
 import secrets
 import ssl as ssl_module
-import threading
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterator
-from importlib import resources
-from typing import Any, ClassVar, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Any, ClassVar
 
-from wslab import __version__
 from wslab.application.chat import ChatService
 from wslab.application.session import Authenticator, Session
 from wslab.application.session_loop import SessionLoop
@@ -60,6 +47,8 @@ from wslab.foundation.deflate import DeflateSettings
 from wslab.foundation.errors import ConfigError, HandshakeError
 from wslab.foundation.handshake import Upgrade
 from wslab.foundation.http import Request
+from wslab.hub_http import KNOWN_METHODS, static_file
+from wslab.hub_metrics import HubMetrics, auth_failure_reason, close_code_label
 from wslab.infrastructure.config import HubConfig
 from wslab.infrastructure.connection import Connection, ConnectionLimits
 from wslab.infrastructure.engines import serve
@@ -70,7 +59,7 @@ from wslab.infrastructure.logs import ThrottledLog, bind
 from wslab.infrastructure.manager import ConnectionManager
 from wslab.infrastructure.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from wslab.infrastructure.metrics import Metrics
-from wslab.infrastructure.ratelimit import AddressLimiter, ConnectionLimiter, Verdict
+from wslab.infrastructure.ratelimit import AddressLimiter, ConnectionLimiter
 from wslab.infrastructure.router import MessageRouter
 from wslab.infrastructure.server import HttpResponse
 from wslab.infrastructure.traffic import TrafficTotals
@@ -82,6 +71,7 @@ from wslab.integration.auth import (
     issue_token,
 )
 from wslab.integration.backends import broker_from_url, store_from_url
+from wslab.threaded_hub import ConnectionsView, ThreadedHub
 
 __all__ = ["ConnectionsView", "Hub", "ThreadedHub"]
 
@@ -90,67 +80,12 @@ log = logging.getLogger("wslab.hub")
 #: Lines per second for refused handshakes and refused tokens (each throttled on its own).
 REFUSAL_LOG_RATE = 10
 
-#: The ``reason`` label of ``wslab_handshakes_refused_total``: why an upgrade was refused.
-REFUSAL_REASONS = ("origin", "rate", "capacity", "per_ip", "path", "bad_request", "internal")
-
-#: The ``reason`` label of ``wslab_auth_failures_total``, from the failure's message.
-AUTH_FAILURE_REASONS = (
-    "missing",
-    "malformed",
-    "signature",
-    "expired",
-    "not_yet_valid",
-    "claims",
-    "timeout",
-    "other",
-)
-
-_KNOWN_CLOSE_CODES = frozenset(int(code) for code in CloseCode)
-
-
-def _close_code_label(code: int | None) -> str:
-    """A close code as a label value: known codes as themselves, any other as ``other``.
-
-    Peers may send any code from 3000 to 4999: folded, they cannot blow up the series count.
-    """
-    if code is None:
-        return "none"
-    return str(code) if code in _KNOWN_CLOSE_CODES else "other"
-
-
-def _auth_failure_reason(message: str) -> str:
-    """One of :data:`AUTH_FAILURE_REASONS` for an authentication failure's safe message."""
-    text = message.lower()
-    if text.startswith("no auth message within"):
-        return "timeout"
-    if "expired" in text:
-        return "expired"
-    if "not yet valid" in text:
-        return "not_yet_valid"
-    if "signature" in text or "algorithm" in text:
-        return "signature"
-    if "audience" in text or "issuer" in text or "claim" in text or "another user" in text:
-        return "claims"
-    if "needs a token" in text or "first message must be" in text:
-        return "missing"
-    if "malformed" in text or "too large" in text or "more than one" in text or "scheme" in text:
-        return "malformed"
-    return "other"
-
-
 def _refusal(error: HandshakeError, reason: str) -> HandshakeError:
     """Tag a refusal with its ``reason`` label, read back when the engine refuses the upgrade."""
     error.refusal_reason = reason  # type: ignore[attr-defined]
     return error
 
 
-T = TypeVar("T")
-
-_STATIC = {
-    "app.js": "text/javascript; charset=utf-8",
-    "style.css": "text/css; charset=utf-8",
-    "index.html": "text/html; charset=utf-8",
-}
 MAX_ERRORS = 100
 
 
@@ -158,48 +93,6 @@ def _remote(connection: Connection) -> str | None:
     """``host:port`` of the connection's peer, for log lines."""
     remote = connection.remote
     return f"{remote[0]}:{remote[1]}" if remote else None
-
-
-class ConnectionsView:
-    """The hub's live connections: iterate, count, or look at them as a DataFrame."""
-
-    def __init__(self, hub: Hub) -> None:
-        self._hub = hub
-
-    def rows(self) -> list[dict[str, Any]]:
-        """One dict per connection: id, user, state, RTT, queue depth, rooms, counters."""
-        rows = []
-        for connection in self._hub.manager:
-            session = self._hub.chat.sessions.get(connection.id)
-            row = connection.info()
-            row["user_id"] = session.user_id if session else None
-            row["rooms"] = ",".join(sorted(session.rooms)) if session else ""
-            rows.append(row)
-        return rows
-
-    def to_dataframe(self) -> Any:
-        """The connections as a pandas DataFrame (one row each)."""
-        import pandas as pd
-
-        return pd.DataFrame(self.rows())
-
-    def __len__(self) -> int:
-        return len(self._hub.manager)
-
-    def __iter__(self) -> Iterator[Connection]:
-        return iter(self._hub.manager)
-
-    def _repr_html_(self) -> str:
-        return self.to_dataframe()._repr_html_()
-
-    def __repr__(self) -> str:
-        return f"<{len(self)} connections>"
-
-
-#: The methods RFC 9110 (section 9) and RFC 5789 (PATCH) define; any other is 501.
-_KNOWN_METHODS = frozenset(
-    {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}
-)
 
 
 class Hub:
@@ -308,7 +201,14 @@ class Hub:
         # must still say where it was (repr in a notebook, the URL in a log line).
         self._bound_port: int | None = None
         self._started = False
-        self._declare_metrics()
+        self._m = HubMetrics(
+            self.metrics,
+            engine=config.engine,
+            manager=self.manager,
+            chat=self.chat,
+            broker=self.broker,
+            traffic=self.traffic,
+        )
         #: Each connection's life after the upgrade (wslab.application.session_loop).
         self.sessions = SessionLoop(
             self.chat,
@@ -316,8 +216,8 @@ class Hub:
             self.heartbeat,
             new_limiter=self._new_limiter,
             events=self.events,
-            verdicts=self._m_verdicts,
-            errors=self._m_errors,
+            verdicts=self._m.verdicts,
+            errors=self._m.errors,
             on_opened=self._session_opened,
             on_internal_error=lambda error: self._report_error(error, logged=True),
         )
@@ -529,7 +429,7 @@ class Hub:
         """The per-address connection rate (the server's admission hook), counted when it says no."""
         if self.address_limiter.allow(address):
             return True
-        self._m_refused["rate"].inc()
+        self._m.refused["rate"].inc()
         self._refusal_log.info(
             "handshake refused", reason="rate", status=429, remote=address, path=self.config.path
         )
@@ -540,7 +440,7 @@ class Hub:
         reason = getattr(error, "refusal_reason", None)
         if reason is None:
             reason = "internal" if error.status >= 500 else "bad_request"
-        self._m_refused[reason].inc()
+        self._m.refused[reason].inc()
         self._refusal_log.info(
             "handshake refused",
             reason=reason,
@@ -551,8 +451,8 @@ class Hub:
 
     def _auth_failed(self, connection: Connection, message: str, method: str) -> None:
         """A token was refused (or expired): count it by reason and log it (throttled)."""
-        reason = _auth_failure_reason(message)
-        self._m_auth_failures[reason].inc()
+        reason = auth_failure_reason(message)
+        self._m.auth_failures[reason].inc()
         self._auth_log.info(
             "token refused",
             connection_id=connection.id,
@@ -589,7 +489,7 @@ class Hub:
 
     def _session_opened(self, connection: Connection, session: Session) -> None:
         """An authenticated session starts: count it, log it, log its end when it comes."""
-        self._m_connections_total.inc()
+        self._m.connections_total.inc()
         log.info(
             "connection opened",
             extra={
@@ -608,14 +508,14 @@ class Hub:
         if request.method not in ("GET", "HEAD"):
             # RFC 9110 15.5.6 / 15.6.2: a method we know but do not allow here is 405 with
             # Allow; one we do not know at all is 501.
-            if request.method not in _KNOWN_METHODS:
+            if request.method not in KNOWN_METHODS:
                 return HttpResponse(501, b"method not implemented\n")
             return HttpResponse(405, b"method not allowed\n", headers=(("Allow", "GET, HEAD"),))
         path = request.path
         if path in ("/", "/index.html"):
-            return self._static("index.html")
+            return static_file("index.html")
         if path.startswith("/static/"):
-            return self._static(path[len("/static/") :])
+            return static_file(path[len("/static/") :])
         if path == "/healthz":
             health = await self.health()
             # A load balancer reads the status, not the body: degraded is 503 so it drains us.
@@ -639,121 +539,15 @@ class Hub:
             return HttpResponse(200, json.dumps(body).encode(), "application/json")
         return HttpResponse(404, b"not found\n")
 
-    @staticmethod
-    def _static(name: str) -> HttpResponse:
-        content_type = _STATIC.get(name)
-        if content_type is None:  # only known files: no path tricks can reach anything else
-            return HttpResponse(404, b"not found\n")
-        try:
-            body = resources.files("wslab").joinpath("web", name).read_bytes()
-        except FileNotFoundError:
-            return HttpResponse(404, b"not found\n")
-        return HttpResponse(200, body, content_type, headers=(("Cache-Control", "no-cache"),))
-
     # -- observability -----------------------------------------------------------------------------
-
-    def _declare_metrics(self) -> None:
-        m = self.metrics
-        m.add_runtime_collectors()
-        m.gauge(
-            "build_info",
-            "The running wslab: version, Python and WebSocket engine (always 1)",
-            ["version", "python", "engine"],
-        ).set(1, version=__version__, python=platform.python_version(), engine=self.config.engine)
-        m.gauge(
-            "open_connections", "WebSocket connections authenticated and open now"
-        ).set_function(lambda: len(self.manager))
-        m.gauge("retry_queue", "Messages waiting for the store to come back").set_function(
-            lambda: len(self.chat.retry)
-        )
-        # Read when scraped, never on the hot path: one pass over the open connections.
-        m.gauge(
-            "outgoing_queue_max", "Longest outgoing queue of any open connection (messages)"
-        ).set_function(lambda: max((c.queue_depth for c in self.manager), default=0))
-        m.gauge(
-            "outgoing_queued_messages", "Messages waiting in every open connection's outgoing queue"
-        ).set_function(lambda: sum(c.queue_depth for c in self.manager))
-        m.gauge(
-            "store_up", "1 while the hub's last use of the message store worked, 0 after a failure"
-        ).set_function(lambda: 1.0 if self.chat.store_healthy else 0.0)
-        m.gauge("broker_up", "1 while the broker reaches its peers, 0 while it does not").set_function(
-            lambda: 1.0 if self.broker.healthy else 0.0
-        )
-        self._m_connections_total = m.counter(
-            "connections_total", "WebSocket connections authenticated since start"
-        )
-        self._declare_traffic_metrics()
-        self._m_close_codes = m.counter(
-            "close_codes_total",
-            "Connections closed, by close code sent (direction=out) or received (direction=in; "
-            "1006: the connection ended without a close frame)",
-            ["direction", "code"],
-        )
-        refused = m.counter(
-            "handshakes_refused_total", "WebSocket upgrade requests refused, by reason", ["reason"]
-        )
-        self._m_refused = {reason: refused.labels(reason) for reason in REFUSAL_REASONS}
-        failures = m.counter(
-            "auth_failures_total",
-            "Tokens refused or expired (each closes its connection with 4001), by reason",
-            ["reason"],
-        )
-        self._m_auth_failures = {r: failures.labels(r) for r in AUTH_FAILURE_REASONS}
-        verdicts = m.counter(
-            "rate_limit_verdicts_total",
-            "Rate-limit verdicts on messages from authenticated connections",
-            ["verdict"],
-        )
-        self._m_verdicts = {v: verdicts.labels(v.value) for v in Verdict}
-        self._m_errors = m.counter(
-            "errors_total", "Error replies to WebSocket requests, by error name", ["code"]
-        )
-        self._m_rtt = m.histogram(
-            "ping_rtt_seconds",
-            "Heartbeat round-trip time",
-            buckets=(0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5),
-        )
-
-    def _declare_traffic_metrics(self) -> None:
-        """Messages, bytes and (wslab's engine only) frames, summed from the connections' own
-        counters when scraped: nothing is counted twice on the hot path."""
-        m = self.metrics
-        traffic = self.traffic
-        engine = self.config.engine
-        messages = m.counter(
-            "websocket_messages_total", "WebSocket data messages received and sent", ["direction"]
-        )
-        out_bytes = "data frames written" if engine == "wslab" else "data payloads sent"
-        transferred = m.counter(
-            "websocket_bytes_total",
-            f"Bytes read from WebSocket sockets (in) and bytes of {out_bytes} (out)",
-            ["direction"],
-        )
-        for direction in ("in", "out"):
-            messages.set_function(
-                functools.partial(traffic.total, f"messages_{direction}"), direction=direction
-            )
-            transferred.set_function(
-                functools.partial(traffic.total, f"bytes_{direction}"), direction=direction
-            )
-        if engine == "wslab":  # the websockets library does not show its frames
-            frames = m.counter(
-                "websocket_frames_total",
-                "WebSocket frames (data and control) received and sent",
-                ["direction"],
-            )
-            for direction in ("in", "out"):
-                frames.set_function(
-                    functools.partial(traffic.total, f"frames_{direction}"), direction=direction
-                )
 
     def _connection_closed(self, connection: Connection) -> None:
         """TCP is closed: fold the connection's counts into the totals, count its close codes."""
         self.traffic.fold(connection)
         sent = connection.close_sent
         if sent is not None:
-            self._m_close_codes.labels("out", _close_code_label(sent[0])).inc()
-        self._m_close_codes.labels("in", _close_code_label(connection.close_code)).inc()
+            self._m.close_codes.labels("out", close_code_label(sent[0])).inc()
+        self._m.close_codes.labels("in", close_code_label(connection.close_code)).inc()
 
     def _log_close(self, connection: Connection, user_id: str) -> None:
         """The INFO line for the end of an authenticated connection: who closed it, how."""
@@ -778,7 +572,7 @@ class Hub:
         )
 
     def _observe_rtt(self, connection: Connection, rtt: float) -> None:
-        self._m_rtt.observe(rtt)
+        self._m.rtt.observe(rtt)
 
     def _report_error(self, error: BaseException, *, logged: bool = False) -> None:
         """Background failures are kept (bounded) in ``hub.errors``, logged and recorded.
@@ -814,137 +608,3 @@ class Hub:
         return f"<Hub {self.hub_id} {state} {self.url} engine={self.config.engine}>"
 
 
-class ThreadedHub:
-    """A hub on its own event loop in a daemon thread; every call crosses threads safely."""
-
-    def __init__(self, cls: type[Hub], config: HubConfig | None, overrides: dict[str, Any]) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, name="wslab-hub", daemon=True)
-        self._thread.start()
-        try:
-            self.hub: Hub = self.call(cls.start(config, **overrides))
-        except BaseException:
-            self._shutdown_loop()
-            raise
-
-    def call(self, coroutine: Awaitable[T], timeout: float | None = 30.0) -> T:
-        """Run a coroutine on the hub's loop and wait for its result."""
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)  # type: ignore[arg-type]
-
-    def run(self, function: Callable[[], T], timeout: float | None = 30.0) -> T:
-        """Run a plain function on the hub's loop (to read live state without races)."""
-
-        async def wrapper() -> T:
-            return function()
-
-        return self.call(wrapper(), timeout)
-
-    def stop(self) -> None:
-        """Stop the hub and its thread."""
-        if self.loop.is_closed():
-            return
-        try:
-            self.call(self.hub.stop(), timeout=self.hub.config.shutdown_timeout + 10)
-        finally:
-            self._shutdown_loop()
-
-    def _shutdown_loop(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(10)
-        self.loop.close()
-
-    # The read-only views go through the hub's loop so that nothing is read mid-update.
-    @property
-    def url(self) -> str:
-        return self.hub.url
-
-    @property
-    def ws_url(self) -> str:
-        return self.hub.ws_url
-
-    @property
-    def port(self) -> int:
-        return self.hub.port
-
-    @property
-    def hub_id(self) -> str:
-        return self.hub.hub_id
-
-    @property
-    def errors(self) -> list[dict[str, Any]]:
-        """The hub's recent internal errors (a copy, as :attr:`Hub.errors` holds them)."""
-        return self.run(lambda: list(self.hub.errors))
-
-    def token(self, user_id: str, **kwargs: Any) -> str:
-        """A token this hub accepts (see :meth:`Hub.token`)."""
-        return self.hub.token(user_id, **kwargs)
-
-    @property
-    def connections(self) -> OnLoop:
-        """:attr:`Hub.connections` read on the hub's loop: ``.to_dataframe()``, ``.rows()``, len."""
-        return OnLoop(self, lambda: self.hub.connections, "to_dataframe")
-
-    @property
-    def events(self) -> OnLoop:
-        """:attr:`Hub.events` read on the hub's loop: ``.to_dataframe(**filters)``, ``.last()``..."""
-        return OnLoop(self, lambda: self.hub.events, "to_dataframe")
-
-    @property
-    def metrics(self) -> OnLoop:
-        """:attr:`Hub.metrics` read on the hub's loop: ``.snapshot()``, ``.to_prometheus()``..."""
-        return OnLoop(self, lambda: self.hub.metrics, "snapshot")
-
-    def health(self) -> dict[str, Any]:
-        """:meth:`Hub.health`, waited for from this thread."""
-        return self.call(self.hub.health())
-
-    def __enter__(self) -> ThreadedHub:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def __repr__(self) -> str:
-        return f"<ThreadedHub {self.hub!r}>"
-
-
-class OnLoop:
-    """One of the hub's views (connections, events, metrics) with each read done on its loop.
-
-    It has the shape of the view it stands for — ``threaded.events.to_dataframe(kind=...)`` as
-    ``hub.events.to_dataframe(kind=...)`` — and the call shorthand ``threaded.events(...)`` is
-    its ``to_dataframe(...)`` (``snapshot()`` for metrics), as before these views existed. Each attribute is read, and each method
-    run, on the hub's loop, so nothing is seen mid-update.
-    """
-
-    def __init__(self, threaded: ThreadedHub, view: Callable[[], Any], default: str) -> None:
-        self._threaded = threaded
-        self._view = view
-        self._default = default
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("__"):
-            raise AttributeError(name)
-        value = self._threaded.run(lambda: getattr(self._view(), name))
-        if not callable(value):
-            return value
-
-        def on_loop(*args: Any, **kwargs: Any) -> Any:
-            return self._threaded.run(lambda: getattr(self._view(), name)(*args, **kwargs))
-
-        return on_loop
-
-    def __call__(self, **filters: Any) -> Any:
-        return self._threaded.run(lambda: getattr(self._view(), self._default)(**filters))
-
-    def __len__(self) -> int:
-        return self._threaded.run(lambda: len(self._view()))
-
-    def __iter__(self) -> Iterator[Any]:
-        return iter(self._threaded.run(lambda: list(self._view())))
-
-    def _repr_html_(self) -> str:
-        return self._threaded.run(lambda: self._view().to_dataframe()._repr_html_())
-
-    def __repr__(self) -> str:
-        return self._threaded.run(lambda: repr(self._view()))

@@ -103,13 +103,6 @@ def test_remote_join_and_leave(tracker: PresenceTracker) -> None:
     assert tracker.users("lobby") == {}
 
 
-def test_own_events_coming_back_from_the_broker_are_ignored(tracker: PresenceTracker) -> None:
-    assert tracker.remote_event("hub-a", "lobby", "u1", "Ada", True, now=1.0) is None
-    assert tracker.remote_snapshot("hub-a", {"lobby": {"u1": "Ada"}}, now=1.0) == []
-    assert tracker.users("lobby") == {}
-    assert tracker.remote_hubs == []
-
-
 def test_user_on_two_hubs_is_present_until_gone_from_both(tracker: PresenceTracker) -> None:
     assert tracker.join("lobby", "u1", "Ada", "c1") is not None
     # The same user opens a tab on another hub: already present, no second announcement.

@@ -98,18 +98,39 @@ async def test_roundtrip_carries_channel_payload_and_origin(make_broker: MakeBro
     assert a.healthy
 
 
-async def test_publisher_receives_its_own_messages(make_broker: MakeBroker) -> None:
-    # Documented choice: the broker is symmetric; the hub skips msg.origin_hub == hub_id.
+async def test_own_messages_are_not_delivered_and_other_hubs_are(make_broker: MakeBroker) -> None:
+    # The hub delivered its own messages locally: the broker skips them once, for every handler.
     a = await make_broker("a")
+    b = await make_broker("b")
+    inbox_a, inbox_b = Inbox(), Inbox()
+    await a.subscribe("c", inbox_a)
+    await a.subscribe_prefix("c", inbox_a)
+    await b.subscribe("c", inbox_b)
+    await a.publish("c", {"k": "own"})
+    await b.publish("c", {"k": "other"})
+    # b's message reaches a (once per subscription) after a's own, which was published first.
+    await inbox_a.wait_count(2)
+    await inbox_b.wait_count(1)
+    assert [(m.origin_hub, m.payload["k"]) for m in inbox_a.messages] == [("b", "other")] * 2
+    assert [(m.origin_hub, m.payload["k"]) for m in inbox_b.messages] == [("a", "own")]
+    assert a.status()["own_skipped"] == 2  # the exact and the prefix copy
+    assert b.status()["own_skipped"] == 1
+    assert a.status()["dropped"] == 0
+
+
+async def test_echo_own_delivers_a_hubs_own_messages(make_broker: MakeBroker) -> None:
+    # The symmetric broker, for observing a one-hub setup end to end.
+    a = await make_broker("a", echo_own=True)
     inbox = Inbox()
     await a.subscribe("c", inbox)
     await a.publish("c", {"k": 1})
     await inbox.wait_count(1)
     assert inbox.messages[0].origin_hub == a.hub_id
+    assert a.status()["own_skipped"] == 0
 
 
 async def test_each_message_reaches_each_hub_exactly_once(make_broker: MakeBroker) -> None:
-    hubs = [await make_broker(name) for name in ("a", "b", "c")]
+    hubs = [await make_broker(name, echo_own=True) for name in ("a", "b", "c")]
     inboxes = {hub.hub_id: Inbox() for hub in hubs}
     for hub in hubs:
         # Subscribing the same handler twice must not double the deliveries.
@@ -158,8 +179,8 @@ async def test_order_is_preserved_for_1000_messages(make_broker: MakeBroker) -> 
 
 
 async def test_origin_seq_counts_per_origin_and_channel(make_broker: MakeBroker) -> None:
-    a = await make_broker("a")
-    b = await make_broker("b")
+    a = await make_broker("a", echo_own=True)
+    b = await make_broker("b", echo_own=True)
     inbox = Inbox()
     await a.subscribe("one", inbox)
     await a.subscribe("two", inbox)
@@ -281,7 +302,7 @@ async def test_full_queue_drops_and_counts(make_broker: MakeBroker) -> None:
 
 
 async def test_publish_validates_payload(make_broker: MakeBroker) -> None:
-    a = await make_broker("a")
+    a = await make_broker("a", echo_own=True)
     inbox = Inbox()
     await a.subscribe("room", inbox)
     with pytest.raises(ValidationError):
@@ -321,8 +342,8 @@ async def test_subscribe_before_start_is_honoured(make_broker: MakeBroker) -> No
 
 
 async def test_each_hub_gets_its_own_payload(make_broker: MakeBroker) -> None:
-    a = await make_broker("a")
-    b = await make_broker("b")
+    a = await make_broker("a", echo_own=True)
+    b = await make_broker("b", echo_own=True)
     original = {"list": [1]}
     seen_by_b: list[dict[str, Any]] = []
 
@@ -487,8 +508,8 @@ async def test_open_broker_builds_and_starts() -> None:
 
 async def test_prefix_separates_applications_on_one_bus() -> None:
     bus = MemoryBus()
-    app1 = MemoryBroker(bus, "a", prefix="app1:")
-    app2 = MemoryBroker(bus, "b", prefix="app2:")
+    app1 = MemoryBroker(bus, "a", prefix="app1:", echo_own=True)
+    app2 = MemoryBroker(bus, "b", prefix="app2:", echo_own=True)
     await app1.start()
     await app2.start()
     inbox = Inbox()
@@ -503,7 +524,7 @@ async def test_prefix_separates_applications_on_one_bus() -> None:
 
 async def test_sequence_counters_are_bounded_without_repeating_numbers() -> None:
     bus = MemoryBus()
-    a = MemoryBroker(bus, "a", max_channels=2)
+    a = MemoryBroker(bus, "a", max_channels=2, echo_own=True)
     await a.start()
     inbox = Inbox()
     for channel in ("c1", "c2", "c3"):
@@ -660,7 +681,7 @@ async def test_a_broker_receives_nothing_of_channels_it_did_not_subscribe(
 
 
 async def test_progress_counts_handled_and_pending(make_broker: MakeBroker) -> None:
-    a = await make_broker("a")
+    a = await make_broker("a", echo_own=True)
     release = asyncio.Event()
     seen: list[BrokerMessage] = []
 

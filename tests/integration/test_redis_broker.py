@@ -154,7 +154,7 @@ async def test_kill_subscriber_connection_mid_traffic(
 async def test_kill_publisher_connection_does_not_break_the_broker(
     redis_url: str, prefix: str, unique_name: str, admin: Any, brokers: list[RedisBroker]
 ) -> None:
-    a = await start(brokers, redis_url, f"a-{unique_name}", prefix)
+    a = await start(brokers, redis_url, f"a-{unique_name}", prefix, echo_own=True)
     inbox = Inbox()
     await a.subscribe("room", inbox)
     await a.publish("room", {"n": 1})
@@ -274,7 +274,7 @@ async def test_subscribe_while_down_takes_effect_on_reconnect(
 async def test_malformed_message_on_our_channel_is_counted(
     redis_url: str, prefix: str, admin: Any, brokers: list[RedisBroker]
 ) -> None:
-    a = await start(brokers, redis_url, "a", prefix)
+    a = await start(brokers, redis_url, "a", prefix, echo_own=True)
     inbox = Inbox()
     await a.subscribe("room", inbox)
     await admin.publish(f"{prefix}room", b"not json")
@@ -286,7 +286,7 @@ async def test_malformed_message_on_our_channel_is_counted(
 async def test_broker_from_url_builds_a_redis_broker(
     redis_url: str, prefix: str, brokers: list[RedisBroker]
 ) -> None:
-    broker = broker_from_url(redis_url, "hub-x", prefix=prefix)
+    broker = broker_from_url(redis_url, "hub-x", prefix=prefix, echo_own=True)
     assert isinstance(broker, RedisBroker)
     brokers.append(broker)
     assert not broker.healthy  # built, not started
@@ -335,7 +335,7 @@ def test_redis_broker_refuses_bad_configuration() -> None:
 async def test_hub_id_with_spaces_is_a_valid_client_name(
     redis_url: str, prefix: str, unique_name: str, admin: Any, brokers: list[RedisBroker]
 ) -> None:
-    a = await start(brokers, redis_url, f"hub one {unique_name}", prefix)
+    a = await start(brokers, redis_url, f"hub one {unique_name}", prefix, echo_own=True)
     assert await client_id(admin, f"wslab-broker-sub:hub_one_{unique_name}")
     inbox = Inbox()
     await a.subscribe("room", inbox)

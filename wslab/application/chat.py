@@ -17,8 +17,9 @@ it is stored. If the broker is down, local members still get everything; when it
 local client is sent ``system:resync`` to fetch what the other hubs sent meanwhile
 (``chat:history`` with ``since_seq``) — nothing is silently lost.
 
-Each hub receives its own broker messages back (the broker contract) and skips them: it has
-delivered them locally already. That is what makes delivery exactly-once per client.
+The broker never hands a hub its own messages (``echo_own=False``, skipped once in
+:class:`~wslab.integration.broker.BrokerBase`): the hub has delivered them locally already, so
+no handler here checks ``origin_hub``. That is what makes delivery exactly-once per client.
 """
 
 from __future__ import annotations
@@ -41,13 +42,14 @@ from wslab.foundation.errors import (
     ValidationError,
     WslabError,
 )
+from wslab.foundation.wire import format_timestamp
 from wslab.infrastructure.connection import Connection
 from wslab.infrastructure.events import EventKind, EventLog
 from wslab.infrastructure.manager import ConnectionManager
 from wslab.infrastructure.metrics import Metrics
 from wslab.infrastructure.router import MessageRouter, RoutedMessage, RouteHandler
 from wslab.integration.broker import Broker, BrokerMessage
-from wslab.integration.store import MessageDraft, Store, StoredMessage, format_timestamp, utc_now
+from wslab.integration.store import MessageDraft, Store, StoredMessage, utc_now
 
 from .presence import PresenceTracker
 from .presence_fanout import PresenceFanout
@@ -570,8 +572,6 @@ class ChatService:
             self._record(EventKind.ERROR, error="broker", message=error.message)
 
     async def _from_rooms(self, message: BrokerMessage) -> None:
-        if message.origin_hub == self.hub_id:
-            return
         wire = message.payload["message"]
         if message.payload.get("kind") == "typing":
             self.manager.broadcast(encode(wire), wire["room"])
@@ -579,8 +579,6 @@ class ChatService:
             self._deliver_locally(wire, None, wire["from_user"])
 
     async def _from_direct(self, message: BrokerMessage) -> None:
-        if message.origin_hub == self.hub_id:
-            return
         payload = message.payload
         user = user_of(message.channel)
         if user is None:  # the hub-wide channel: for both parties' connections here
@@ -590,8 +588,7 @@ class ChatService:
             self._m_fanout.observe(result.attempted)
 
     async def _from_admin(self, message: BrokerMessage) -> None:
-        if message.origin_hub != self.hub_id:
-            self.manager.broadcast(encode(message.payload["message"]))
+        self.manager.broadcast(encode(message.payload["message"]))
 
     async def _from_presence(self, message: BrokerMessage) -> None:
         hub, payload, now = message.origin_hub, message.payload, self.clock()
@@ -601,8 +598,7 @@ class ChatService:
         elif op == "goodbye":
             changes = self.presence.hub_gone(hub)
         elif op == "resync":
-            if hub != self.hub_id:
-                self._ask_to_resync(set(payload.get("rooms", [])), f"hub {hub} reconnected")
+            self._ask_to_resync(set(payload.get("rooms", [])), f"hub {hub} reconnected")
             return
         elif op == "diff":  # one loop turn's changes of that hub (see presence_fanout)
             changes = []

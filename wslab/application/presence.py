@@ -165,9 +165,7 @@ class PresenceTracker:
     def remote_event(
         self, hub_id: str, room: str, user_id: str, username: str, joined: bool, now: float
     ) -> PresenceChange | None:
-        """Another hub reports a join or leave."""
-        if hub_id == self.hub_id:
-            return None
+        """Another hub reports a join or leave (the broker never hands a hub its own)."""
         was = self.is_present(room, user_id)
         hub = self._remote.setdefault(hub_id, _RemoteHub())
         hub.seen_at = max(hub.seen_at, now)
@@ -185,8 +183,6 @@ class PresenceTracker:
 
     def remote_snapshot(self, hub_id: str, rooms: RoomUsers, now: float) -> list[PresenceChange]:
         """Another hub's full presence replaces what we knew of it."""
-        if hub_id == self.hub_id:
-            return []
         return self._replace(hub_id, _RemoteHub({r: dict(u) for r, u in rooms.items()}, now))
 
     def hub_gone(self, hub_id: str) -> list[PresenceChange]:

@@ -23,13 +23,14 @@ from typing import Any
 
 from wslab.foundation.codes import CloseCode, ErrorCode
 from wslab.foundation.errors import ConnectionClosed, RateLimitedError, WslabError
+from wslab.foundation.wire import error_envelope
 from wslab.infrastructure.connection import Connection
 from wslab.infrastructure.events import EventKind, EventLog
 from wslab.infrastructure.heartbeat import HeartbeatMonitor
 from wslab.infrastructure.logs import bind, log_context, new_correlation_id
 from wslab.infrastructure.metrics import Counter
 from wslab.infrastructure.ratelimit import ConnectionLimiter, Verdict
-from wslab.infrastructure.router import MessageRouter, error_envelope
+from wslab.infrastructure.router import MessageRouter
 
 from .chat import ChatService, encode
 from .session import Session

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from wslab.foundation.errors import ValidationError
-from wslab.integration.store import parse_timestamp
+from wslab.foundation.wire import parse_timestamp
 
 __all__ = [
     "AuthExpiring",

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from wslab.foundation.errors import ValidationError
-from wslab.integration.store import parse_timestamp
+from wslab.foundation.wire import parse_timestamp
 
 from .errors import error_from_envelope
 from .events import (

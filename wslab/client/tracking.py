@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from wslab.integration.store import dm_room
+from wslab.foundation.wire import dm_room
 
 from .bounds import MAX_SEEN, MAX_TRACKS, bounded_put
 from .events import ChatMessage, HistoryGap

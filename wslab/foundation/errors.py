@@ -72,8 +72,9 @@ class WslabError(Exception):
 
     code: ErrorCode = ErrorCode.INTERNAL_ERROR
     close_code: CloseCode | None = None
-    #: The ``ref`` of the request this error answers: set by the router and by the client, which
-    #: also sets the three below from the hub's error envelope.
+    #: The ``ref`` of the request this error answers (an instance attribute, ``ref=`` in the
+    #: constructor): set by the router, and by :func:`wslab.foundation.wire.error_from_envelope`
+    #: on the client, which also sets the three below from the hub's error envelope.
     ref: str | int | None = None
     #: On ``DEGRADED``: the id of the message that was relayed but not stored yet.
     message_id: str | None = None
@@ -88,9 +89,11 @@ class WslabError(Exception):
         *,
         code: ErrorCode | None = None,
         close_code: CloseCode | None = None,
+        ref: str | int | None = None,
     ) -> None:
         super().__init__(message or self.__class__.__name__)
         self.message = message or self.__class__.__name__
+        self.ref = ref
         if code is not None:
             self.code = code
         if close_code is not None:

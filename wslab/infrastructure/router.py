@@ -25,6 +25,7 @@ from typing import Any
 
 from wslab.foundation.codes import ErrorCode
 from wslab.foundation.errors import NotFoundError, ValidationError, WslabError
+from wslab.foundation.wire import error_envelope
 
 from .connection import Connection
 
@@ -56,14 +57,6 @@ LOG_INTERVAL = 60.0
 
 #: Longest ``ref`` a client may send (it comes back in the reply).
 MAX_REF_LENGTH = 128
-
-
-def error_envelope(error: WslabError, ref: str | int | None = None) -> dict[str, Any]:
-    """The protocol's ``error`` message for ``error``."""
-    envelope: dict[str, Any] = {"type": "error", "error": error.to_dict()}
-    if ref is not None:
-        envelope["ref"] = ref
-    return envelope
 
 
 class MessageRouter:

@@ -44,12 +44,12 @@ from wslab.foundation.errors import ConfigError, DependencyError
 from wslab.infrastructure.backoff import FullJitterBackoff
 from wslab.infrastructure.urls import redact_url
 
-from .broker import (
+from .broker_base import BrokerBase
+from .broker_contract import (
     DEFAULT_MAX_CHANNELS,
     DEFAULT_MAX_ERRORS,
     DEFAULT_PREFIX,
     DEFAULT_QUEUE_SIZE,
-    BrokerBase,
     Handler,
 )
 
@@ -102,6 +102,7 @@ class RedisBroker(BrokerBase):
         queue_size: int = DEFAULT_QUEUE_SIZE,
         max_errors: int = DEFAULT_MAX_ERRORS,
         max_channels: int = DEFAULT_MAX_CHANNELS,
+        echo_own: bool = False,
         op_timeout: float = 2.0,
         ping_interval: float = 5.0,
         backoff_min: float = 0.1,
@@ -113,6 +114,7 @@ class RedisBroker(BrokerBase):
             queue_size=queue_size,
             max_errors=max_errors,
             max_channels=max_channels,
+            echo_own=echo_own,
         )
         if urlsplit(url).scheme.lower() not in ("redis", "rediss", "unix"):
             raise ConfigError("RedisBroker needs a redis://, rediss:// or unix:// URL")

@@ -56,6 +56,7 @@ from types import TracebackType
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from wslab.foundation.errors import ConfigError, ConflictError, DependencyError, ValidationError
+from wslab.foundation.wire import CHAT_MESSAGE, dm_room, format_timestamp, parse_timestamp
 
 __all__ = [
     "DEFAULT_HISTORY_LIMIT",
@@ -82,7 +83,7 @@ MAX_CONTENT_LENGTH = 65_536
 MAX_ID_LENGTH = 512
 
 
-# -- timestamps ----------------------------------------------------------------------------------
+# -- timestamps (the wire format itself is wslab.foundation.wire's) ---------------------------
 
 
 def utc_now() -> datetime:
@@ -90,35 +91,7 @@ def utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def format_timestamp(ts: datetime) -> str:
-    """ISO 8601 UTC with milliseconds and a ``Z``: the one timestamp format on the wire."""
-    return ts.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def parse_timestamp(text: str) -> datetime:
-    """Parse an ISO 8601 timestamp with an offset (``Z`` or ``+hh:mm``) into aware UTC."""
-    try:
-        ts = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except (TypeError, ValueError) as exc:
-        raise ValidationError("timestamp is not ISO 8601") from exc
-    if ts.tzinfo is None:
-        raise ValidationError("timestamp has no UTC offset")
-    return ts.astimezone(timezone.utc)
-
-
 # -- the model -----------------------------------------------------------------------------------
-
-
-def _escape_user_id(user_id: str) -> str:
-    # User ids may contain ":" themselves; escaping keeps dm_room() injective
-    # (otherwise "x:y"+"z" and "x"+"y:z" would share a room).
-    return user_id.replace("%", "%25").replace(":", "%3A")
-
-
-def dm_room(user_a: str, user_b: str) -> str:
-    """The room key of the direct conversation between two users (order does not matter)."""
-    a, b = sorted((_escape_user_id(user_a), _escape_user_id(user_b)))
-    return f"dm:{a}:{b}"
 
 
 def _check_text(name: str, value: object, *, max_length: int, allow_empty: bool = False) -> None:
@@ -187,7 +160,7 @@ class StoredMessage:
     def to_wire(self) -> dict[str, Any]:
         """The protocol's ``chat:message`` object (``origin_hub`` is internal and left out)."""
         return {
-            "type": "chat:message",
+            "type": CHAT_MESSAGE,
             "room": self.room,
             "message_id": self.message_id,
             "seq": self.seq,
