@@ -14,6 +14,7 @@ belongs to the engine: an answer is only "correct" once wslab's own code accepts
 - :mod:`.messaging` — chapter 04: gap requests, delivery;
 - :mod:`.scaling` — chapter 05: hub counts, broker targets;
 - :mod:`.security` — chapter 06: rate-limit settings;
+- :mod:`.security_live` — chapter 06: the same plugged into a live hub, a person and a spammer;
 - :mod:`.reliability` — chapter 07: a reconnect schedule, judged on a live hub that is killed.
 
 :data:`CHECKERS` maps each exercise's name (``"03.heartbeat"``) to its checker.
@@ -30,6 +31,7 @@ from . import (
     reliability,
     scaling,
     security,
+    security_live,
     state,
     tour,
 )
@@ -44,6 +46,7 @@ from .reliability import check_reconnect_exercise as check_reconnect_exercise
 from .scaling import check_broker_targets_exercise as check_broker_targets_exercise
 from .scaling import check_hub_count_exercise as check_hub_count_exercise
 from .security import check_rate_limit_exercise as check_rate_limit_exercise
+from .security_live import check_live_rate_limit_exercise as check_live_rate_limit_exercise
 from .state import check_state_exercise as check_state_exercise
 from .tour import check_slowest_user_exercise as check_slowest_user_exercise
 from .verdicts import NotYet as NotYet
@@ -54,7 +57,8 @@ from .verdicts import success as success
 CHECKERS: dict[str, Callable[..., Any]] = {
     checker.exercise_name: checker
     for module in (
-        tour, frames, state, heartbeat, heartbeat_live, messaging, scaling, security, reliability
+        tour, frames, state, heartbeat, heartbeat_live, messaging, scaling, security, security_live,
+        reliability
     )
     for name in module.__all__
     if name.startswith("check_") and hasattr(checker := getattr(module, name), "exercise_name")

@@ -35,6 +35,7 @@ SOLUTIONS: dict[str, Callable[[], Arguments]] = {
     "05.hub_count": lambda: ((ch05.hubs_needed,), {}),
     "05.broker_targets": lambda: ((ch05.must_receive,), {}),
     "06.rate_limit": lambda: ((ch06.rate_settings(),), {}),
+    "06.live_rate_limit": lambda: ((ch06.live_rate_settings(),), {}),
     "07.reconnect": lambda: ((ch07.reconnect_delay,), {}),
 }
 
