@@ -13,6 +13,7 @@ belongs to the engine: an answer is only "correct" once wslab's own code accepts
 - :mod:`.heartbeat_live` — chapter 03: the same plugged into a live hub under jitter;
 - :mod:`.messaging` — chapter 04: gap requests, delivery;
 - :mod:`.scaling` — chapter 05: hub counts, broker targets;
+- :mod:`.scaling_live` — chapter 05: the hub count started live, the busiest hub stopped;
 - :mod:`.security` — chapter 06: rate-limit settings;
 - :mod:`.security_live` — chapter 06: the same plugged into a live hub, a person and a spammer;
 - :mod:`.reliability` — chapter 07: a reconnect schedule, judged on a live hub that is killed.
@@ -30,6 +31,7 @@ from . import (
     messaging,
     reliability,
     scaling,
+    scaling_live,
     security,
     security_live,
     state,
@@ -45,6 +47,7 @@ from .messaging import check_gap_request_exercise as check_gap_request_exercise
 from .reliability import check_reconnect_exercise as check_reconnect_exercise
 from .scaling import check_broker_targets_exercise as check_broker_targets_exercise
 from .scaling import check_hub_count_exercise as check_hub_count_exercise
+from .scaling_live import check_live_hub_count_exercise as check_live_hub_count_exercise
 from .security import check_rate_limit_exercise as check_rate_limit_exercise
 from .security_live import check_live_rate_limit_exercise as check_live_rate_limit_exercise
 from .state import check_state_exercise as check_state_exercise
@@ -57,7 +60,8 @@ from .verdicts import success as success
 CHECKERS: dict[str, Callable[..., Any]] = {
     checker.exercise_name: checker
     for module in (
-        tour, frames, state, heartbeat, heartbeat_live, messaging, scaling, security, security_live,
+        tour, frames, state, heartbeat, heartbeat_live, messaging, scaling, scaling_live, security,
+        security_live,
         reliability
     )
     for name in module.__all__

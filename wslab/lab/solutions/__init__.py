@@ -33,6 +33,7 @@ SOLUTIONS: dict[str, Callable[[], Arguments]] = {
     "04.gap_request": lambda: ((ch04.gap_request(),), {}),
     "04.delivery": lambda: ((ch04.deliver,), {}),
     "05.hub_count": lambda: ((ch05.hubs_needed,), {}),
+    "05.live_hub_count": lambda: ((ch05.hubs_needed,), {}),
     "05.broker_targets": lambda: ((ch05.must_receive,), {}),
     "06.rate_limit": lambda: ((ch06.rate_settings(),), {}),
     "06.live_rate_limit": lambda: ((ch06.live_rate_settings(),), {}),
