@@ -14,10 +14,15 @@ if TYPE_CHECKING:
 
 __all__ = [
     "plot_arrivals",
+    "plot_closing_handshake",
+    "plot_deflate_cost",
+    "plot_deflate_windows",
     "plot_event_timeline",
+    "plot_handshake_phases",
     "plot_latency",
     "plot_latency_cdf",
     "plot_latency_vs_load",
+    "plot_slow_consumer_queues",
 ]
 
 
@@ -162,4 +167,204 @@ def plot_latency_vs_load(
     ax.set_title(title or "latency against load")
     ax.grid(alpha=0.3, which="both")
     ax.legend()
+    return ax
+
+
+def plot_slow_consumer_queues(
+    closing: pd.DataFrame,
+    dropping: pd.DataFrame,
+    *,
+    max_queue: int,
+    closing_title: str = "policy close: 1013 at the bound",
+    dropping_title: str = "policy drop_oldest: full, dropping",
+) -> Any:
+    """The slow reader's outgoing queue under two slow-consumer policies, side by side.
+
+    ``closing`` and ``dropping`` are samples taken during a flood (columns ``t``, ``queue_depth``,
+    ``state`` and, for ``dropping``, ``dropped``); ``max_queue`` is the hub's bound. On the left
+    the moment the connection left OPEN is marked; on the right a second axis counts the messages
+    dropped. Returns the two ``Axes``.
+    """
+    import matplotlib.pyplot as plt
+
+    _, axes = plt.subplots(1, 2, figsize=(11, 3.6), sharey=True, dpi=80)
+    for ax, title, data in ((axes[0], closing_title, closing), (axes[1], dropping_title, dropping)):
+        ax.plot(data["t"], data["queue_depth"], ".-", label="queue depth (messages)")
+        ax.axhline(max_queue, color="#c44e52", linestyle="--", label=f"max_queue = {max_queue}")
+        ax.set_xlabel("seconds since the flood started")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("messages queued for the slow reader")
+    ended = closing[closing["state"] != "OPEN"]
+    if len(ended):
+        axes[0].axvline(ended["t"].iloc[0], color="gray", linestyle=":", label="closed (1013)")
+    dropped_ax = axes[1].twinx()
+    dropped_ax.plot(dropping["t"], dropping["dropped"], color="#55a868", label="dropped (total)")
+    dropped_ax.set_ylabel("messages dropped")
+    axes[0].set_ylim(-5, 1.5 * max_queue)  # room for the legends above the bound
+    axes[0].legend(loc="upper left")
+    axes[1].legend(loc="upper left")
+    dropped_ax.legend(loc="lower right")
+    plt.tight_layout()
+    return axes
+
+
+def plot_deflate_cost(wire: pd.DataFrame, cost: pd.DataFrame, *, messages: int) -> Any:
+    """permessage-deflate against no compression: bytes on the wire, CPU, memory (three panels).
+
+    ``wire`` has one column per mode (``off``, ``permessage-deflate``) and the rows
+    ``client bytes_out (frames)`` and ``client bytes_in (frames)`` in bytes; ``cost`` has one row
+    per mode and the columns ``CPU µs per round trip``, ``of which zlib alone``,
+    ``KiB per connection, measured`` and ``KiB of zlib state, predicted``. ``messages`` is how
+    many chat messages were echoed. Returns the three ``Axes``.
+    """
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
+    modes = ["off", "permessage-deflate"]
+    colours = ["#8c8c8c", "#4c72b0"]
+
+    bytes_ax = axes[0]
+    for i, column in enumerate(("client bytes_out (frames)", "client bytes_in (frames)")):
+        values = [float(wire.at[column, mode]) / 1024 for mode in modes]  # type: ignore[arg-type]
+        bars = bytes_ax.bar([i - 0.2, i + 0.2], values, width=0.4, color=colours)
+        bytes_ax.bar_label(bars, fmt="%.0f", fontsize=8)
+    bytes_ax.set_xticks([0, 1], ["client → server", "server → client"])
+    bytes_ax.set_ylabel("KiB on the wire (frames)")
+    bytes_ax.set_title(f"{messages} chat messages, echoed")
+    bytes_ax.set_ylim(0, 1.25 * bytes_ax.get_ylim()[1])  # room for the legend
+    bytes_ax.legend(bytes_ax.patches[:2], modes, fontsize=8, loc="upper center", ncol=2)
+
+    cpu_ax = axes[1]
+    cpu_ax.bar(modes, cost["CPU µs per round trip"], color=colours)
+    cpu_ax.bar(modes, cost["of which zlib alone"], color="none", edgecolor="black", hatch="//",
+               label="of which zlib")
+    cpu_ax.set_ylabel("CPU µs per round trip (both ends)")
+    cpu_ax.set_title("CPU (process_time)")
+    cpu_ax.legend(fontsize=8)
+
+    memory_ax = axes[2]
+    memory_ax.bar(modes, cost["KiB per connection, measured"], color=colours,
+                  label="measured (tracemalloc)")
+    memory_ax.bar(modes, cost["KiB of zlib state, predicted"],
+                  bottom=cost.loc["off", "KiB per connection, measured"], color="none",
+                  edgecolor="black", hatch="//", label="zlib state, predicted")
+    memory_ax.set_ylabel("KiB per idle connection (both ends)")
+    memory_ax.set_title("memory")
+    memory_ax.set_ylim(0, 1.3 * memory_ax.get_ylim()[1])
+    memory_ax.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    return axes
+
+
+def plot_deflate_windows(table: pd.DataFrame, *, baseline: float, frame_bytes: int,
+                         message_length: int) -> Any:
+    """Window size and context takeover: frame sizes of three copies, and idle memory.
+
+    ``table`` is indexed by ``(window bits, takeover kept)`` with the columns
+    ``1st copy (bytes)``, ``2nd copy``, ``3rd copy``, ``KiB per idle connection`` and
+    ``zlib state, predicted (KiB)``; ``baseline`` is an uncompressed connection's KiB,
+    ``frame_bytes`` the uncompressed frame's size. Returns the two ``Axes``.
+    """
+    import matplotlib.pyplot as plt
+
+    fig, (copies_ax, memory_ax) = plt.subplots(1, 2, figsize=(11, 3.6))
+    labels = [f"$2^{{{bits}}}$\n{'takeover' if kept else 'no takeover'}" for bits, kept in table.index]
+    x = range(len(table))
+    for offset, column, colour in ((-0.27, "1st copy (bytes)", "#8c8c8c"),
+                                   (0, "2nd copy", "#4c72b0"), (0.27, "3rd copy", "#55a868")):
+        copies_ax.bar([i + offset for i in x], table[column], width=0.27, color=colour,
+                      label=column.split(" ")[0] + " copy")
+    copies_ax.axhline(frame_bytes, color="black", linestyle=":", linewidth=1,
+                      label="uncompressed frame")
+    copies_ax.set_xticks(list(x), labels, fontsize=8)
+    copies_ax.set_ylabel("frame bytes on the wire")
+    copies_ax.set_title(f"the same {message_length}-byte message, three times")
+    copies_ax.set_ylim(0, 1.3 * copies_ax.get_ylim()[1])  # room for the legend above the bars
+    copies_ax.legend(fontsize=8, ncol=2, loc="upper center")
+
+    memory_ax.bar(x, table["KiB per idle connection"], color=["#4c72b0", "#a1c9f4"] * 3,
+                  label="measured (tracemalloc); light: no takeover")
+    memory_ax.scatter(x, baseline + table["zlib state, predicted (KiB)"], color="black",
+                      marker="_", s=400, label="uncompressed + zlib formula")
+    memory_ax.axhline(baseline, color="#8c8c8c", linestyle="--", linewidth=1,
+                      label="uncompressed connection")
+    memory_ax.set_xticks(list(x), labels, fontsize=8)
+    memory_ax.set_ylabel("KiB per idle connection (both ends)")
+    memory_ax.set_title("what an idle connection holds")
+    memory_ax.legend(fontsize=8)
+    fig.tight_layout()
+    return copies_ax, memory_ax
+
+
+#: Colours of the connection states, shared by the state-machine figures.
+STATE_COLOURS = {"CONNECTING": "#bbbbbb", "OPEN": "#55a868", "CLOSING": "#dd8452"}
+
+
+def plot_handshake_phases(phases: pd.DataFrame, names: list[str], *, ax: Axes | None = None) -> Axes:
+    """How long each connection spent CONNECTING and CLOSING, on a log axis, with its close code.
+
+    ``phases`` has one row per (``who``, ``phase``) with ``ms`` (NaN: no closing handshake) and
+    ``code`` (the close code the hub recorded); ``names`` orders the rows.
+    """
+    import pandas as pd
+
+    from wslab.foundation import CloseCode
+
+    ax = _axes(ax, (5.5, 3.0))
+    shown = [p for p in ("CONNECTING", "CLOSING") if p in set(phases["phase"])]
+    height = 0.7 / len(shown)
+    for n, phase in enumerate(shown):
+        rows = phases[phases["phase"] == phase].set_index("who").reindex(names)
+        offset = (n - (len(shown) - 1) / 2) * height
+        ax.barh([k + offset for k in range(len(names))], rows["ms"].fillna(0), height=height,
+                color=STATE_COLOURS[phase], label=phase)
+    for k, name in enumerate(names):
+        row = phases[(phases["who"] == name) & (phases["phase"] == "CLOSING")].iloc[0]
+        note = "no closing handshake" if pd.isna(row["ms"]) else f"CLOSING {row['ms']:.2f} ms"
+        code = int(row["code"])
+        ax.annotate(f"  {note}, then {code} {CloseCode(code).name.lower().replace('_', ' ')}",
+                    (row["ms"] if row["ms"] > 0 else 0.01, k), va="center", fontsize=8)
+    ax.set_xscale("log")
+    ax.set_xlim(0.01, 1000)
+    ax.set_yticks(range(len(names)), names)
+    ax.invert_yaxis()
+    ax.set_xlabel("milliseconds (log scale)")
+    ax.set_title("the handshakes, as the hub saw them")
+    ax.legend(loc="lower right", fontsize=8)
+    return ax
+
+
+def plot_closing_handshake(handshake: pd.DataFrame, *, client: str, server: str,
+                           ax: Axes | None = None) -> Axes:
+    """One closing handshake seen from both ends: each side's events on its own line, and arrows
+    for the client's close frame, the server's echo and the TCP close.
+
+    ``handshake`` has ``side`` (``client`` or ``server``), ``new`` (a state or an event such as
+    ``close frame sent``) and ``ms`` since the client sent its close frame.
+    """
+    ax = _axes(ax, (5.5, 3.0))
+    sides = {client: 1, server: 0}
+    point = {}
+    for side, y in sides.items():
+        mine = handshake[handshake["side"] == side]
+        ax.plot(mine["ms"], [y] * len(mine), color="#999999", zorder=1)
+        for _, event in mine.iterrows():
+            point[side, event["new"]] = (event["ms"], y)
+            ax.scatter(event["ms"], y, color=STATE_COLOURS.get(event["new"], "#4c72b0"), zorder=2,
+                       s=18)
+    arrows = (
+        ((client, "close frame sent"), (server, "close frame received"), "1. the client's close frame"),
+        ((server, "close frame sent"), (client, "close frame received"), "2. the server's echo"),
+        ((server, "CLOSED"), (client, "CLOSED"), "3. TCP closed by the server"),
+    )
+    for (start, stop, label), height in zip(arrows, (0.75, 0.5, 0.25), strict=True):
+        ax.annotate("", point[stop], point[start],
+                    arrowprops={"arrowstyle": "->", "color": "#4c72b0", "linestyle": "--"})
+        ax.annotate(label, ((point[start][0] + point[stop][0]) / 2, height), ha="left",
+                    fontsize=8, color="#4c72b0")
+    ax.set_yticks(list(sides.values()), list(sides))
+    ax.set_ylim(-0.5, 1.5)
+    ax.set_xlabel("ms since the client sent its close frame")
+    ax.set_title("the closing handshake, both ends")
     return ax

@@ -12,8 +12,11 @@ belongs to the engine: an answer is only "correct" once wslab's own code accepts
 - :mod:`.heartbeat` — chapter 03: ping interval and pong timeout, on simulated time;
 - :mod:`.heartbeat_live` — chapter 03: the same plugged into a live hub under jitter;
 - :mod:`.messaging` — chapter 04: gap requests, delivery;
+- :mod:`.messaging_live` — chapter 04: a token bucket pacing a sender into a live hub;
 - :mod:`.scaling` — chapter 05: hub counts, broker targets;
+- :mod:`.scaling_live` — chapter 05: the hub count started live, the busiest hub stopped;
 - :mod:`.security` — chapter 06: rate-limit settings;
+- :mod:`.security_live` — chapter 06: the same plugged into a live hub, a person and a spammer;
 - :mod:`.reliability` — chapter 07: a reconnect schedule, judged on a live hub that is killed.
 
 :data:`CHECKERS` maps each exercise's name (``"03.heartbeat"``) to its checker.
@@ -27,9 +30,12 @@ from . import (
     heartbeat,
     heartbeat_live,
     messaging,
+    messaging_live,
     reliability,
     scaling,
+    scaling_live,
     security,
+    security_live,
     state,
     tour,
 )
@@ -40,10 +46,13 @@ from .heartbeat import check_heartbeat_exercise as check_heartbeat_exercise
 from .heartbeat_live import check_live_heartbeat_exercise as check_live_heartbeat_exercise
 from .messaging import check_delivery_exercise as check_delivery_exercise
 from .messaging import check_gap_request_exercise as check_gap_request_exercise
+from .messaging_live import check_live_bucket_exercise as check_live_bucket_exercise
 from .reliability import check_reconnect_exercise as check_reconnect_exercise
 from .scaling import check_broker_targets_exercise as check_broker_targets_exercise
 from .scaling import check_hub_count_exercise as check_hub_count_exercise
+from .scaling_live import check_live_hub_count_exercise as check_live_hub_count_exercise
 from .security import check_rate_limit_exercise as check_rate_limit_exercise
+from .security_live import check_live_rate_limit_exercise as check_live_rate_limit_exercise
 from .state import check_state_exercise as check_state_exercise
 from .tour import check_slowest_user_exercise as check_slowest_user_exercise
 from .verdicts import NotYet as NotYet
@@ -54,7 +63,10 @@ from .verdicts import success as success
 CHECKERS: dict[str, Callable[..., Any]] = {
     checker.exercise_name: checker
     for module in (
-        tour, frames, state, heartbeat, heartbeat_live, messaging, scaling, security, reliability
+        tour, frames, state, heartbeat, heartbeat_live, messaging, messaging_live,
+        scaling, scaling_live, security,
+        security_live,
+        reliability
     )
     for name in module.__all__
     if name.startswith("check_") and hasattr(checker := getattr(module, name), "exercise_name")

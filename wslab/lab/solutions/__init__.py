@@ -32,9 +32,12 @@ SOLUTIONS: dict[str, Callable[[], Arguments]] = {
     "03.live_heartbeat": lambda: ((ch03.LIVE_PING_INTERVAL, ch03.LIVE_PONG_TIMEOUT), {}),
     "04.gap_request": lambda: ((ch04.gap_request(),), {}),
     "04.delivery": lambda: ((ch04.deliver,), {}),
+    "04.live_bucket": lambda: ((ch04.TokenBucket,), {}),
     "05.hub_count": lambda: ((ch05.hubs_needed,), {}),
+    "05.live_hub_count": lambda: ((ch05.hubs_needed,), {}),
     "05.broker_targets": lambda: ((ch05.must_receive,), {}),
     "06.rate_limit": lambda: ((ch06.rate_settings(),), {}),
+    "06.live_rate_limit": lambda: ((ch06.live_rate_settings(),), {}),
     "07.reconnect": lambda: ((ch07.reconnect_delay,), {}),
 }
 

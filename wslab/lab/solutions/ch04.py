@@ -20,3 +20,23 @@ def deliver(last_seq: int, incoming: list[dict[str, Any]]) -> list[dict[str, Any
         shown.append(message)
         last_seq = message["seq"]
     return shown
+
+
+class TokenBucket:
+    """``rate`` tokens a second, at most ``burst`` kept; a send takes one."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.tokens = float(burst)
+        self.last: float | None = None
+
+    def try_take(self, now: float) -> bool:
+        if self.last is not None:
+            # refill for the time that passed, but never past the burst: idle time is not saved up
+            self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
+        self.last = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False

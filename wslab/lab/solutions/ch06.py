@@ -10,3 +10,8 @@ def rate_settings() -> dict[str, float]:
         "rate_burst": 10,
         "rate_flood_close_after": 20,
     }
+
+
+def live_rate_settings() -> dict[str, float]:
+    """The same settings hold live: the burst covers a jitter-bunched burst of replies."""
+    return rate_settings()
