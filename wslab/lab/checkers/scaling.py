@@ -244,7 +244,7 @@ def check_broker_targets_exercise(
             raise hint(
                 f"{case}: the answer includes {origin} itself. The origin hub delivered the "
                 "message to its own clients before publishing it; bringing it back would be the "
-                "duplicate each hub skips (origin_hub == its own hub_id)."
+                "duplicate each hub's broker skips (origin_hub == its own hub_id)."
             )
         missing = sorted(right - answer)
         if missing:
