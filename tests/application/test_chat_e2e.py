@@ -75,6 +75,25 @@ async def test_two_users_chat_in_a_room(hub: Hub, client_for: Connect) -> None:
     assert (await alice.expect("chat:message", from_user="bob"))["seq"] == 4
 
 
+async def test_the_senders_own_copy_comes_just_before_its_ack(hub: Hub, client_for: Connect) -> None:
+    """The order docs/protocol.md states: stored, delivered to the room (the sender included),
+    then acknowledged; both carry the same message_id and seq."""
+    alice = await client_for(hub, "alice")
+    acks = [await say(alice, f"in order {i}") for i in range(3)]
+    for ack in acks:
+        await alice.expect("chat:message", message_id=ack["message_id"])
+    mine = [
+        (m["type"], m.get("message_id"))
+        for m in alice.received
+        if (m["type"] == "ack" and "seq" in m)
+        or (m["type"] == "chat:message" and m["from_user"] == "alice")
+    ]
+    expected = []
+    for ack in acks:
+        expected += [("chat:message", ack["message_id"]), ("ack", ack["message_id"])]
+    assert mine == expected
+
+
 async def test_each_room_has_its_own_seq_and_members(hub: Hub, client_for: Connect) -> None:
     alice = await client_for(hub, "alice")
     bob = await client_for(hub, "bob")
