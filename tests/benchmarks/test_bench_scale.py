@@ -34,8 +34,7 @@ def test_the_scale_benchmark_runs_every_row_against_both_servers(tmp_path: Path)
     for row in ("connect_10", "fanout_5"):
         assert set(results[row]) == {"websockets", "wslab"}, row
     # CPU is read from /proc in clock ticks (10 ms): ten connections may cost less than one.
-    assert results["connect_10"]["wslab"]["cpu_ms"] >= 0
-    assert results["connect_10"]["wslab"]["cpu_ms"] != float("inf")
+    assert 0 <= results["connect_10"]["wslab"]["cpu_ms"] < float("inf")
     assert results["fanout_5"]["wslab"]["per_s"] > 0
     # Both tables were printed, with a ratio on the hub's lines.
     assert "| 10 | wslab |" in done.stdout and "| 5 | wslab |" in done.stdout
