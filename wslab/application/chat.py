@@ -41,7 +41,23 @@ from wslab.foundation.errors import (
     ValidationError,
     WslabError,
 )
-from wslab.foundation.wire import format_timestamp
+from wslab.foundation.wire import (
+    ACK,
+    ADMIN_BROADCAST,
+    AUTH,
+    AUTH_REFRESH,
+    AUTH_REFRESHED,
+    CHAT_HISTORY,
+    CHAT_MESSAGE,
+    CHAT_TYPING,
+    ERROR,
+    PRESENCE_LIST,
+    ROOM_JOIN,
+    ROOM_LEAVE,
+    SYSTEM_BROADCAST,
+    SYSTEM_CONNECTED,
+    format_timestamp,
+)
 from wslab.infrastructure.connection import Connection
 from wslab.infrastructure.events import EventKind, EventLog
 from wslab.infrastructure.manager import ConnectionManager
@@ -191,15 +207,15 @@ class ChatService(CrossHubRelay):
     def register(self, router: MessageRouter) -> None:
         """Route every client request type of the protocol to this service."""
         routes = {
-            "auth": self._on_auth_again,
-            "auth:refresh": self._on_refresh,
-            "room:join": self._on_join,
-            "room:leave": self._on_leave,
-            "chat:message": self._on_message,
-            "chat:typing": self._on_typing,
-            "chat:history": self._on_history,
-            "presence:list": self._on_presence_list,
-            "admin:broadcast": self._on_admin_broadcast,
+            AUTH: self._on_auth_again,
+            AUTH_REFRESH: self._on_refresh,
+            ROOM_JOIN: self._on_join,
+            ROOM_LEAVE: self._on_leave,
+            CHAT_MESSAGE: self._on_message,
+            CHAT_TYPING: self._on_typing,
+            CHAT_HISTORY: self._on_history,
+            PRESENCE_LIST: self._on_presence_list,
+            ADMIN_BROADCAST: self._on_admin_broadcast,
         }
         versions = router.versions | set(router.deprecated_versions)
         for type_, handler in routes.items():
@@ -242,7 +258,7 @@ class ChatService(CrossHubRelay):
             self.send(
                 connection,
                 {
-                    "type": "system:connected",
+                    "type": SYSTEM_CONNECTED,
                     "connection_id": connection.id,
                     "user_id": identity.user_id,
                     "username": identity.username,
@@ -281,7 +297,7 @@ class ChatService(CrossHubRelay):
         room = fields["room"]
         await self._join(session, room)
         latest = await self._latest_seq(room)
-        return {"type": "ack", "status": "success", "room": room, "latest_seq": latest}
+        return {"type": ACK, "status": "success", "room": room, "latest_seq": latest}
 
     async def _join(self, session: Session, room: str) -> None:
         if room in session.rooms:
@@ -329,7 +345,7 @@ class ChatService(CrossHubRelay):
         if room not in session.rooms:
             raise ValidationError(f"not in room {room!r}")
         self._leave(session, room)
-        return {"type": "ack", "status": "success", "room": room}
+        return {"type": ACK, "status": "success", "room": room}
 
     def _leave(self, session: Session, room: str) -> None:
         self.manager.leave(session.connection, room)
@@ -344,7 +360,7 @@ class ChatService(CrossHubRelay):
         room = fields["room"]
         users = self.presence.users(room)
         return {
-            "type": "presence:list",
+            "type": PRESENCE_LIST,
             "room": room,
             "users": [{"user_id": uid, "username": name} for uid, name in sorted(users.items())],
             "count": len(users),
@@ -393,7 +409,7 @@ class ChatService(CrossHubRelay):
         self._m_messages.inc(kind="direct" if to_user else "room")
         self._deliver(stored.to_wire(), stored.to_user, stored.from_user, room=stored.room)
         return {
-            "type": "ack",
+            "type": ACK,
             "status": "success",
             "message_id": stored.message_id,
             "seq": stored.seq,
@@ -409,7 +425,7 @@ class ChatService(CrossHubRelay):
                 "the message store is down and the retry queue is full: message not sent"
             )
         wire = {
-            "type": "chat:message",
+            "type": CHAT_MESSAGE,
             "room": draft.storage_room,
             "message_id": draft.message_id,
             "seq": None,
@@ -422,14 +438,14 @@ class ChatService(CrossHubRelay):
         self._deliver(wire, draft.to_user, draft.from_user, room=draft.storage_room)
         # Counted once, as the error reply it is (errors_total{code="DEGRADED"}).
         error = DegradedError("delivered live but not stored yet: it is acknowledged once stored")
-        return {"type": "error", "error": error.to_dict(), "message_id": draft.message_id}
+        return {"type": ERROR, "error": error.to_dict(), "message_id": draft.message_id}
 
     async def _late_ack(self, pending: PendingMessage, stored: StoredMessage) -> None:
         self._set_store_healthy(True)
         connection = self.manager.get(pending.connection_id) if pending.connection_id else None
         if connection is not None:
             ack: dict[str, Any] = {
-                "type": "ack",
+                "type": ACK,
                 "status": "success",
                 "message_id": stored.message_id,
                 "seq": stored.seq,
@@ -471,7 +487,7 @@ class ChatService(CrossHubRelay):
         if room not in session.rooms:
             raise ValidationError(f"join room {room!r} before typing in it")
         wire = {
-            "type": "chat:typing",
+            "type": CHAT_TYPING,
             "room": room,
             "user_id": session.user_id,
             "username": session.username,
@@ -511,7 +527,7 @@ class ChatService(CrossHubRelay):
                 session.connection.close_nowait(CloseCode.FORBIDDEN, "admin-only action repeated")
             raise PermissionDeniedError("admin:broadcast needs the admin role")
         wire = {
-            "type": "system:broadcast",
+            "type": SYSTEM_BROADCAST,
             "content": fields["content"],
             "from_user": session.user_id,
             "from_username": session.username,
@@ -519,7 +535,7 @@ class ChatService(CrossHubRelay):
         }
         result = self.manager.broadcast(encode(wire))
         self._publish(ADMIN, {"message": wire})
-        return {"type": "ack", "status": "success", "delivered": result.delivered}
+        return {"type": ACK, "status": "success", "delivered": result.delivered}
 
     # -- authentication after the first message ----------------------------------------------------
 
@@ -543,7 +559,7 @@ class ChatService(CrossHubRelay):
         connection = session.connection
         self.auth.watch_expiry(session, lambda message: self.send(connection, message))
         return {
-            "type": "auth:refreshed",
+            "type": AUTH_REFRESHED,
             "expires_in": round(identity.expires_at - self.auth.wall_clock(), 3),
         }
 

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from wslab.foundation.errors import DependencyError
+from wslab.foundation.wire import SYSTEM_RESYNC
 from wslab.infrastructure.connection import Connection
 from wslab.infrastructure.events import EventKind
 from wslab.infrastructure.manager import ConnectionManager
@@ -138,6 +139,6 @@ class CrossHubRelay:
         for session in list(self.sessions.values()):
             mine = session.rooms if rooms is None else session.rooms & rooms
             if mine:
-                message = {"type": "system:resync", "rooms": sorted(mine), "reason": reason}
+                message = {"type": SYSTEM_RESYNC, "rooms": sorted(mine), "reason": reason}
                 told += self.send(session.connection, message)
         self._record(EventKind.CUSTOM, what="resync", reason=reason, clients=told)
