@@ -121,7 +121,6 @@ class ChatService(CrossHubRelay):
         self.clock = clock
         self.on_error = on_error
         self.presence = PresenceTracker(
-            hub_id,
             snapshot_interval=presence_interval,
             max_rooms=max_rooms,
             reserved_rooms=frozenset({DEFAULT_ROOM}),
