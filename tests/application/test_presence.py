@@ -21,7 +21,7 @@ def left(room: str, user: str, name: str | None = None) -> PresenceChange:
 
 @pytest.fixture
 def tracker() -> PresenceTracker:
-    return PresenceTracker("hub-a", snapshot_interval=5.0)
+    return PresenceTracker(snapshot_interval=5.0)
 
 
 # -- one hub ------------------------------------------------------------------------------------
@@ -69,7 +69,7 @@ def test_local_snapshot_lists_only_occupied_rooms(tracker: PresenceTracker) -> N
 
 
 def test_room_count_is_bounded() -> None:
-    tracker = PresenceTracker("hub-a", max_rooms=2)
+    tracker = PresenceTracker(max_rooms=2)
     tracker.join("r1", "u1", "Ada", "c1")
     tracker.join("r2", "u1", "Ada", "c1")
     tracker.join("r2", "u2", "Bob", "c2")  # an existing room is always fine
@@ -81,7 +81,7 @@ def test_room_count_is_bounded() -> None:
 
 
 def test_reserved_rooms_are_always_admitted() -> None:
-    tracker = PresenceTracker("hub-a", max_rooms=1, reserved_rooms=frozenset({"lobby"}))
+    tracker = PresenceTracker(max_rooms=1, reserved_rooms=frozenset({"lobby"}))
     tracker.join("r1", "u1", "Ada", "c1")
     assert tracker.join("lobby", "u2", "Bob", "c2") is not None  # a full table, yet the lobby
     with pytest.raises(ConflictError):

@@ -137,7 +137,7 @@ async def test_presence_messages_are_counted_in_metrics(
 
 async def test_a_join_and_leave_in_one_turn_is_not_announced() -> None:
     published: list[dict[str, Any]] = []
-    tracker = PresenceTracker("hub-a")
+    tracker = PresenceTracker()
     fanout = PresenceFanout(
         ConnectionManager(),
         tracker,
@@ -160,7 +160,7 @@ async def test_a_join_and_leave_in_one_turn_is_not_announced() -> None:
 def test_a_change_that_is_none_is_ignored() -> None:
     fanout = PresenceFanout(
         ConnectionManager(),
-        PresenceTracker("hub-a"),
+        PresenceTracker(),
         broadcast_limit=LIMIT,
         encode=str,
         publish=pytest.fail,

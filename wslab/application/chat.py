@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -42,7 +41,23 @@ from wslab.foundation.errors import (
     ValidationError,
     WslabError,
 )
-from wslab.foundation.wire import format_timestamp
+from wslab.foundation.wire import (
+    ACK,
+    ADMIN_BROADCAST,
+    AUTH,
+    AUTH_REFRESH,
+    AUTH_REFRESHED,
+    CHAT_HISTORY,
+    CHAT_MESSAGE,
+    CHAT_TYPING,
+    ERROR,
+    PRESENCE_LIST,
+    ROOM_JOIN,
+    ROOM_LEAVE,
+    SYSTEM_BROADCAST,
+    SYSTEM_CONNECTED,
+    format_timestamp,
+)
 from wslab.infrastructure.connection import Connection
 from wslab.infrastructure.events import EventKind, EventLog
 from wslab.infrastructure.manager import ConnectionManager
@@ -51,10 +66,11 @@ from wslab.infrastructure.router import MessageRouter, RoutedMessage, RouteHandl
 from wslab.integration.broker import Broker, BrokerMessage
 from wslab.integration.store import MessageDraft, Store, StoredMessage, utc_now
 
+from .chat_hubs import ADMIN, PRESENCE, CrossHubRelay, encode
 from .presence import PresenceTracker
 from .presence_fanout import PresenceFanout
 from .retry import PendingMessage, RetryQueue
-from .routing import DEFAULT_LIMIT, DIRECT, ROOMS, BrokerRouting, user_of
+from .routing import DEFAULT_LIMIT, DIRECT, ROOMS, BrokerRouting
 from .session import Authenticator, Session
 from .validation import DEFAULT_ROOM, validate
 from .versioning import CURRENT_VERSION, upgrade_request
@@ -67,21 +83,11 @@ ChatHandler = Callable[
 
 log = logging.getLogger("wslab.chat")
 
-# Broker channels. Room traffic and direct messages are routed per room and per user (see
-# .routing: a hub receives only the rooms its users are in); presence and admin broadcasts
-# concern every hub and stay on one hub-wide channel each.
-PRESENCE, ADMIN = "presence", "admin"
-
 #: After this many refused admin-only actions the connection is closed with 4003.
 MAX_DENIED_ADMIN_ACTIONS = 3
 
 
-def encode(message: dict[str, Any]) -> str:
-    """Compact JSON, with text as it came (no ASCII escaping: the page renders it as text)."""
-    return json.dumps(message, separators=(",", ":"), ensure_ascii=False)
-
-
-class ChatService:
+class ChatService(CrossHubRelay):
     """The application layer of one hub."""
 
     def __init__(
@@ -115,7 +121,6 @@ class ChatService:
         self.clock = clock
         self.on_error = on_error
         self.presence = PresenceTracker(
-            hub_id,
             snapshot_interval=presence_interval,
             max_rooms=max_rooms,
             reserved_rooms=frozenset({DEFAULT_ROOM}),
@@ -201,15 +206,15 @@ class ChatService:
     def register(self, router: MessageRouter) -> None:
         """Route every client request type of the protocol to this service."""
         routes = {
-            "auth": self._on_auth_again,
-            "auth:refresh": self._on_refresh,
-            "room:join": self._on_join,
-            "room:leave": self._on_leave,
-            "chat:message": self._on_message,
-            "chat:typing": self._on_typing,
-            "chat:history": self._on_history,
-            "presence:list": self._on_presence_list,
-            "admin:broadcast": self._on_admin_broadcast,
+            AUTH: self._on_auth_again,
+            AUTH_REFRESH: self._on_refresh,
+            ROOM_JOIN: self._on_join,
+            ROOM_LEAVE: self._on_leave,
+            CHAT_MESSAGE: self._on_message,
+            CHAT_TYPING: self._on_typing,
+            CHAT_HISTORY: self._on_history,
+            PRESENCE_LIST: self._on_presence_list,
+            ADMIN_BROADCAST: self._on_admin_broadcast,
         }
         versions = router.versions | set(router.deprecated_versions)
         for type_, handler in routes.items():
@@ -252,7 +257,7 @@ class ChatService:
             self.send(
                 connection,
                 {
-                    "type": "system:connected",
+                    "type": SYSTEM_CONNECTED,
                     "connection_id": connection.id,
                     "user_id": identity.user_id,
                     "username": identity.username,
@@ -291,7 +296,7 @@ class ChatService:
         room = fields["room"]
         await self._join(session, room)
         latest = await self._latest_seq(room)
-        return {"type": "ack", "status": "success", "room": room, "latest_seq": latest}
+        return {"type": ACK, "status": "success", "room": room, "latest_seq": latest}
 
     async def _join(self, session: Session, room: str) -> None:
         if room in session.rooms:
@@ -339,7 +344,7 @@ class ChatService:
         if room not in session.rooms:
             raise ValidationError(f"not in room {room!r}")
         self._leave(session, room)
-        return {"type": "ack", "status": "success", "room": room}
+        return {"type": ACK, "status": "success", "room": room}
 
     def _leave(self, session: Session, room: str) -> None:
         self.manager.leave(session.connection, room)
@@ -354,7 +359,7 @@ class ChatService:
         room = fields["room"]
         users = self.presence.users(room)
         return {
-            "type": "presence:list",
+            "type": PRESENCE_LIST,
             "room": room,
             "users": [{"user_id": uid, "username": name} for uid, name in sorted(users.items())],
             "count": len(users),
@@ -403,7 +408,7 @@ class ChatService:
         self._m_messages.inc(kind="direct" if to_user else "room")
         self._deliver(stored.to_wire(), stored.to_user, stored.from_user, room=stored.room)
         return {
-            "type": "ack",
+            "type": ACK,
             "status": "success",
             "message_id": stored.message_id,
             "seq": stored.seq,
@@ -419,7 +424,7 @@ class ChatService:
                 "the message store is down and the retry queue is full: message not sent"
             )
         wire = {
-            "type": "chat:message",
+            "type": CHAT_MESSAGE,
             "room": draft.storage_room,
             "message_id": draft.message_id,
             "seq": None,
@@ -432,14 +437,14 @@ class ChatService:
         self._deliver(wire, draft.to_user, draft.from_user, room=draft.storage_room)
         # Counted once, as the error reply it is (errors_total{code="DEGRADED"}).
         error = DegradedError("delivered live but not stored yet: it is acknowledged once stored")
-        return {"type": "error", "error": error.to_dict(), "message_id": draft.message_id}
+        return {"type": ERROR, "error": error.to_dict(), "message_id": draft.message_id}
 
     async def _late_ack(self, pending: PendingMessage, stored: StoredMessage) -> None:
         self._set_store_healthy(True)
         connection = self.manager.get(pending.connection_id) if pending.connection_id else None
         if connection is not None:
             ack: dict[str, Any] = {
-                "type": "ack",
+                "type": ACK,
                 "status": "success",
                 "message_id": stored.message_id,
                 "seq": stored.seq,
@@ -481,7 +486,7 @@ class ChatService:
         if room not in session.rooms:
             raise ValidationError(f"join room {room!r} before typing in it")
         wire = {
-            "type": "chat:typing",
+            "type": CHAT_TYPING,
             "room": room,
             "user_id": session.user_id,
             "username": session.username,
@@ -521,7 +526,7 @@ class ChatService:
                 session.connection.close_nowait(CloseCode.FORBIDDEN, "admin-only action repeated")
             raise PermissionDeniedError("admin:broadcast needs the admin role")
         wire = {
-            "type": "system:broadcast",
+            "type": SYSTEM_BROADCAST,
             "content": fields["content"],
             "from_user": session.user_id,
             "from_username": session.username,
@@ -529,7 +534,7 @@ class ChatService:
         }
         result = self.manager.broadcast(encode(wire))
         self._publish(ADMIN, {"message": wire})
-        return {"type": "ack", "status": "success", "delivered": result.delivered}
+        return {"type": ACK, "status": "success", "delivered": result.delivered}
 
     # -- authentication after the first message ----------------------------------------------------
 
@@ -553,90 +558,9 @@ class ChatService:
         connection = session.connection
         self.auth.watch_expiry(session, lambda message: self.send(connection, message))
         return {
-            "type": "auth:refreshed",
+            "type": AUTH_REFRESHED,
             "expires_in": round(identity.expires_at - self.auth.wall_clock(), 3),
         }
-
-    # -- the other hubs ----------------------------------------------------------------------------
-
-    def _publish(self, channel: str, payload: dict[str, Any]) -> None:
-        """Publish without making the sender wait; a failure only degrades cross-hub delivery."""
-        task = asyncio.ensure_future(self._publish_now(channel, payload))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _publish_now(self, channel: str, payload: dict[str, Any]) -> None:
-        try:
-            await self.broker.publish(channel, payload)
-        except DependencyError as error:
-            self._record(EventKind.ERROR, error="broker", message=error.message)
-
-    async def _from_rooms(self, message: BrokerMessage) -> None:
-        wire = message.payload["message"]
-        if message.payload.get("kind") == "typing":
-            self.manager.broadcast(encode(wire), wire["room"])
-        else:
-            self._deliver_locally(wire, None, wire["from_user"])
-
-    async def _from_direct(self, message: BrokerMessage) -> None:
-        payload = message.payload
-        user = user_of(message.channel)
-        if user is None:  # the hub-wide channel: for both parties' connections here
-            self._deliver_locally(payload["message"], payload["to_user"], payload["from_user"])
-        else:  # one user's channel: the other party's copy travels on their own channel
-            result = self.manager.send_to_key(user, encode(payload["message"]))
-            self._m_fanout.observe(result.attempted)
-
-    async def _from_admin(self, message: BrokerMessage) -> None:
-        self.manager.broadcast(encode(message.payload["message"]))
-
-    async def _from_presence(self, message: BrokerMessage) -> None:
-        hub, payload, now = message.origin_hub, message.payload, self.clock()
-        op = payload.get("op")
-        if op == "snapshot":
-            changes = self.presence.remote_snapshot(hub, payload.get("rooms", {}), now)
-        elif op == "goodbye":
-            changes = self.presence.hub_gone(hub)
-        elif op == "resync":
-            self._ask_to_resync(set(payload.get("rooms", [])), f"hub {hub} reconnected")
-            return
-        elif op == "diff":  # one loop turn's changes of that hub (see presence_fanout)
-            changes = []
-            for room, user_id, username, joined in payload.get("changes", []):
-                change = self.presence.remote_event(hub, room, user_id, username, joined, now)
-                if change is not None:
-                    changes.append(change)
-        elif op in ("join", "leave"):  # from hubs of earlier versions
-            change = self.presence.remote_event(
-                hub, payload["room"], payload["user_id"], payload["username"], op == "join", now
-            )
-            changes = [change] if change else []
-        else:
-            return
-        for change in changes:
-            self.presence_fanout.changed(change, publish=False)
-
-    async def _broker_state_changed(self, healthy: bool, reason: str) -> None:
-        self._record(EventKind.CUSTOM, what="broker", healthy=healthy, reason=reason)
-        if not healthy:
-            return
-        # Back from an outage: other hubs' messages may have been missed here, and ours there.
-        # Our clients fetch theirs; the other hubs are told, so that theirs fetch ours.
-        self._ask_to_resync(None, "broker reconnected")
-        snapshot = self.presence.local_snapshot()
-        with contextlib.suppress(DependencyError):
-            await self.broker.publish(PRESENCE, {"op": "snapshot", "rooms": snapshot})
-            await self.broker.publish(PRESENCE, {"op": "resync", "rooms": sorted(snapshot)})
-
-    def _ask_to_resync(self, rooms: set[str] | None, reason: str) -> None:
-        """Send ``system:resync`` to local clients (those in ``rooms``, or all of them)."""
-        told = 0
-        for session in list(self.sessions.values()):
-            mine = session.rooms if rooms is None else session.rooms & rooms
-            if mine:
-                message = {"type": "system:resync", "rooms": sorted(mine), "reason": reason}
-                told += self.send(session.connection, message)
-        self._record(EventKind.CUSTOM, what="resync", reason=reason, clients=told)
 
     # -- health ------------------------------------------------------------------------------------
 

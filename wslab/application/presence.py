@@ -50,13 +50,11 @@ class PresenceTracker:
 
     def __init__(
         self,
-        hub_id: str,
         *,
         snapshot_interval: float = 5.0,
         max_rooms: int = 10_000,
         reserved_rooms: frozenset[str] = frozenset(),
     ) -> None:
-        self.hub_id = hub_id
         self.snapshot_interval = snapshot_interval
         self.max_rooms = max_rooms
         #: Rooms that never count against ``max_rooms`` (the lobby): a full table must not stop

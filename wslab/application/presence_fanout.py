@@ -30,6 +30,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+from wslab.foundation.wire import PRESENCE_COUNT, PRESENCE_JOIN, PRESENCE_LEAVE, PRESENCE_SNAPSHOT
 from wslab.infrastructure.connection import Connection
 from wslab.infrastructure.manager import ConnectionManager
 from wslab.infrastructure.metrics import Metrics
@@ -78,7 +79,7 @@ class PresenceFanout:
         )
         self._m_by_type = {
             t: self._m_sent.labels(t)
-            for t in ("presence:join", "presence:leave", "presence:snapshot", "presence:count")
+            for t in (PRESENCE_JOIN, PRESENCE_LEAVE, PRESENCE_SNAPSHOT, PRESENCE_COUNT)
         }
 
     # -- collecting --------------------------------------------------------------------------------
@@ -128,7 +129,7 @@ class PresenceFanout:
                 self._broadcast(
                     room,
                     {
-                        "type": "presence:join" if change.joined else "presence:leave",
+                        "type": PRESENCE_JOIN if change.joined else PRESENCE_LEAVE,
                         "room": room,
                         "user_id": change.user_id,
                         "username": change.username,
@@ -165,7 +166,7 @@ class PresenceFanout:
             self._counts_sent[room] = count
             # A hair early, so that a room due every interval is not put off by timer jitter.
             self._count_due[room] = now + interval * (max(1.0, size / COUNT_BUDGET) - 0.01)
-            self._broadcast(room, {"type": "presence:count", "room": room, "count": count})
+            self._broadcast(room, {"type": PRESENCE_COUNT, "room": room, "count": count})
 
     def snapshot(self, room: str) -> dict[str, Any]:
         """The ``presence:snapshot`` of ``room``: its count, and its users if few enough."""
@@ -174,7 +175,7 @@ class PresenceFanout:
         small = 0 < count <= self.broadcast_limit
         users = self.tracker.users(room, limit=self.broadcast_limit) if small else {}
         return {
-            "type": "presence:snapshot",
+            "type": PRESENCE_SNAPSHOT,
             "room": room,
             "count": count,
             "users": [{"user_id": uid, "username": name} for uid, name in sorted(users.items())],
@@ -184,7 +185,7 @@ class PresenceFanout:
     def send_snapshot(self, connection: Connection, room: str) -> None:
         """Send ``room``'s snapshot to one connection (it has just joined)."""
         if connection.send_nowait(self._encode(self.snapshot(room))):
-            self._m_by_type["presence:snapshot"].inc()
+            self._m_by_type[PRESENCE_SNAPSHOT].inc()
 
     def _broadcast(self, room: str, message: dict[str, Any]) -> None:
         result = self.manager.broadcast(self._encode(message), room)

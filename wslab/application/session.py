@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 from wslab.foundation.codes import CloseCode
 from wslab.foundation.errors import AuthenticationError, ConnectionClosed
+from wslab.foundation.wire import AUTH, AUTH_EXPIRING
 from wslab.infrastructure.connection import Connection
 from wslab.infrastructure.events import NULL_EVENT_LOG, EventKind, EventLog
 from wslab.integration.auth.expiry import ExpiryPlan, check_refresh, plan_expiry
@@ -124,7 +125,7 @@ class Authenticator:
             message = json.loads(raw) if isinstance(raw, str) else None
         except ValueError:
             message = None
-        if not isinstance(message, dict) or message.get("type") != "auth":
+        if not isinstance(message, dict) or message.get("type") != AUTH:
             raise AuthenticationError('the first message must be {"type": "auth", "token": ...}')
         return token_from_message(message)
 
@@ -158,7 +159,7 @@ class Authenticator:
             session.expiry_task = None
             return
         result = send(
-            {"type": "auth:expiring", "expires_in": round(plan.expires_in(self.wall_clock()), 3)}
+            {"type": AUTH_EXPIRING, "expires_in": round(plan.expires_in(self.wall_clock()), 3)}
         )
         if asyncio.iscoroutine(result):  # an async sender: keep the task until it is done
             task = asyncio.ensure_future(result)

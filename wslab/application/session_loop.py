@@ -23,7 +23,7 @@ from typing import Any
 
 from wslab.foundation.codes import CloseCode, ErrorCode
 from wslab.foundation.errors import ConnectionClosed, RateLimitedError, WslabError
-from wslab.foundation.wire import error_envelope
+from wslab.foundation.wire import ERROR, error_envelope
 from wslab.infrastructure.connection import Connection
 from wslab.infrastructure.events import EventKind, EventLog
 from wslab.infrastructure.heartbeat import HeartbeatMonitor
@@ -126,7 +126,7 @@ class SessionLoop:
                     ):
                         reply = await handle(request)
                 if reply is not None:
-                    if reply.get("type") == "error":
+                    if reply.get("type") == ERROR:
                         self._count_error(reply, raw)
                     send(encode(reply))
         finally:

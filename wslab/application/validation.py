@@ -24,6 +24,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from wslab.foundation.errors import ValidationError
+from wslab.foundation.wire import (
+    ADMIN_BROADCAST,
+    AUTH,
+    AUTH_REFRESH,
+    CHAT_HISTORY,
+    CHAT_MESSAGE,
+    CHAT_TYPING,
+    PRESENCE_LIST,
+    ROOM_JOIN,
+    ROOM_LEAVE,
+)
 
 # History page sizes are the store's contract; the protocol's validation enforces the same ones.
 from wslab.integration.store import DEFAULT_HISTORY_LIMIT, MAX_HISTORY_LIMIT
@@ -99,25 +110,25 @@ _SEQ = Field(int, check=_int_range(0, MAX_SEQ))
 
 #: Layers 1 and 2 for every client request type.
 SCHEMAS: dict[str, dict[str, Field]] = {
-    "auth": {"token": Field(str, required=True, check=_length(1, MAX_TOKEN_LENGTH))},
-    "auth:refresh": {"token": Field(str, required=True, check=_length(1, MAX_TOKEN_LENGTH))},
-    "room:join": {"room": _ROOM_REQUIRED},
-    "room:leave": {"room": _ROOM_REQUIRED},
-    "chat:message": {
+    AUTH: {"token": Field(str, required=True, check=_length(1, MAX_TOKEN_LENGTH))},
+    AUTH_REFRESH: {"token": Field(str, required=True, check=_length(1, MAX_TOKEN_LENGTH))},
+    ROOM_JOIN: {"room": _ROOM_REQUIRED},
+    ROOM_LEAVE: {"room": _ROOM_REQUIRED},
+    CHAT_MESSAGE: {
         "room": _ROOM,
         "content": Field(str, required=True, check=_length(1, MAX_CONTENT_LENGTH)),
         "to_user": _USER,
     },
-    "chat:typing": {"room": _ROOM, "is_typing": Field(bool, required=True)},
-    "chat:history": {
+    CHAT_TYPING: {"room": _ROOM, "is_typing": Field(bool, required=True)},
+    CHAT_HISTORY: {
         "room": _ROOM,
         "limit": Field(int, default=DEFAULT_HISTORY_LIMIT, check=_int_range(1, MAX_HISTORY_LIMIT)),
         "before_seq": _SEQ,
         "since_seq": _SEQ,
         "with_user": _USER,
     },
-    "presence:list": {"room": _ROOM},
-    "admin:broadcast": {"content": Field(str, required=True, check=_length(1, MAX_CONTENT_LENGTH))},
+    PRESENCE_LIST: {"room": _ROOM},
+    ADMIN_BROADCAST: {"content": Field(str, required=True, check=_length(1, MAX_CONTENT_LENGTH))},
 }
 
 _ENVELOPE = frozenset({"type", "ref", "version"})
@@ -160,7 +171,7 @@ def validate(message_type: str, body: dict[str, Any]) -> dict[str, Any]:
 
 def _business_rules(message_type: str, fields: dict[str, Any]) -> None:
     """Layer 3: rules across fields."""
-    if message_type == "chat:history":
+    if message_type == CHAT_HISTORY:
         if fields["before_seq"] is not None and fields["since_seq"] is not None:
             raise ValidationError("give 'before_seq' or 'since_seq', not both")
         if fields["before_seq"] == 0:

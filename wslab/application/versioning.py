@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from wslab.foundation.wire import CHAT_MESSAGE
+
 __all__ = ["CURRENT_VERSION", "DEPRECATED_VERSIONS", "UPGRADERS", "upgrade_request"]
 
 CURRENT_VERSION = "1.0"
@@ -27,7 +29,7 @@ DEPRECATED_VERSIONS: dict[str, str] = {
 
 
 def _from_0_9(message_type: str, body: dict[str, Any]) -> dict[str, Any]:
-    if message_type == "chat:message" and "content" not in body and "text" in body:
+    if message_type == CHAT_MESSAGE and "content" not in body and "text" in body:
         body = dict(body)
         body["content"] = body.pop("text")
     return body

@@ -45,6 +45,17 @@ from wslab.foundation.errors import (
     PermissionDeniedError,
     WslabError,
 )
+from wslab.foundation.wire import (
+    ACK,
+    ADMIN_BROADCAST,
+    AUTH_REFRESH,
+    CHAT_HISTORY,
+    CHAT_MESSAGE,
+    CHAT_TYPING,
+    PRESENCE_LIST,
+    ROOM_JOIN,
+    ROOM_LEAVE,
+)
 from wslab.infrastructure.backoff import full_jitter
 from wslab.infrastructure.connection import Connection
 from wslab.integration.store import DEFAULT_HISTORY_LIMIT
@@ -299,12 +310,12 @@ class ChatClient:
         :class:`DegradedError` with ``message_id``...), :class:`OperationTimeout` or
         ``ConnectionClosed``. It is never resent automatically (see the module docstring).
         """
-        message: dict[str, Any] = {"type": "chat:message", "room": room, "content": content}
+        message: dict[str, Any] = {"type": CHAT_MESSAGE, "room": room, "content": content}
         if to_user is not None:
             message["to_user"] = to_user
         started = time.perf_counter()
         try:
-            reply = await self._requests.request(message, expect=("ack",))
+            reply = await self._requests.request(message, expect=(ACK,))
         except DegradedError as error:
             # Relayed but not stored yet: a late ack may follow, and the echo still counts.
             message_id = getattr(error, "message_id", None)
@@ -341,13 +352,13 @@ class ChatClient:
 
     async def _join_request(self, room: str) -> dict[str, Any]:
         try:
-            return await self._requests.request({"type": "room:join", "room": room})
+            return await self._requests.request({"type": ROOM_JOIN, "room": room})
         except ConflictError:
-            return {"type": "ack", "room": room}  # already a member: the goal is reached
+            return {"type": ACK, "room": room}  # already a member: the goal is reached
 
     async def leave(self, room: str) -> dict[str, Any]:
         """Leave ``room`` (and stop rejoining it)."""
-        reply = await self._requests.request({"type": "room:leave", "room": room})
+        reply = await self._requests.request({"type": ROOM_LEAVE, "room": room})
         self._rooms.pop(room, None)
         track = self._tracker.tracks.pop(room, None)
         if track is not None and track.task is not None:
@@ -356,7 +367,7 @@ class ChatClient:
 
     async def typing(self, room: str, is_typing: bool) -> None:
         """Tell the room you are (not) typing. No ack: fire and forget."""
-        await self._requests.send({"type": "chat:typing", "room": room, "is_typing": is_typing})
+        await self._requests.send({"type": CHAT_TYPING, "room": room, "is_typing": is_typing})
 
     async def history(
         self,
@@ -367,31 +378,31 @@ class ChatClient:
         with_user: str | None = None,
     ) -> History:
         """One page of a room's (or, with ``with_user``, a direct conversation's) history."""
-        message: dict[str, Any] = {"type": "chat:history", "room": room, "limit": limit}
+        message: dict[str, Any] = {"type": CHAT_HISTORY, "room": room, "limit": limit}
         if before_seq is not None:
             message["before_seq"] = before_seq
         if since_seq is not None:
             message["since_seq"] = since_seq
         if with_user is not None:
             message["with_user"] = with_user
-        reply = await self._requests.request(message, expect=("chat:history",))
+        reply = await self._requests.request(message, expect=(CHAT_HISTORY,))
         return history_from(reply, room)
 
     async def presence(self, room: str = "lobby") -> list[User]:
         """Who is in ``room`` now."""
         reply = await self._requests.request(
-            {"type": "presence:list", "room": room}, expect=("presence:list",)
+            {"type": PRESENCE_LIST, "room": room}, expect=(PRESENCE_LIST,)
         )
         return users_from(reply)
 
     async def admin_broadcast(self, content: str) -> dict[str, Any]:
         """Announce ``content`` to everyone (needs the ``admin`` role)."""
-        return await self._requests.request({"type": "admin:broadcast", "content": content})
+        return await self._requests.request({"type": ADMIN_BROADCAST, "content": content})
 
     async def refresh_token(self, token: str) -> dict[str, Any]:
         """Replace the connection's token (``auth:refresh``); later reconnects use it too."""
         self.token = token
-        return await self._requests.request({"type": "auth:refresh", "token": token})
+        return await self._requests.request({"type": AUTH_REFRESH, "token": token})
 
     async def ping(self) -> float:
         """A WebSocket ping; the round-trip time in seconds."""

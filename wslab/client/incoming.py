@@ -15,7 +15,21 @@ from collections.abc import Callable
 from typing import Any
 
 from wslab.foundation.errors import ValidationError
-from wslab.foundation.wire import parse_timestamp
+from wslab.foundation.wire import (
+    ACK,
+    ADMIN_BROADCAST,
+    AUTH_EXPIRING,
+    CHAT_HISTORY,
+    CHAT_MESSAGE,
+    CHAT_TYPING,
+    ERROR,
+    PRESENCE_JOIN,
+    PRESENCE_LEAVE,
+    SYSTEM_BROADCAST,
+    SYSTEM_CONNECTED,
+    SYSTEM_RESYNC,
+    parse_timestamp,
+)
 
 from .errors import error_from_envelope
 from .events import (
@@ -73,7 +87,7 @@ class Incoming:
         handler = _HANDLERS.get(kind) if isinstance(kind, str) else None
         if handler is not None:
             handler(self, message)
-        elif kind == "ack":
+        elif kind == ACK:
             pass  # an ack nobody waits for any more (its request timed out long ago)
         else:
             self.inbox.put(UnknownEvent(str(kind), message))
@@ -115,7 +129,7 @@ class Incoming:
         )
 
     def _on_presence(self, message: dict[str, Any]) -> None:
-        cls = PresenceJoin if message.get("type") == "presence:join" else PresenceLeave
+        cls = PresenceJoin if message.get("type") == PRESENCE_JOIN else PresenceLeave
         user_id = str(message.get("user_id", ""))
         self.inbox.put(
             cls(str(message.get("room", "")), user_id, str(message.get("username", user_id)))
@@ -163,15 +177,15 @@ class Incoming:
 
 
 _HANDLERS: dict[str, Callable[[Incoming, dict[str, Any]], None]] = {
-    "error": Incoming._on_error,
-    "chat:message": Incoming._on_chat_message,
-    "chat:typing": Incoming._on_typing,
-    "presence:join": Incoming._on_presence,
-    "presence:leave": Incoming._on_presence,
-    "system:broadcast": Incoming._on_broadcast,
-    "admin:broadcast": Incoming._on_broadcast,
-    "auth:expiring": Incoming._on_auth_expiring,
-    "system:resync": Incoming._on_resync,
-    "system:connected": Incoming._on_connected,
-    "chat:history": Incoming._on_history,
+    ERROR: Incoming._on_error,
+    CHAT_MESSAGE: Incoming._on_chat_message,
+    CHAT_TYPING: Incoming._on_typing,
+    PRESENCE_JOIN: Incoming._on_presence,
+    PRESENCE_LEAVE: Incoming._on_presence,
+    SYSTEM_BROADCAST: Incoming._on_broadcast,
+    ADMIN_BROADCAST: Incoming._on_broadcast,
+    AUTH_EXPIRING: Incoming._on_auth_expiring,
+    SYSTEM_RESYNC: Incoming._on_resync,
+    SYSTEM_CONNECTED: Incoming._on_connected,
+    CHAT_HISTORY: Incoming._on_history,
 }

@@ -22,6 +22,7 @@ from wslab.foundation.errors import (
     OperationTimeout,
     PermissionDeniedError,
 )
+from wslab.foundation.wire import AUTH, SYSTEM_CONNECTED
 from wslab.infrastructure.connection import Connection
 from wslab.infrastructure.engines import connect as engine_connect
 
@@ -87,7 +88,7 @@ class Opener:
             raise
         try:
             if self.auth == "message" and token is not None:
-                await conn.send(json.dumps({"type": "auth", "token": token}))
+                await conn.send(json.dumps({"type": AUTH, "token": token}))
                 self.stats.sent += 1
             hello = await asyncio.wait_for(self._await_hello(conn), self.timeout)
         except asyncio.TimeoutError:
@@ -113,7 +114,7 @@ class Opener:
             message = self.parse(raw)
             if message is None:
                 continue
-            if message.get("type") == "system:connected":
+            if message.get("type") == SYSTEM_CONNECTED:
                 return message
             self.dispatch(message)  # anything earlier (a warning, an error) is still reported
 

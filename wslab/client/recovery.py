@@ -19,6 +19,7 @@ from typing import Any
 
 from wslab.foundation.codes import ErrorCode
 from wslab.foundation.errors import ConnectionClosed
+from wslab.foundation.wire import CHAT_HISTORY
 
 from .bounds import HISTORY_PAGE
 from .events import HistoryGap
@@ -149,12 +150,12 @@ class Recovery:
         track.last_seq = head
 
     async def _history_page(self, track: RoomTrack, **fields: Any) -> Page:
-        message: dict[str, Any] = {"type": "chat:history", **fields}
+        message: dict[str, Any] = {"type": CHAT_HISTORY, **fields}
         if track.peer is not None:
             message["with_user"] = track.peer
         else:
             message["room"] = track.key
-        reply = await self.requests.request(message, expect=("chat:history",))
+        reply = await self.requests.request(message, expect=(CHAT_HISTORY,))
         raw = reply.get("messages")
         messages = [m for m in raw if isinstance(m, dict)] if isinstance(raw, list) else []
         return Page(messages, reply.get("complete", True) is not False)

@@ -33,6 +33,7 @@ from wslab.foundation.errors import (
     ConnectionClosedLocally,
     OperationTimeout,
 )
+from wslab.foundation.wire import ACK, CHAT_MESSAGE, ERROR
 from wslab.infrastructure.connection import Connection
 
 from .bounds import MAX_TRACKED_REFS, bounded_put
@@ -153,7 +154,7 @@ class Requests:
             try:
                 return await asyncio.wait_for(future, wait)
             except asyncio.TimeoutError:
-                if entry.kind == "chat:message":
+                if entry.kind == CHAT_MESSAGE:
                     self.abandon(ref)
                 raise OperationTimeout(f"no reply to {entry.kind} (ref {ref}) in {wait}s") from None
         finally:
@@ -172,15 +173,15 @@ class Requests:
             return False
         kind = message.get("type")
         entry = self._pending.get(str(ref))
-        if entry is not None and (kind == "error" or entry.expect is None or kind in entry.expect):
+        if entry is not None and (kind == ERROR or entry.expect is None or kind in entry.expect):
             if not entry.future.done():
-                if kind == "error":
+                if kind == ERROR:
                     self.stats.errors += 1
                     entry.future.set_exception(error_from_envelope(message))
                 else:
                     entry.future.set_result(dict(message))
             return True
-        if kind == "ack" and str(ref) in self._abandoned:
+        if kind == ACK and str(ref) in self._abandoned:
             self._abandoned.pop(str(ref), None)
             seq = message.get("seq")
             self.inbox.put(
@@ -198,7 +199,7 @@ class Requests:
         for ref, entry in list(self._pending.items()):
             if not entry.future.done():
                 entry.future.set_exception(error)
-            if entry.kind == "chat:message":
+            if entry.kind == CHAT_MESSAGE:
                 self.abandon(ref)
         self._pending.clear()
 
