@@ -55,3 +55,13 @@ async def test_a_capacity_out_of_range_gets_a_clear_answer(capacity: object) -> 
     with pytest.raises(AssertionError, match="capacity must be"):
         await check_live_hub_count_exercise(lambda u, c: math.ceil(u / c) + 1,
                                             capacity=capacity)  # type: ignore[arg-type]
+
+
+async def test_the_injected_solution_is_judged_at_the_notebooks_capacity(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    def stub(users: int, capacity: int) -> int:
+        raise NotImplementedError
+
+    monkeypatch.setenv("WSLAB_INJECT_SOLUTIONS", "1")
+    run = await check_live_hub_count_exercise(stub, capacity=9)
+    assert run.hubs == 4 and run.connected_after == 20  # ceil(20 / 9) + 1, not the default's 5
