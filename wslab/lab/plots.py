@@ -18,6 +18,7 @@ __all__ = [
     "plot_deflate_cost",
     "plot_deflate_windows",
     "plot_event_timeline",
+    "plot_fanout_cost",
     "plot_handshake_phases",
     "plot_latency",
     "plot_latency_cdf",
@@ -168,6 +169,36 @@ def plot_latency_vs_load(
     ax.grid(alpha=0.3, which="both")
     ax.legend()
     return ax
+
+
+def plot_fanout_cost(table: pd.DataFrame, *, title: str | None = None) -> Any:
+    """Fan-out against room size: per-delivery cost (left) and delivery p50/p99 (right).
+
+    ``table`` has one row per room size with columns ``N``, ``per_delivery_us``, ``p50_ms`` and
+    ``p99_ms``. Both x axes are logarithmic because N spans orders of magnitude.
+    """
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.6), dpi=80)
+    left.plot(table["N"], table["per_delivery_us"], "o-", color="#4c72b0")
+    left.set_xscale("log")
+    left.set_xlabel("listeners in the room (N, log scale)")
+    left.set_ylabel("hub time per delivery (µs)")
+    left.set_title("cost of one delivery")
+    left.set_ylim(bottom=0)
+    left.grid(alpha=0.3, which="both")
+    for column, style in (("p50_ms", "o-"), ("p99_ms", "s--")):
+        right.plot(table["N"], table[column], style, label=column.replace("_ms", ""))
+    right.set_xscale("log")
+    right.set_yscale("log")
+    right.set_xlabel("listeners in the room (N, log scale)")
+    right.set_ylabel("send -> received (ms, log scale)")
+    right.set_title("delivery latency")
+    right.grid(alpha=0.3, which="both")
+    right.legend()
+    fig.suptitle(title or "fan-out against the size of the room")
+    fig.tight_layout()
+    return fig
 
 
 def plot_slow_consumer_queues(

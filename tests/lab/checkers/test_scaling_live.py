@@ -39,3 +39,29 @@ async def test_the_stub_gets_not_yet(capsys: pytest.CaptureFixture[str]) -> None
 
     assert await check_live_hub_count_exercise(stub) is None
     assert "Not yet" in capsys.readouterr().out
+
+
+async def test_a_measured_capacity_changes_the_hubs_started(capsys: pytest.CaptureFixture[str]) -> None:
+    run = await check_live_hub_count_exercise(lambda u, c: math.ceil(u / c) + 1, capacity=9)
+    assert run.hubs == 4 and run.connected_after == run.reached_after == 20
+    assert "Correct" in capsys.readouterr().out
+    # the count right for the default capacity of 6 is one hub too many at 9
+    with pytest.raises(AssertionError, match="fewer would have done it"):
+        await check_live_hub_count_exercise(lambda u, c: 5, capacity=9)
+
+
+@pytest.mark.parametrize("capacity", [0, 1, 21, 6.5, True, "6"])
+async def test_a_capacity_out_of_range_gets_a_clear_answer(capacity: object) -> None:
+    with pytest.raises(AssertionError, match="capacity must be"):
+        await check_live_hub_count_exercise(lambda u, c: math.ceil(u / c) + 1,
+                                            capacity=capacity)  # type: ignore[arg-type]
+
+
+async def test_the_injected_solution_is_judged_at_the_notebooks_capacity(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    def stub(users: int, capacity: int) -> int:
+        raise NotImplementedError
+
+    monkeypatch.setenv("WSLAB_INJECT_SOLUTIONS", "1")
+    run = await check_live_hub_count_exercise(stub, capacity=9)
+    assert run.hubs == 4 and run.connected_after == 20  # ceil(20 / 9) + 1, not the default's 5

@@ -1,8 +1,9 @@
 """The live exercise of chapter 5: the student's hub count, started and then put to the test.
 
 ``hubs_needed(users, capacity)`` decides how many hubs run. The checker starts that many hubs in
-this process (one store, one in-process broker), each refusing connections past
-:data:`LIVE_CAPACITY` (``max_connections``), connects :data:`LIVE_USERS` users through a
+this process (one store, one in-process broker), each refusing connections past ``capacity``
+(``max_connections``; :data:`LIVE_CAPACITY` unless the chapter passes the one its student
+measured), connects :data:`LIVE_USERS` users through a
 least-effort balancer (try the hubs in turn until one admits), then **stops the busiest hub**
 as a deploy or a crash would. Its users reconnect to the others. The targets:
 
@@ -63,14 +64,14 @@ async def _admit(hubs: list[Any], user: str, start: int) -> Any:
     return None
 
 
-async def live_hub_count_run(count: int) -> LiveHubCountRun:
-    """Start ``count`` hubs, place the users, stop the busiest hub, and count who is left out."""
+async def live_hub_count_run(count: int, capacity: int = LIVE_CAPACITY) -> LiveHubCountRun:
+    """Start ``count`` hubs of ``capacity`` connections each, place the users, stop the busiest hub, and count who is left out."""
     from wslab.hub import Hub
 
     with tempfile.TemporaryDirectory() as folder:
         shared: dict[str, Any] = dict(port=0, database=f"sqlite:///{Path(folder) / 'chat.db'}",
                       broker=f"memory://hubcount-{uuid.uuid4().hex[:8]}",
-                      max_connections=LIVE_CAPACITY, jwt_secret=uuid.uuid4().hex * 2,
+                      max_connections=capacity, jwt_secret=uuid.uuid4().hex * 2,
                       connections_per_ip_per_minute=10_000)
         hubs: list[Any] = []
         clients: dict[str, Any] = {}
@@ -114,20 +115,29 @@ async def live_hub_count_run(count: int) -> LiveHubCountRun:
 
 
 @exercise("05.live_hub_count", "Replace `raise NotImplementedError` in `hubs_needed` with the count.")
-async def check_live_hub_count_exercise(hubs_needed: Callable[[int, int], int]) -> LiveHubCountRun:
-    """Start ``hubs_needed(LIVE_USERS, LIVE_CAPACITY)`` hubs, stop the busiest, judge the rest."""
+async def check_live_hub_count_exercise(hubs_needed: Callable[[int, int], int],
+                                        capacity: int = LIVE_CAPACITY) -> LiveHubCountRun:
+    """Start ``hubs_needed(LIVE_USERS, capacity)`` hubs, stop the busiest, judge the rest.
+
+    ``capacity`` is the connections each hub admits: the chapter passes the one its student
+    measured, scaled to this exercise's :data:`LIVE_USERS` users (2 to :data:`LIVE_USERS`).
+    """
+    if isinstance(capacity, bool) or not isinstance(capacity, int) or not 2 <= capacity <= LIVE_USERS:
+        # Below 2 the right answer needs more than MAX_LIVE_HUBS hubs; above LIVE_USERS one hub
+        # holds everyone and there is nothing to plan.
+        raise hint(f"capacity must be a whole number of connections per hub in 2..{LIVE_USERS}, "
+                   f"got {capacity!r}.")
     if not callable(hubs_needed):
         raise hint("pass the function itself (hubs_needed, no parentheses).")
-    count = _call(hubs_needed, f"hubs_needed({LIVE_USERS}, {LIVE_CAPACITY})", LIVE_USERS,
-                  LIVE_CAPACITY)
+    count = _call(hubs_needed, f"hubs_needed({LIVE_USERS}, {capacity})", LIVE_USERS, capacity)
     if isinstance(count, bool) or not isinstance(count, int):
         raise hint(f"hubs_needed returned {count!r}; a hub runs or it doesn't: return an int.")
     if not 1 <= count <= MAX_LIVE_HUBS:
         raise hint(f"hubs_needed returned {count}; this check runs between 1 and {MAX_LIVE_HUBS}.")
-    run = await live_hub_count_run(count)
+    run = await live_hub_count_run(count, capacity)
     if run.placed < LIVE_USERS:
         raise hint(
-            f"{count} hubs of {LIVE_CAPACITY} connections admitted only {run.placed} of "
+            f"{count} hubs of {capacity} connections admitted only {run.placed} of "
             f"{LIVE_USERS} users while every hub was up."
         )
     if run.connected_after < LIVE_USERS:
@@ -138,7 +148,7 @@ async def check_live_hub_count_exercise(hubs_needed: Callable[[int, int], int]) 
     if run.reached_after < run.connected_after:
         raise hint(f"a message after the stop reached {run.reached_after} of "
                    f"{run.connected_after} users.")
-    fewest = math.ceil(LIVE_USERS / LIVE_CAPACITY) + 1
+    fewest = math.ceil(LIVE_USERS / capacity) + 1
     if count > fewest:
         raise hint(f"everyone stayed connected, with {count} hubs; fewer would have done it, and "
                    "each one is a machine to pay for.")
