@@ -273,17 +273,26 @@ class RedisBroker(BrokerBase):
         """Deliver ``channel`` to ``handler``; returns once Redis confirmed (or at once if down)."""
         new_channel = self._add_subscription(channel, handler)
         full = self._full_channel(channel)
-        fut = self._confirm.get(full)
-        if new_channel:
+        await self._join(full, full, "SUBSCRIBE", new=new_channel)
+
+    async def _join(self, key: str, target: str, command: str, *, new: bool) -> None:
+        """Send ``command target`` if ``new`` and wait (bounded) for Redis's confirmation.
+
+        ``key`` names the confirmation future, shared by every waiter for the same channel or
+        pattern. While Redis is unreachable the subscription stays recorded and the supervisor
+        sends it on (re)connect.
+        """
+        fut = self._confirm.get(key)
+        if new:
             async with self._sub_lock:
                 conn = self._conn
                 if conn is None or not conn.is_connected:
                     return  # recorded: the supervisor subscribes on (re)connect
-                fut = self._confirm.get(full)
+                fut = self._confirm.get(key)
                 if fut is None:
-                    fut = self._confirm[full] = asyncio.get_running_loop().create_future()
+                    fut = self._confirm[key] = asyncio.get_running_loop().create_future()
                 try:
-                    await conn.send_command("SUBSCRIBE", full)
+                    await conn.send_command(command, target)
                 except self._errors as exc:
                     # The supervisor sees the same failure on its next read and reconnects.
                     self._last_error = _describe(exc)
@@ -296,7 +305,7 @@ class RedisBroker(BrokerBase):
             await asyncio.wait_for(asyncio.shield(fut), self.op_timeout)
         except asyncio.TimeoutError:
             # Still registered: the supervisor subscribes it again on the next reconnect.
-            logger.info("broker %s: SUBSCRIBE %s not confirmed yet", self.hub_id, full)
+            logger.info("broker %s: %s %s not confirmed yet", self.hub_id, command, target)
 
     async def unsubscribe(self, channel: str, handler: Handler) -> None:
         """Stop delivering ``channel`` to ``handler``; the last one leaves the Redis channel."""
@@ -309,27 +318,7 @@ class RedisBroker(BrokerBase):
         new_pattern = self._add_subscription(prefix, handler, prefix=True)
         pattern = self._pattern(prefix)
         self._patterns[pattern] = prefix
-        key = _PATTERN_KEY + pattern
-        fut = self._confirm.get(key)
-        if new_pattern:
-            async with self._sub_lock:
-                conn = self._conn
-                if conn is None or not conn.is_connected:
-                    return  # recorded: the supervisor subscribes on (re)connect
-                fut = self._confirm.get(key)
-                if fut is None:
-                    fut = self._confirm[key] = asyncio.get_running_loop().create_future()
-                try:
-                    await conn.send_command("PSUBSCRIBE", pattern)
-                except self._errors as exc:
-                    self._last_error = _describe(exc)
-                    return
-        if fut is None:
-            return
-        try:
-            await asyncio.wait_for(asyncio.shield(fut), self.op_timeout)
-        except asyncio.TimeoutError:
-            logger.info("broker %s: PSUBSCRIBE %s not confirmed yet", self.hub_id, pattern)
+        await self._join(_PATTERN_KEY + pattern, pattern, "PSUBSCRIBE", new=new_pattern)
 
     async def unsubscribe_prefix(self, prefix: str, handler: Handler) -> None:
         """Undo :meth:`subscribe_prefix`; the last handler leaves the Redis pattern."""
