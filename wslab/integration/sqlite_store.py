@@ -89,6 +89,21 @@ def _from_us(us: int) -> datetime:
     return datetime.fromtimestamp(seconds, timezone.utc).replace(microsecond=micro)
 
 
+def _row(draft: Any, room: str, seq: int) -> tuple[Any, ...]:
+    """The values of one ``messages`` row, in ``_COLUMNS`` order (both save paths write it)."""
+    return (
+        draft.message_id,
+        room,
+        seq,
+        draft.from_user,
+        draft.from_username,
+        draft.to_user,
+        draft.content,
+        _to_us(draft.timestamp),
+        draft.origin_hub,
+    )
+
+
 def _row_to_message(row: tuple[Any, ...]) -> StoredMessage:
     return StoredMessage(
         message_id=row[0],
@@ -303,17 +318,7 @@ class SQLiteStore(BaseStore):
         )
         conn.execute(
             f"INSERT INTO messages ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                draft.message_id,
-                room,
-                seq,
-                draft.from_user,
-                draft.from_username,
-                draft.to_user,
-                draft.content,
-                _to_us(draft.timestamp),
-                draft.origin_hub,
-            ),
+            _row(draft, room, seq),
         )
         cutoff = self.trim_cutoff(room, seq)
         if cutoff is not None:
@@ -365,17 +370,7 @@ class SQLiteStore(BaseStore):
         seq = int(row[0])
         await db.execute(
             f"INSERT INTO messages ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                draft.message_id,
-                room,
-                seq,
-                draft.from_user,
-                draft.from_username,
-                draft.to_user,
-                draft.content,
-                _to_us(draft.timestamp),
-                draft.origin_hub,
-            ),
+            _row(draft, room, seq),
         )
         cutoff = self.trim_cutoff(room, seq)
         if cutoff is not None:
