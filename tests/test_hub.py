@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import json
 import socket
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +99,39 @@ async def test_async_with(settings: dict[str, Any]) -> None:
         assert status == 200
     assert not hub.running
     assert await close_code(conn) == CloseCode.GOING_AWAY
+
+
+async def test_start_on_an_instance_starts_that_hub(settings: dict[str, Any]) -> None:
+    hub = Hub(**settings)
+    try:
+        assert await hub.start() is hub  # not a second hub built from the class
+        assert hub.running
+        assert await hub.start() is hub  # starting a running hub again changes nothing
+        conn = await join(hub)
+        await conn.close()
+        with pytest.raises(TypeError, match="takes no settings"):
+            await hub.start(port=0)
+    finally:
+        await hub.stop()
+    assert not hub.running
+
+
+def test_a_script_that_never_stops_its_hub_still_exits(tmp_path: Path) -> None:
+    script = tmp_path / "forgetful.py"
+    script.write_text(
+        "import asyncio\n"
+        "from wslab.hub import Hub\n"
+        "async def main():\n"
+        f"    hub = await Hub.start(port=0, database='sqlite:///{tmp_path / 'f.db'}')\n"
+        "    print(hub.port, flush=True)\n"
+        "asyncio.run(main())\n"
+    )
+    # Before, the store's worker thread kept such a script alive at exit, for ever.
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=45
+    )
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout.split()[0]) > 0
 
 
 async def test_two_hubs_on_port_zero_get_different_ports(started: Any) -> None:

@@ -35,7 +35,7 @@ import secrets
 import ssl as ssl_module
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, ClassVar
 
 from wslab.application.chat import ChatService
@@ -93,6 +93,37 @@ def _remote(connection: Connection) -> str | None:
     """``host:port`` of the connection's peer, for log lines."""
     remote = connection.remote
     return f"{remote[0]}:{remote[1]}" if remote else None
+
+
+class _StartMethod:
+    """``Hub.start(...)`` builds a hub and starts it; ``hub.start()`` starts that very hub.
+
+    Both spellings are natural (``HubProcess`` and ``TcpProxy`` start their instance), and a
+    plain classmethod would answer ``Hub(port=0).start()`` by starting a *second* hub, leaving
+    the first one unstarted and the second one unreachable and never stopped.
+    """
+
+    def __get__(
+        self, instance: Hub | None, owner: type[Hub]
+    ) -> Callable[..., Coroutine[Any, Any, Hub]]:
+        if instance is None:
+
+            async def build_and_start(config: HubConfig | None = None, **overrides: Any) -> Hub:
+                hub = owner(config, **overrides)
+                await hub._start()
+                return hub
+
+            return build_and_start
+
+        async def start_this(config: HubConfig | None = None, **overrides: Any) -> Hub:
+            if config is not None or overrides:
+                raise TypeError(
+                    "hub.start() takes no settings: pass them to Hub(...) or Hub.start(...)"
+                )
+            await instance._start()
+            return instance
+
+        return start_this
 
 
 class Hub:
@@ -224,14 +255,12 @@ class Hub:
 
     # -- start / stop ------------------------------------------------------------------------------
 
-    @classmethod
-    async def start(cls, config: HubConfig | None = None, **overrides: Any) -> Hub:
-        """Build and start a hub (``await Hub.start(port=0)`` in a notebook cell)."""
-        hub = cls(config, **overrides)
-        await hub._start()
-        return hub
+    #: ``await Hub.start(port=0)`` builds and starts a hub; ``await hub.start()`` starts that one.
+    start = _StartMethod()
 
     async def _start(self) -> None:
+        if self._started:
+            return
         config = self.config
         key = (config.host, config.port)
         previous = Hub._running.get(key) if config.port else None

@@ -172,7 +172,14 @@ class SQLiteStore(BaseStore):
                 Path(self.path).expanduser().parent.mkdir(parents=True, exist_ok=True)
             # isolation_level=None: we issue BEGIN/COMMIT ourselves (sqlite3's implicit
             # transactions would start with a deferred BEGIN and could deadlock two writers).
-            db = await aiosqlite.connect(self.path, isolation_level=None)
+            connecting = aiosqlite.connect(self.path, isolation_level=None)
+            # aiosqlite's worker thread is not a daemon: a script that ends without stopping
+            # its hub would wait for it for ever at exit. Every acknowledged message is
+            # committed before its ack, so ending the thread with the process loses nothing.
+            thread = getattr(connecting, "_thread", None)
+            if thread is not None and not thread.is_alive():
+                thread.daemon = True
+            db = await connecting
         except (OSError, sqlite3.Error) as exc:
             raise self.unavailable(exc, "open") from exc
         try:
