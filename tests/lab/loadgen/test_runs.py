@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
-import os
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -13,52 +10,6 @@ import pytest
 from wslab.hub import Hub
 from wslab.lab.faults import TcpProxy
 from wslab.lab.loadgen import LoadError, run_load, start_load
-
-
-@pytest.fixture
-async def hub(tmp_path: Path, unique_name: str) -> AsyncIterator[Hub]:
-    hub = await Hub.start(
-        port=0,
-        database=f"sqlite:///{tmp_path / 'chat.db'}",
-        broker=f"memory://{unique_name}",
-        connections_per_ip_per_minute=100_000,
-        max_connections_per_ip=20_000,
-        rate_messages_per_second=1000,
-        rate_burst=1000,
-    )
-    try:
-        yield hub
-    finally:
-        await hub.stop()
-        # Every worker is reaped when the run ends, whatever happened.
-        assert multiprocessing.active_children() == []
-        assert children() == []
-
-
-def children() -> list[int]:
-    """Live child processes of this process, from /proc (no psutil)."""
-    me = str(os.getpid())
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[1] == me and fields[0] != "Z" and not _is_resource_tracker(entry):
-            found.append(int(entry))
-    return found
-
-
-def _is_resource_tracker(pid: str) -> bool:
-    # multiprocessing's own long-lived helper, started once per interpreter: not a worker.
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return b"resource_tracker" in f.read()
-    except OSError:
-        return False
 
 
 async def test_open_loop_delivers_every_message_to_every_member(hub: Hub) -> None:

@@ -9,31 +9,12 @@ import os
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from wslab.hub import Hub
 from wslab.lab.loadgen import LoadError, LoadRun, run_load, start_load
-
-
-@pytest.fixture
-async def hub(tmp_path: Path, unique_name: str) -> AsyncIterator[Hub]:
-    hub = await Hub.start(
-        port=0,
-        database=f"sqlite:///{tmp_path / 'chat.db'}",
-        broker=f"memory://{unique_name}",
-        connections_per_ip_per_minute=100_000,
-        max_connections_per_ip=20_000,
-        rate_messages_per_second=1000,
-        rate_burst=1000,
-    )
-    try:
-        yield hub
-    finally:
-        await hub.stop()
-        assert multiprocessing.active_children() == []  # every worker reaped
 
 
 async def first_tick(run: LoadRun, ticks: list[object]) -> None:
