@@ -5,14 +5,13 @@ half of them through a :class:`~wslab.lab.faults.TcpProxy`. Every ``--fault-ever
 one fault, in turn: latency on the proxy, a cut (every proxied connection reset), a partition
 (then healed and cut), and hostile clients (endless empty continuations, 2-byte fragments,
 ping floods, as in ``tests/application/test_hostile.py``). Every ``--sample`` seconds the hub
-process's RSS and open file descriptors (from ``/proc``), its open connections (``/metrics``)
-and the chatters' ack latency are sampled. At the end the store is read back and the whole
+process's RSS and open file descriptors (from ``/proc``), its open connections and the tasks
+alive in its event loop (``/metrics``) and the chatters' ack latency are sampled. At the end the store is read back and the whole
 record judged by the history checker (no acknowledged message lost or duplicated, order kept).
 
     python benchmarks/soak.py [--minutes 10] [--clients 6] [--csv soak.csv] [--plot soak.png]
 
-Writes the samples as CSV and a four-panel plot. The hub exposes no count of its asyncio tasks,
-so none is sampled; open connections stand in for "things the hub keeps per client".
+Writes the samples as CSV and a five-panel plot.
 A measurement, not a test (``tests/application/test_soak.py`` runs a short one with bounds).
 """
 
@@ -44,7 +43,7 @@ from wslab.lab.history import HistoryRecorder, check_history  # noqa: E402
 
 ROOMS = ["lobby", "ops"]
 FAULTS = ("latency", "cut", "partition", "hostile")
-_OPEN = re.compile(r"^wslab_open_connections(?:\{[^}]*\})? ([0-9.e+]+)$", re.M)
+_GAUGE = re.compile(r"^wslab_(open_connections|asyncio_tasks)(?:\{[^}]*\})? ([0-9.e+]+)$", re.M)
 
 
 @dataclass
@@ -55,6 +54,7 @@ class Sample:
     rss_mb: float
     fds: int
     open_connections: int
+    tasks: int
     acks: int
     p50_ms: float
     p99_ms: float
@@ -83,13 +83,17 @@ def open_fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
-def open_connections(url: str) -> int:
+def gauges(url: str) -> dict[str, int]:
+    """``open_connections`` and ``asyncio_tasks`` from the hub's ``/metrics`` (-1: unreadable)."""
+    found = {"open_connections": -1, "asyncio_tasks": -1}
     try:
         with urllib.request.urlopen(url + "/metrics", timeout=5) as reply:
-            match = _OPEN.search(reply.read().decode())
-        return int(float(match.group(1))) if match else -1
+            text = reply.read().decode()
     except OSError:
-        return -1
+        return found
+    for name, value in _GAUGE.findall(text):
+        found[name] = int(float(value))
+    return found
 
 
 def flood(kind: int) -> bytes:
@@ -193,10 +197,11 @@ async def soak(seconds: float, *, clients: int = 6, pause: float = 0.1, fault_ev
                 await asyncio.sleep(sample_every)
                 now = loop.time()
                 lat = window(chatters, last)
+                seen = gauges(hub.url)
                 sample = Sample(
                     t=round(now - started, 1), rss_mb=round(rss_mb(hub.pid), 1),
-                    fds=open_fds(hub.pid), open_connections=open_connections(hub.url),
-                    acks=len(lat), p50_ms=round(pct(lat, 50), 2), p99_ms=round(pct(lat, 99), 2),
+                    fds=open_fds(hub.pid), open_connections=seen["open_connections"],
+                    tasks=seen["asyncio_tasks"], acks=len(lat), p50_ms=round(pct(lat, 50), 2), p99_ms=round(pct(lat, 99), 2),
                     fault=current["fault"],
                 )  # fmt: skip
                 result.samples.append(sample)
@@ -215,9 +220,11 @@ async def soak(seconds: float, *, clients: int = 6, pause: float = 0.1, fault_ev
         # Settle: faults off, every chatter connected again; one last sample of the quiet hub.
         await asyncio.sleep(max(3.0, sample_every))
         lat = window(chatters, loop.time() - 3.0)
+        seen = gauges(hub.url)
         result.samples.append(Sample(
             t=round(loop.time() - started, 1), rss_mb=round(rss_mb(hub.pid), 1),
-            fds=open_fds(hub.pid), open_connections=open_connections(hub.url), acks=len(lat),
+            fds=open_fds(hub.pid), open_connections=seen["open_connections"],
+            tasks=seen["asyncio_tasks"], acks=len(lat),
             p50_ms=round(pct(lat, 50), 2), p99_ms=round(pct(lat, 99), 2), fault="end",
         ))  # fmt: skip
         for chatter in chatters:
@@ -253,11 +260,12 @@ def plot(samples: list[Sample], path: Path, title: str) -> None:
     import matplotlib.pyplot as plt
 
     t = [s.t / 60 for s in samples]
-    fig, axes = plt.subplots(4, 1, figsize=(9, 9), sharex=True)
+    fig, axes = plt.subplots(5, 1, figsize=(9, 11), sharex=True)
     panels: list[tuple[str, list[Any]]] = [
         ("RSS (MB)", [s.rss_mb for s in samples]),
         ("open fds", [s.fds for s in samples]),
         ("open connections", [s.open_connections for s in samples]),
+        ("event-loop tasks", [s.tasks for s in samples]),
         ("ack p99 (ms)", [s.p99_ms for s in samples]),  # p50 added below
     ]
     for ax, (label, values) in zip(axes, panels, strict=True):
@@ -279,7 +287,8 @@ def plot(samples: list[Sample], path: Path, title: str) -> None:
 def read_csv(path: Path) -> list[Sample]:
     with path.open() as source:
         return [Sample(t=float(r["t"]), rss_mb=float(r["rss_mb"]), fds=int(r["fds"]),
-                       open_connections=int(r["open_connections"]), acks=int(r["acks"]),
+                       open_connections=int(r["open_connections"]),
+                       tasks=int(r.get("tasks", -1)), acks=int(r["acks"]),
                        p50_ms=float(r["p50_ms"]), p99_ms=float(r["p99_ms"]), fault=r["fault"])
                 for r in csv.DictReader(source)]  # fmt: skip
 
@@ -310,7 +319,8 @@ def main() -> None:
     print(f"{title}\n  took {time.time() - began:.0f} s; sends {result.sends}, reconnects "
           f"{result.reconnects}, hostile closes {result.hostile_closes}\n"
           f"  RSS {first.rss_mb} -> {last.rss_mb} MB (max {max(s.rss_mb for s in result.samples)}), "
-          f"fds {first.fds} -> {last.fds} (max {max(s.fds for s in result.samples)})\n"
+          f"fds {first.fds} -> {last.fds} (max {max(s.fds for s in result.samples)}), "
+          f"tasks {first.tasks} -> {last.tasks} (max {max(s.tasks for s in result.samples)})\n"
           f"  verdict {result.verdict}\n  wrote {args.csv} and {args.plot}")  # fmt: skip
 
 

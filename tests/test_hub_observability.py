@@ -178,6 +178,24 @@ async def test_a_client_closing_with_1000_is_counted_exactly(started: Any, engin
 
 
 @pytest.mark.parametrize("engine", ENGINES)
+async def test_tasks_of_the_hub_loop_are_counted_and_none_outlives_its_connection(
+    started: Any, engine: str
+) -> None:
+    hub = await started(engine=engine)
+    before, _ = await scrape(hub)
+    idle = before["wslab_asyncio_tasks", ()]
+    assert idle >= 1  # at least the test's own task shares the hub's loop
+    conns = [await join(hub, f"user{i}") for i in range(20)]
+    for i, conn in enumerate(conns):
+        await conn.send(json.dumps({"type": "chat:message", "content": f"hello {i}"}))
+    for conn in conns:
+        await conn.close()
+    await settled(hub)
+    after, _ = await scrape(hub)
+    assert after["wslab_asyncio_tasks", ()] == idle  # every connection's tasks ended with it
+
+
+@pytest.mark.parametrize("engine", ENGINES)
 async def test_a_flood_is_limited_then_closed_with_1008(started: Any, engine: str) -> None:
     hub = await started(
         engine=engine, rate_messages_per_second=0.01, rate_burst=2, rate_flood_close_after=3

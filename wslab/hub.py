@@ -27,6 +27,7 @@ Logs (INFO, on ``wslab.hub``): ``connection opened`` (connection_id, remote, use
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import json
@@ -279,6 +280,7 @@ class Hub:
             self.server = await self._listen()
             self._bound_port = self.server.port
             self.stalls.start()
+            self._m.loop = asyncio.get_running_loop()
         except BaseException:
             for undo in reversed(started):
                 with contextlib.suppress(Exception):

@@ -7,7 +7,7 @@ the hub increments; the label folding (:func:`close_code_label`, :func:`auth_fai
 lives here with them so that no label can take unbounded values.
 
 ``/metrics`` (all ``wslab_`` unless noted): ``build_info{version,python,engine}``,
-``open_connections``, ``connections_total``, ``websocket_messages_total{direction}``,
+``open_connections``, ``asyncio_tasks``, ``connections_total``, ``websocket_messages_total{direction}``,
 ``websocket_bytes_total{direction}``, ``websocket_frames_total{direction}`` (wslab's engine
 only: ``websockets`` keeps its frames to itself, and its ``out`` bytes are payloads),
 ``close_codes_total{direction,code}``, ``handshakes_refused_total{reason}``,
@@ -20,6 +20,7 @@ for them.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import platform
 from typing import Any
@@ -107,6 +108,8 @@ class HubMetrics:
         self.chat = chat
         self.broker = broker
         self.traffic = traffic
+        #: The loop the hub runs in, set when it starts: its tasks are counted when scraped.
+        self.loop: asyncio.AbstractEventLoop | None = None
         self._declare()
 
     def _declare(self) -> None:
@@ -120,6 +123,11 @@ class HubMetrics:
         m.gauge(
             "open_connections", "WebSocket connections authenticated and open now"
         ).set_function(lambda: len(self.manager))
+        # A task that outlives its connection is a leak a soak run must see: counted when
+        # scraped, from the loop's own set (the hub's tasks and anything else in its loop).
+        m.gauge(
+            "asyncio_tasks", "Tasks alive in the hub's event loop (the hub's and any other)"
+        ).set_function(lambda: len(asyncio.all_tasks(self.loop)) if self.loop else 0)
         m.gauge("retry_queue", "Messages waiting for the store to come back").set_function(
             lambda: len(self.chat.retry)
         )
