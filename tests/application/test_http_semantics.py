@@ -1,7 +1,8 @@
 """The hub's plain HTTP side against RFC 9110/9112, one rule per test, over real sockets.
 
 Each request is written raw (the rules are about bytes a normal client never sends), the reply
-read to the end of the stream (the hub closes after each answer).
+read to the end of the stream (the hub closes after each answer). Every rule is checked on both
+engines.
 """
 
 from __future__ import annotations
@@ -12,7 +13,13 @@ import pytest
 
 from wslab.hub import Hub
 
-from .conftest import WAIT
+from .conftest import WAIT, StartHub
+
+
+@pytest.fixture(params=["wslab", "websockets"])
+async def hub(start_hub: StartHub, request: pytest.FixtureRequest) -> Hub:
+    """One hub on each engine: the rules are the hub's, whichever engine reads the bytes."""
+    return await start_hub(engine=request.param)
 
 
 async def raw(hub: Hub, data: bytes) -> tuple[int, dict[str, str], bytes]:

@@ -27,7 +27,7 @@ from websockets.http11 import Response as WsResponse
 from wslab.foundation import handshake
 from wslab.foundation.codes import CloseCode
 from wslab.foundation.errors import HandshakeError, InvalidUpgrade
-from wslab.foundation.http import Headers, Request, reason_phrase
+from wslab.foundation.http import Headers, Request, RequestParser, reason_phrase, require_host
 from wslab.infrastructure.connection import ConnectionLimits
 from wslab.infrastructure.events import NULL_EVENT_LOG, EventLog
 from wslab.infrastructure.server import (
@@ -50,13 +50,63 @@ _OWNERS: weakref.WeakKeyDictionary[WsServer, WebsocketsServer] = weakref.WeakKey
 
 
 class _ServerConnection(_Hooks, ServerConnection):
-    """``websockets``' server connection with our hooks."""
+    """``websockets``' server connection with our hooks, and our HTTP rules in front.
+
+    ``websockets`` parses only what a WebSocket handshake needs: it lets nothing but GET
+    through, and it drops the connection without an answer on a method it does not know or a
+    bare-LF line end. The head of each request is read by wslab's own strict parser first
+    (:class:`~wslab.foundation.http.RequestParser`, the one wslab's engine uses), so that the
+    hub answers HTTP by RFC 9110/9112 on either engine: a malformed head is refused with its
+    status, a plain request other than GET (HEAD, POST...) is answered by the server's
+    ``http_handler``, and only a GET goes on to ``websockets``, bytes unchanged.
+    """
+
+    _gate: RequestParser | None = None
+    _refused = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
+        self._gate = RequestParser()
         owner = _OWNERS.get(self.server)
         if owner is not None:
             owner._unwrapped.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        gate = self._gate
+        if gate is None:
+            if not self._refused:
+                super().data_received(data)
+            return
+        try:
+            request = gate.feed(data)
+            if request is not None:
+                require_host(request)
+        except HandshakeError as error:
+            self._gate, self._refused = None, True
+            owner = _OWNERS.get(self.server)
+            if owner is not None:
+                owner.refused(error, address(self.transport.get_extra_info("peername")))
+            self.transport.write(handshake.reject(error))
+            self.transport.close()
+            return
+        if request is None:
+            return
+        self._gate = None
+        if request.method == "GET":
+            super().data_received(gate.head + gate.leftover)
+            return
+        self._refused = True  # answered here: websockets never sees this request
+        owner = _OWNERS.get(self.server)
+        if owner is None:
+            self.transport.close()
+            return
+        owner._track(asyncio.ensure_future(self._answer_plain(owner, request)))
+
+    async def _answer_plain(self, owner: WebsocketsServer, request: Request) -> None:
+        response = await owner.answer_http(request)
+        if not self.transport.is_closing():
+            self.transport.write(response.encode(head=request.method == "HEAD"))
+            self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
