@@ -223,3 +223,15 @@ def test_a_throttle_needs_a_positive_rate() -> None:
 
     with pytest.raises(ConfigError):
         ThrottledLog(get_logger("test.zero"), per_second=0)
+
+
+@pytest.mark.parametrize(
+    "created", [0.0, 1.9999996, 1_700_000_000.0004999, 1_700_000_000.9995, 1_700_000_000.9999995]
+)
+def test_timestamps_read_as_datetime_writes_them(created: float) -> None:
+    from datetime import datetime, timezone
+
+    from wslab.infrastructure.logs import _Timestamps
+
+    expected = datetime.fromtimestamp(created, tz=timezone.utc).isoformat(timespec="milliseconds")
+    assert _Timestamps().format(created) == expected.replace("+00:00", "Z")

@@ -40,7 +40,6 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from datetime import datetime, timezone
 from types import MappingProxyType
 from typing import IO, Any
 
@@ -198,13 +197,47 @@ class _ContextFilter(logging.Filter):
         return True
 
 
+# What _record_fields skips: one set, one lookup per attribute of the record.
+_NOT_FIELDS = _RECORD_ATTRS | _RESERVED
+
+
 def _record_fields(record: logging.LogRecord) -> dict[str, Any]:
     """Context fields, then ``extra=`` fields, of one record (reserved keys never overwritten)."""
     fields = dict(getattr(record, "wslab_context", None) or _context.get())
     for key, value in record.__dict__.items():
-        if key not in _RECORD_ATTRS and key not in _RESERVED:
+        if key not in _NOT_FIELDS:
             fields[key] = value
     return fields
+
+
+class _Timestamps:
+    """ISO 8601 UTC with milliseconds (``2024-05-01T12:00:00.123Z``), as ``datetime`` writes it.
+
+    The date and time up to the second are formatted once per second: a hub logging a line per
+    new connection formats the same second hundreds of times.
+    """
+
+    __slots__ = ("_second", "_text")
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._text = ""
+
+    def format(self, created: float) -> str:
+        # datetime.fromtimestamp rounds to the microsecond (half to even), isoformat then
+        # truncates to the millisecond: the same here, so lines read exactly as before.
+        fraction, whole = math.modf(created)
+        second, micros = int(whole), round(fraction * 1e6)
+        if micros >= 1_000_000:
+            second, micros = second + 1, micros - 1_000_000
+        if second != self._second:
+            self._text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._second = second
+        return f"{self._text}.{micros // 1000:03d}Z"
+
+
+# One encoder for every line: json.dumps with options builds a new one per call.
+_ENCODER = _json.JSONEncoder(default=str, ensure_ascii=False)
 
 
 def _exc_field(exc_info: Any) -> dict[str, str]:
@@ -228,10 +261,13 @@ class JsonFormatter(logging.Formatter):
     Values JSON cannot encode are written as ``str(value)``: a log line must never fail.
     """
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._timestamps = _Timestamps()
+
     def format(self, record: logging.LogRecord) -> str:
-        ts = datetime.fromtimestamp(record.created, tz=timezone.utc)
         line: dict[str, Any] = {
-            "ts": ts.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "ts": self._timestamps.format(record.created),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
@@ -241,7 +277,7 @@ class JsonFormatter(logging.Formatter):
             line["exc"] = _exc_field(record.exc_info)
         if record.stack_info:
             line["stack"] = record.stack_info
-        return _json.dumps(line, default=str, ensure_ascii=False)
+        return _ENCODER.encode(line)
 
 
 class TextFormatter(logging.Formatter):
