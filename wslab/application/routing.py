@@ -308,10 +308,13 @@ class ChannelFamily:
     async def _subscribe(self, keys: set[str]) -> None:
         if not keys:
             return
-        # Concurrent: n new rooms in one pass cost one round trip, not n.
-        await asyncio.gather(
-            *(self.broker.subscribe(self.prefix + key, self._handler) for key in keys)
-        )
+        if len(keys) == 1:  # the usual pass (one new member): no task to gather
+            await self.broker.subscribe(self.prefix + next(iter(keys)), self._handler)
+        else:
+            # Concurrent: n new rooms in one pass cost one round trip, not n.
+            await asyncio.gather(
+                *(self.broker.subscribe(self.prefix + key, self._handler) for key in keys)
+            )
         self.active |= keys
 
     async def close(self) -> None:
