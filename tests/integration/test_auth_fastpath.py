@@ -133,3 +133,14 @@ def test_never_accepts_what_pyjwt_refuses(
         token = token[:flip] + swap + token[flip + 1 :]
     _agrees(token)
     _agrees(token, issuer="me")
+
+
+def test_only_headers_of_tokens_signed_with_the_key_are_remembered() -> None:
+    fast = HmacFastPath(SECRET, ("HS256",), ["exp", "sub"], None, None)
+    forged = _token({"alg": "HS256", "typ": "x"}, GOOD, OTHER)
+    assert fast.claims(forged) is None and not fast._headers
+    assert fast.claims(_token({"alg": "HS256", "typ": "JWT"}, GOOD)) == GOOD
+    assert len(fast._headers) == 1
+    for i in range(40):  # bounded: past the limit, headers are read each time, as before
+        assert fast.claims(_token({"alg": "HS256", "typ": f"t{i}"}, GOOD)) == GOOD
+    assert len(fast._headers) == 16

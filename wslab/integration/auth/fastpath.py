@@ -56,11 +56,19 @@ def _segment(text: str) -> bytes | None:
 
 
 def _json_object(raw: bytes) -> dict[str, Any] | None:
+    # As UTF-8 text: pyjwt hands json.loads the bytes, which also reads UTF-16/32 - such a
+    # token fails here (not UTF-8, or NULs json refuses) and goes the full way.
     try:
-        value = json.loads(raw)
+        value = json.loads(raw.decode("utf-8"))
     except (ValueError, RecursionError):
         return None
     return value if isinstance(value, dict) else None
+
+
+#: Header segments already read (a verifier sees the same one or two, from its issuers) -> the
+#: algorithm they name. Only for tokens whose signature matched, so nobody without the key can
+#: fill it; bounded, and when full it is simply not added to.
+_HEADER_CACHE_SIZE = 16
 
 
 class HmacFastPath:
@@ -70,7 +78,7 @@ class HmacFastPath:
     claims that must be present and not null, ``issuer`` the one ``iss`` must equal (or None).
     """
 
-    __slots__ = ("_audience", "_issuer", "_macs", "_required")
+    __slots__ = ("_audience", "_headers", "_issuer", "_macs", "_required")
 
     def __init__(
         self,
@@ -85,6 +93,7 @@ class HmacFastPath:
         self._required = tuple(required)
         self._issuer = issuer
         self._audience = audience
+        self._headers: dict[str, str] = {}
 
     def claims(self, token: str) -> dict[str, Any] | None:
         """The claims of ``token`` (a compact JWS of the URL-safe alphabet), or None."""
@@ -92,15 +101,13 @@ class HmacFastPath:
             return None
         head, _, rest = token.partition(".")
         body, _, sig = rest.partition(".")
-        header_raw = _segment(head)
-        if header_raw is None:
-            return None
-        header = _json_object(header_raw)
-        if header is None or not _HEADER_KEYS.issuperset(header):
-            return None
-        mac = self._macs.get(header.get("alg"))  # type: ignore[arg-type]
-        if mac is None:
-            return None
+        alg = self._headers.get(head)
+        known = alg is not None
+        if alg is None:
+            alg = self._algorithm(head)
+            if alg is None:
+                return None
+        mac = self._macs[alg]
         signature = _segment(sig)
         payload_raw = _segment(body)
         if signature is None or payload_raw is None:
@@ -109,6 +116,8 @@ class HmacFastPath:
         mac.update(token[: len(head) + 1 + len(body)].encode("ascii"))
         if not hmac.compare_digest(signature, mac.digest()):
             return None
+        if not known and len(self._headers) < _HEADER_CACHE_SIZE:
+            self._headers[head] = alg
         claims = _json_object(payload_raw)
         if claims is None or "aud" in claims:
             return None
@@ -120,3 +129,12 @@ class HmacFastPath:
         if "jti" in claims and not isinstance(claims["jti"], str):
             return None
         return claims
+
+    def _algorithm(self, head: str) -> str | None:
+        """The allowed algorithm a header segment names, if it has no other parameter but typ."""
+        raw = _segment(head)
+        header = _json_object(raw) if raw is not None else None
+        if header is None or not _HEADER_KEYS.issuperset(header):
+            return None
+        alg = header.get("alg")
+        return alg if isinstance(alg, str) and alg in self._macs else None
