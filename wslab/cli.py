@@ -262,6 +262,7 @@ def _is_loopback(host: str) -> bool:
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     from wslab.hub import Hub  # here, so that a broken install fails as an error of `serve`
+    from wslab.infrastructure.gc_tuning import tune_for_serving
     from wslab.infrastructure.logs import configure_logging
 
     config = _load_config(args, "wslab serve")
@@ -283,6 +284,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             if failure is None:
                 raise
             raise failure from exc
+        tune_for_serving()  # start-up is over and this process is the hub's alone
         lines = [f"wslab serve: hub {hub.hub_id} on {hub.url}  (WebSocket {hub.ws_url})"]
         shown = config.to_dict()  # passwords in URLs redacted
         lines.append(

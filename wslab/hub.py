@@ -56,7 +56,7 @@ from wslab.infrastructure.engines import serve
 from wslab.infrastructure.events import EventKind, EventLog
 from wslab.infrastructure.fairness import LoopStallWatch
 from wslab.infrastructure.heartbeat import HeartbeatMonitor
-from wslab.infrastructure.logs import ThrottledLog, bind
+from wslab.infrastructure.logs import ThrottledLog, bind, log_line
 from wslab.infrastructure.manager import ConnectionManager
 from wslab.infrastructure.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from wslab.infrastructure.metrics import Metrics
@@ -80,6 +80,7 @@ log = logging.getLogger("wslab.hub")
 
 #: Lines per second for refused handshakes and refused tokens (each throttled on its own).
 REFUSAL_LOG_RATE = 10
+
 
 def _refusal(error: HandshakeError, reason: str) -> HandshakeError:
     """Tag a refusal with its ``reason`` label, read back when the engine refuses the upgrade."""
@@ -521,9 +522,11 @@ class Hub:
     def _session_opened(self, connection: Connection, session: Session) -> None:
         """An authenticated session starts: count it, log it, log its end when it comes."""
         self._m.connections_total.inc()
-        log.info(
+        log_line(
+            log,
+            logging.INFO,
             "connection opened",
-            extra={
+            {
                 "connection_id": connection.id,
                 "remote": _remote(connection),
                 "user_id": session.user_id,
@@ -589,9 +592,11 @@ class Hub:
             code, reason = sent
         else:
             code, reason = connection.close_code, connection.close_reason
-        log.info(
+        log_line(
+            log,
+            logging.INFO,
             "connection closed",
-            extra={
+            {
                 "connection_id": connection.id,
                 "remote": _remote(connection),
                 "user_id": user_id,
@@ -637,5 +642,3 @@ class Hub:
     def __repr__(self) -> str:
         state = "running" if self._started else "stopped"
         return f"<Hub {self.hub_id} {state} {self.url} engine={self.config.engine}>"
-
-

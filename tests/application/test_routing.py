@@ -261,3 +261,30 @@ async def test_a_member_arriving_while_the_family_narrows_is_subscribed(
     await wait_until(lambda: not family.wide, what="narrow")
     assert room_subscriptions(a) == {"room:r0", "room:late0", "room:late1"}
     assert all(family.covered(k) for k in family.refs)
+
+
+async def test_members_leaving_while_their_channel_is_subscribed_leave_no_subscription(
+    make_broker: Any,
+) -> None:
+    """Passes look only at the keys that changed; a key whose last member left while its
+    subscription was under way is still unsubscribed, through switches both ways too."""
+    broker = await make_broker("a")
+    family = ChannelFamily(broker, "room:", Inbox(), limit=8)
+    for round_ in range(3):
+        joins = [asyncio.ensure_future(family.acquire(f"k{i}")) for i in range(12)]
+        await asyncio.sleep(0)  # the pass is under way
+        for i in range(0, 12, 2):
+            family.release(f"k{i}")  # before its subscription is confirmed
+        await asyncio.gather(*joins)
+        kept = {f"room:k{i}" for i in range(1, 12, 2)}
+        await wait_until(
+            lambda kept=kept: family.wide or room_subscriptions(broker) == kept,
+            what=f"round {round_}: only the members' channels",
+        )
+        for i in range(1, 12, 2):
+            family.release(f"k{i}")
+        await wait_until(
+            lambda: not family.wide and room_subscriptions(broker) == set(),
+            what=f"round {round_}: nothing left",
+        )
+    assert family.status()["keys"] == 0

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from wslab.foundation import http
 from wslab.foundation.errors import HandshakeError, InvalidHandshakeResponse, InvalidUpgrade
 from wslab.foundation.http import (
     DEFAULT_MAX_HEAD_SIZE,
@@ -407,3 +410,40 @@ def test_random_bytes_give_a_response_none_or_a_handshake_error(data: bytes, chu
                 break
     except InvalidHandshakeResponse:
         pass
+
+
+_LINE_CHARS = st.sampled_from(["a", "Z", "-", ":", " ", "\t", "\r", "\x01", "\x7f", "(", "é", "~"])
+
+
+@given(lines=st.lists(st.text(_LINE_CHARS, max_size=8), min_size=1, max_size=5))
+def test_the_one_match_fast_path_reads_heads_as_the_line_by_line_checks(
+    lines: list[str],
+) -> None:
+    """A head the single header-block match accepts gives what the per-line checks give."""
+    raw = ("GET / HTTP/1.1\r\n" + "\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
+
+    def parse() -> object:
+        try:
+            request = RequestParser().feed(raw)
+        except HandshakeError as error:
+            return ("error", error.message, error.status)
+        assert request is not None
+        return request.headers.items()
+
+    fast = parse()
+    saved = http._HEADER_BLOCK
+    http._HEADER_BLOCK = re.compile(r"(?!)")  # never matches: every line checked on its own
+    try:
+        assert parse() == fast
+    finally:
+        http._HEADER_BLOCK = saved
+
+
+def test_header_lookups_ignore_case_and_keep_spelling() -> None:
+    headers = (
+        RequestParser()
+        .feed(b"GET / HTTP/1.1\r\nHOST: a\r\nx-Thing: 1\r\nX-THING:2\r\n\r\n")
+        .headers
+    )  # type: ignore[union-attr]
+    assert headers.get("host") == "a" and headers.get_all("X-Thing") == ["1", "2"]
+    assert list(headers) == ["HOST", "x-Thing", "X-THING"]

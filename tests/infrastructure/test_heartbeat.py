@@ -443,3 +443,21 @@ async def test_a_heartbeat_due_while_closing_ends_quietly(
         await monitor.close()
     assert monitor.watched == 0
     assert not [r for r in caplog.records if r.name == "wslab.heartbeat"]
+
+
+async def test_many_connections_share_the_wheel_and_leave_nothing_behind() -> None:
+    """Every watched connection is pinged and answers, the wheel holds each beat at most once,
+    and once they are gone it holds nothing (its single loop timer included)."""
+    async with running_hub() as hub:
+        clients = [await connect(hub.server.url) for _ in range(30)]
+        await hub.wait_for(lambda: hub.monitor.watched == 30, "30 watched")
+        ids = list(hub.server.connections)
+        for connection_id in ids:
+            await hub.wait_pongs(connection_id, 2)
+        monitor = hub.monitor
+        assert sum(len(beats) for beats in monitor._slots.values()) <= 30
+        assert monitor.dead_peers == 0
+        for client in clients:
+            await client.close()
+        await hub.wait_for(lambda: monitor.watched == 0, "every heartbeat stopped")
+        await hub.wait_for(lambda: not monitor._slots, "the wheel emptied")

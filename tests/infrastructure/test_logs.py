@@ -223,3 +223,59 @@ def test_a_throttle_needs_a_positive_rate() -> None:
 
     with pytest.raises(ConfigError):
         ThrottledLog(get_logger("test.zero"), per_second=0)
+
+
+@pytest.mark.parametrize(
+    "created", [0.0, 1.9999996, 1_700_000_000.0004999, 1_700_000_000.9995, 1_700_000_000.9999995]
+)
+def test_timestamps_read_as_datetime_writes_them(created: float) -> None:
+    from datetime import datetime, timezone
+
+    from wslab.infrastructure.logs import _Timestamps
+
+    expected = datetime.fromtimestamp(created, tz=timezone.utc).isoformat(timespec="milliseconds")
+    assert _Timestamps().format(created) == expected.replace("+00:00", "Z")
+
+
+def _without_ts(buffer: io.StringIO) -> list[str]:
+    """Each line with its timestamp cut out (the two ways log at different instants)."""
+    return [line.split('"level"', 1)[1] for line in buffer.getvalue().splitlines()]
+
+
+def test_log_line_writes_what_the_record_would_have_been_formatted_into(
+    stream: io.StringIO,
+) -> None:
+    from wslab.infrastructure.logs import log_line
+
+    log = get_logger("wslab.hub")
+    fields = {"connection_id": "c1", "remote": "127.0.0.1:9", "code": None, "odd": {1, 2}}
+    with log_context(user_id="u1", connection_id="ctx"):
+        log.info("connection opened", extra=fields)
+        log_line(log, logging.INFO, "connection opened", fields)
+        log_line(log, logging.DEBUG, "50% done é", {"n": 1})
+        log.debug("50% done é", extra={"n": 1})
+    slow, fast, fast2, slow2 = _without_ts(stream)
+    assert fast == slow and fast2 == slow2
+    first = lines(stream)[1]
+    assert list(first)[:4] == ["ts", "level", "logger", "message"]
+    assert first["ts"].endswith("Z") and first["connection_id"] == "c1"
+
+
+def test_log_line_is_logger_log_wherever_another_handler_listens(
+    stream: io.StringIO, caplog: pytest.LogCaptureFixture
+) -> None:
+    from wslab.infrastructure.logs import log_line
+
+    log = get_logger("wslab.hub")
+    extra = logging.StreamHandler(io.StringIO())
+    logging.getLogger("wslab").addHandler(extra)  # an application's own handler
+    try:
+        log_line(log, logging.INFO, "connection opened", {"user_id": "u1"})
+    finally:
+        logging.getLogger("wslab").removeHandler(extra)
+    assert "connection opened" in extra.stream.getvalue()
+    assert lines(stream)[0]["user_id"] == "u1"
+    log_line(log, logging.INFO, "skipped", {"ts": "mine"})  # a key the line reserves: skipped
+    assert lines(stream)[1]["ts"] != "mine"
+    with pytest.raises(KeyError):  # one a record reserves: refused, as logger.log refuses it
+        log_line(log, logging.INFO, "refused", {"message": "clash"})

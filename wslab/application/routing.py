@@ -142,6 +142,10 @@ class ChannelFamily:
         self.refs: dict[str, int] = {}
         self.active: set[str] = set()  # keys whose channel subscription is confirmed
         self.wide = False  # the prefix subscription is active instead
+        # Keys whose membership changed since the last pass, while per-channel: a pass looks at
+        # these, not at every key (a hub with 5,000 users would copy them all per connection).
+        # Emptied by every pass, so it holds at most the keys touched in between.
+        self._dirty: set[str] = set()
         self.switches = 0
         self.seen = SeqFilter()
         self._overlap_until = 0.0  # loop time; math.inf while a switch is under way
@@ -167,6 +171,8 @@ class ChannelFamily:
     async def acquire(self, key: str) -> None:
         """One more local member of ``key``; returns once its channel is subscribed."""
         self.refs[key] = self.refs.get(key, 0) + 1
+        if not self.wide:
+            self._dirty.add(key)
         if not self.covered(key) and not self._closed:
             # shield: a cancelled join must not cancel the pass the other joins wait for.
             await asyncio.shield(self._kick())
@@ -178,6 +184,9 @@ class ChannelFamily:
             self.refs[key] = count
             return
         self.refs.pop(key, None)
+        if not self.wide:
+            # Even when not yet subscribed: a pass may be subscribing it right now.
+            self._dirty.add(key)
         if not self._closed and (key in self.active or self.wide):
             self._kick()
 
@@ -206,8 +215,15 @@ class ChannelFamily:
             fut.set_result(None)
 
     async def _apply(self) -> None:
+        if self.wide and len(self.refs) > self.limit // 2:
+            return  # the prefix covers everyone: a pass per new member must not copy them all
+        if not self.wide and len(self.refs) <= self.limit:
+            await self._apply_changes()
+            return
+        # A switch: it looks at every key, so what was dirty is covered.
+        self._dirty.clear()
         want = set(self.refs)
-        if not self.wide and len(want) > self.limit:
+        if not self.wide:
             # Catch-all first, then drop the channels: no moment where a room is not covered.
             self._begin_overlap()
             try:
@@ -223,8 +239,6 @@ class ChannelFamily:
                 self._end_overlap()
             return
         if self.wide:
-            if len(want) > self.limit // 2:
-                return
             self._begin_overlap()
             try:
                 await self._subscribe(want)
@@ -239,11 +253,24 @@ class ChannelFamily:
                 await self.broker.unsubscribe_prefix(self.prefix, self._handler)
             finally:
                 self._end_overlap()
-            return
-        await self._subscribe(want - self.active)
-        for key in sorted(self.active - want):
-            self.active.discard(key)
-            await self.broker.unsubscribe(self.prefix + key, self._handler)
+            # Members who left during the switch were not tracked (the prefix covered them):
+            # their channels go in the next pass.
+            stale = self.active - self.refs.keys()
+            if stale:
+                self._dirty |= stale
+                self._kick()
+
+    async def _apply_changes(self) -> None:
+        """A per-channel pass: subscribe and unsubscribe the keys that changed since the last."""
+        dirty, self._dirty = self._dirty, set()
+        try:
+            await self._subscribe({key for key in dirty if key in self.refs} - self.active)
+            for key in sorted(key for key in dirty if key not in self.refs and key in self.active):
+                self.active.discard(key)
+                await self.broker.unsubscribe(self.prefix + key, self._handler)
+        except BaseException:
+            self._dirty |= dirty  # the next pass retries them (checking each again is harmless)
+            raise
 
     def _begin_overlap(self) -> None:
         self.seen.clear()
@@ -281,10 +308,13 @@ class ChannelFamily:
     async def _subscribe(self, keys: set[str]) -> None:
         if not keys:
             return
-        # Concurrent: n new rooms in one pass cost one round trip, not n.
-        await asyncio.gather(
-            *(self.broker.subscribe(self.prefix + key, self._handler) for key in keys)
-        )
+        if len(keys) == 1:  # the usual pass (one new member): no task to gather
+            await self.broker.subscribe(self.prefix + next(iter(keys)), self._handler)
+        else:
+            # Concurrent: n new rooms in one pass cost one round trip, not n.
+            await asyncio.gather(
+                *(self.broker.subscribe(self.prefix + key, self._handler) for key in keys)
+            )
         self.active |= keys
 
     async def close(self) -> None:

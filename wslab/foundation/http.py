@@ -62,6 +62,10 @@ _FIELD_VALUE = re.compile(r"[\t\x20-\x7e]*")
 _REQUEST_LINE = re.compile(r"(" + _TOKEN.pattern + r") ([\x21-\x7e]+) HTTP/(\d)\.(\d)")
 # RFC 9110 15: a status code outside 100..599 is invalid (not one we could act on).
 _STATUS_LINE = re.compile(r"HTTP/1\.\d ([1-5]\d\d)(?: ([\t\x20-\x7e]*))?")
+# Every header line of a head at once, each as the checks of _split_head's loop want it.
+_HEADER_BLOCK = re.compile(
+    _TOKEN.pattern + r":[\t\x20-\x7e]*(?:\r\n" + _TOKEN.pattern + r":[\t\x20-\x7e]*)*"
+)
 _END_OF_HEAD = b"\r\n\r\n"
 _BARE_LF = re.compile(rb"(?<!\r)\n")
 
@@ -89,10 +93,12 @@ class Headers:
     a serialized head.
     """
 
+    # Each field keeps its lower-cased name too: a handshake looks fields up a dozen times, and
+    # lower-casing every name on every lookup was most of what those lookups cost.
     __slots__ = ("_fields",)
 
     def __init__(self, fields: HeaderItems = ()) -> None:
-        self._fields: list[tuple[str, str]] = []
+        self._fields: list[tuple[str, str, str]] = []
         for name, value in _pairs(fields):
             self.add(name, value)
 
@@ -103,20 +109,20 @@ class Headers:
             raise ValueError(f"invalid header name: {name!r}")
         if not _FIELD_VALUE.fullmatch(value):
             raise ValueError(f"invalid character in the value of header {name}")
-        self._fields.append((name, value))
+        self._fields.append((name, _lower(name), value))
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """The first value of field ``name``, or ``default`` if it is absent."""
-        lname = name.lower()
-        for key, value in self._fields:
-            if key.lower() == lname:
+        lname = _lower(name)
+        for _, key, value in self._fields:
+            if key == lname:
                 return value
         return default
 
     def get_all(self, name: str) -> list[str]:
         """Every value of field ``name``, in order (an empty list if it is absent)."""
-        lname = name.lower()
-        return [value for key, value in self._fields if key.lower() == lname]
+        lname = _lower(name)
+        return [value for _, key, value in self._fields if key == lname]
 
     def tokens(self, name: str) -> list[str]:
         """The comma-separated elements of every ``name`` field (``Connection: keep-alive, Upgrade``).
@@ -134,7 +140,7 @@ class Headers:
 
     def items(self) -> list[tuple[str, str]]:
         """Every ``(name, value)`` field, in order, names as they were added."""
-        return list(self._fields)
+        return [(name, value) for name, _, value in self._fields]
 
     def __getitem__(self, name: str) -> str:
         value = self.get(name)
@@ -146,7 +152,7 @@ class Headers:
         return isinstance(name, str) and self.get(name) is not None
 
     def __iter__(self) -> Iterator[str]:
-        return (name for name, _ in self._fields)
+        return (name for name, _, _ in self._fields)
 
     def __len__(self) -> int:
         return len(self._fields)
@@ -154,14 +160,28 @@ class Headers:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Headers):
             return NotImplemented
-        return [(k.lower(), v) for k, v in self._fields] == [
-            (k.lower(), v) for k, v in other._fields
-        ]
+        return [(k, v) for _, k, v in self._fields] == [(k, v) for _, k, v in other._fields]
 
     # Defining __eq__ alone leaves __hash__ None: headers are mutable, so not hashable.
 
     def __repr__(self) -> str:
-        return f"Headers({self._fields!r})"
+        return f"Headers({self.items()!r})"
+
+
+#: Lower-cased header names, shared: every request spells the same few dozen names, so each
+#: connection's headers point at one string per name instead of a copy. Bounded (names come
+#: from peers): past the limit, names are lower-cased without being remembered.
+_LOWER: dict[str, str] = {}
+_LOWER_LIMIT = 512
+
+
+def _lower(name: str) -> str:
+    lowered = _LOWER.get(name)
+    if lowered is None:
+        lowered = name.lower()
+        if len(_LOWER) < _LOWER_LIMIT:
+            _LOWER[name] = lowered
+    return lowered
 
 
 #: Anything that can describe header fields: a Headers, a dict, or ``(name, value)`` pairs.
@@ -261,6 +281,15 @@ class _HeadParser:
         if len(lines) > self.max_headers:
             raise self.error(f"more than {self.max_headers} header fields", status=431)
         headers = Headers()
+        if lines and _HEADER_BLOCK.fullmatch(text, len(start_line) + 2):
+            # The common case: one match checks every line as the loop below would (a token
+            # right before the colon, a value of visible ASCII, SP and HTAB; no line starting
+            # with whitespace), so the fields go in without checking each one again.
+            fields = headers._fields
+            for line in lines:
+                name, _, value = line.partition(":")
+                fields.append((name, _lower(name), value.strip(" \t")))
+            return start_line, headers
         for line in lines:
             # These checks mirror Headers.add, but raise the HTTP error the peer should get.
             if line[:1] in (" ", "\t"):

@@ -9,6 +9,13 @@ pong_timeout`` after the peer's last pong (plus one scheduling tick).
 The decision is pure (:class:`HeartbeatTimer`: times in, verdicts out, so a notebook can drive it
 with a fake clock); :class:`HeartbeatMonitor` runs one timer per connection on the event loop and
 acts on the verdicts: a ping, or closing the connection with 1011.
+
+The monitor's checks sit on a timer wheel, not one loop timer each: slots of
+:data:`TICKS_PER_PERIOD`-ths of the shorter of the two periods, one loop timer for the earliest
+slot. Watching a connection puts it in a slot (a set insertion) instead of creating a
+``TimerHandle`` and pushing it on the loop's heap, which a hub accepting thousands of
+connections paid for each; and the checks due together run in one callback. A check runs at
+most one slot late, never early (the timer decides, and says "wait" to a check that came early).
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,7 +35,11 @@ from wslab.foundation.state import ConnectionState
 from .connection import Connection
 from .events import NULL_EVENT_LOG, EventKind, EventLog
 
-__all__ = ["HeartbeatAction", "HeartbeatMonitor", "HeartbeatTimer"]
+__all__ = ["TICKS_PER_PERIOD", "HeartbeatAction", "HeartbeatMonitor", "HeartbeatTimer"]
+
+#: Slots of the timer wheel per ``min(ping_interval, pong_timeout)``: a ping or a verdict comes
+#: at most this fraction of that period late (0.5 s with the defaults of 20 s and 10 s).
+TICKS_PER_PERIOD = 20
 
 log = logging.getLogger("wslab.heartbeat")
 
@@ -102,14 +114,15 @@ RttObserver = Callable[[Connection, float], None]
 
 
 class _Beat:
-    """One watched connection: its timer, the scheduled check, the ping waiting for its pong."""
+    """One watched connection: its timer, the wheel slot of its check, the ping waiting for its
+    pong."""
 
-    __slots__ = ("connection", "handle", "pong", "timer")
+    __slots__ = ("connection", "pong", "slot", "timer")
 
     def __init__(self, connection: Connection, timer: HeartbeatTimer) -> None:
         self.connection = connection
         self.timer = timer
-        self.handle: asyncio.TimerHandle | None = None
+        self.slot: int | None = None
         self.pong: asyncio.Future[float] | None = None
 
 
@@ -120,9 +133,10 @@ class HeartbeatMonitor:
     hears of a heartbeat check that failed (it is also logged). A dead peer gets
     a close frame with 1011 and its TCP connection is closed (aborted if even that cannot go out).
 
-    No task per connection: each has one timer handle on the loop (the next ping, or the pong's
-    deadline) and a callback on its ping's future — a few hundred bytes instead of a task, its
-    coroutine frame and its sleeps, which matters at 10,000 idle connections.
+    No task and no loop timer per connection: each sits in one slot of the monitor's timer
+    wheel (the next ping, or the pong's deadline) and has a callback on its ping's future — a
+    few hundred bytes instead of a task, its coroutine frame and its sleeps, which matters at
+    10,000 idle connections.
     """
 
     def __init__(
@@ -147,6 +161,13 @@ class HeartbeatMonitor:
         self.clock = clock
         self._beats: dict[str, _Beat] = {}
         self.dead_peers = 0
+        #: The wheel: slot -> the beats whose check is due in it (slot ``k`` ends at loop time
+        #: ``k * _tick``). Holds each watched beat at most once: bounded by the watched.
+        self._tick = min(ping_interval, pong_timeout) / TICKS_PER_PERIOD
+        self._slots: dict[int, set[_Beat]] = {}
+        self._wakeup: asyncio.TimerHandle | None = None
+        self._wakeup_slot: int | None = None
+        self._turning = False  # _turn sets the next wakeup itself, once, when it is done
 
     @property
     def watched(self) -> int:
@@ -166,21 +187,67 @@ class HeartbeatMonitor:
     def unwatch(self, connection: Connection) -> None:
         """Stop the heartbeat of ``connection``."""
         beat = self._beats.pop(connection.id, None)
-        if beat is not None and beat.handle is not None:
-            beat.handle.cancel()
+        if beat is not None:
+            self._unschedule(beat)
 
     async def close(self) -> None:
         """Stop every heartbeat."""
-        for beat in self._beats.values():
-            if beat.handle is not None:
-                beat.handle.cancel()
         self._beats.clear()
+        self._slots.clear()
+        if self._wakeup is not None:
+            self._wakeup.cancel()
+        self._wakeup = self._wakeup_slot = None
+
+    # -- the wheel --
 
     def _schedule(self, beat: _Beat) -> None:
-        if beat.handle is not None:
-            beat.handle.cancel()
-        wait = beat.timer.next_check(self.clock())
-        beat.handle = asyncio.get_running_loop().call_later(wait, self._check, beat)
+        """Put ``beat``'s next check in the slot its timer's deadline falls in."""
+        self._unschedule(beat)
+        loop = asyncio.get_running_loop()
+        due = loop.time() + beat.timer.next_check(self.clock())
+        slot = math.ceil(due / self._tick)  # the slot that ends at or after the deadline
+        beat.slot = slot
+        members = self._slots.get(slot)
+        if members is None:
+            self._slots[slot] = {beat}
+            if not self._turning and (self._wakeup_slot is None or slot < self._wakeup_slot):
+                self._wake_at(loop, slot)
+        else:
+            members.add(beat)
+
+    def _unschedule(self, beat: _Beat) -> None:
+        if beat.slot is None:
+            return
+        members = self._slots.get(beat.slot)
+        if members is not None:
+            members.discard(beat)
+            if not members:
+                del self._slots[beat.slot]  # the wakeup, if for this slot, finds nothing: fine
+        beat.slot = None
+
+    def _wake_at(self, loop: asyncio.AbstractEventLoop, slot: int) -> None:
+        if self._wakeup is not None:
+            self._wakeup.cancel()
+        self._wakeup_slot = slot
+        self._wakeup = loop.call_at(slot * self._tick, self._turn)
+
+    def _turn(self) -> None:
+        """The wheel's timer: run every check whose slot has ended, then wait for the next."""
+        self._wakeup = self._wakeup_slot = None
+        loop = asyncio.get_running_loop()
+        # A hair of slack: call_at may fire a fraction of a microsecond before slot * tick (a
+        # check that comes early is told to wait by its timer, and put back in its slot).
+        now = math.floor(loop.time() / self._tick + 1e-6)
+        self._turning = True
+        try:
+            for slot in sorted(s for s in self._slots if s <= now):
+                for beat in list(self._slots.pop(slot, ())):
+                    beat.slot = None
+                    self._check(beat)
+        finally:
+            self._turning = False
+            if self._slots:
+                self._wake_at(loop, min(self._slots))
 
     def _current(self, beat: _Beat) -> bool:
         """True while ``beat`` is still watched and its connection open (else forget it)."""
@@ -193,7 +260,6 @@ class HeartbeatMonitor:
 
     def _check(self, beat: _Beat) -> None:
         """The timer's deadline: ping, declare the peer dead, or wait on."""
-        beat.handle = None
         if not self._current(beat):
             return
         try:
@@ -230,8 +296,7 @@ class HeartbeatMonitor:
                 # A close is under way (this end's, or the peer's): the close timeout now
                 # bounds how long the connection lives.
                 self._beats.pop(beat.connection.id, None)
-                if beat.handle is not None:
-                    beat.handle.cancel()
+                self._unschedule(beat)
                 return
             self._failed(beat, error)
             return
@@ -251,8 +316,7 @@ class HeartbeatMonitor:
         connection_id = beat.connection.id
         if self._beats.get(connection_id) is beat:
             del self._beats[connection_id]
-        if beat.handle is not None:
-            beat.handle.cancel()
+        self._unschedule(beat)
         log.error("heartbeat of %s failed", connection_id, exc_info=error)
         if self.on_error is not None:
             self.on_error(error)

@@ -40,9 +40,8 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from datetime import datetime, timezone
 from types import MappingProxyType
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from wslab.foundation.errors import ConfigError
 
@@ -56,6 +55,7 @@ __all__ = [
     "current_context",
     "get_logger",
     "log_context",
+    "log_line",
     "new_correlation_id",
     "unbind",
 ]
@@ -174,7 +174,7 @@ class ThrottledLog:
         if self.suppressed:
             fields["suppressed"] = self.suppressed
             self.suppressed = 0
-        self._logger.log(level, message, extra=fields)
+        log_line(self._logger, level, message, fields)
         return True
 
     def info(self, message: str, **fields: Any) -> bool:
@@ -198,13 +198,47 @@ class _ContextFilter(logging.Filter):
         return True
 
 
+# What _record_fields skips: one set, one lookup per attribute of the record.
+_NOT_FIELDS = _RECORD_ATTRS | _RESERVED
+
+
 def _record_fields(record: logging.LogRecord) -> dict[str, Any]:
     """Context fields, then ``extra=`` fields, of one record (reserved keys never overwritten)."""
     fields = dict(getattr(record, "wslab_context", None) or _context.get())
     for key, value in record.__dict__.items():
-        if key not in _RECORD_ATTRS and key not in _RESERVED:
+        if key not in _NOT_FIELDS:
             fields[key] = value
     return fields
+
+
+class _Timestamps:
+    """ISO 8601 UTC with milliseconds (``2024-05-01T12:00:00.123Z``), as ``datetime`` writes it.
+
+    The date and time up to the second are formatted once per second: a hub logging a line per
+    new connection formats the same second hundreds of times.
+    """
+
+    __slots__ = ("_second", "_text")
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._text = ""
+
+    def format(self, created: float) -> str:
+        # datetime.fromtimestamp rounds to the microsecond (half to even), isoformat then
+        # truncates to the millisecond: the same here, so lines read exactly as before.
+        fraction, whole = math.modf(created)
+        second, micros = int(whole), round(fraction * 1e6)
+        if micros >= 1_000_000:
+            second, micros = second + 1, micros - 1_000_000
+        if second != self._second:
+            self._text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._second = second
+        return f"{self._text}.{micros // 1000:03d}Z"
+
+
+# One encoder for every line: json.dumps with options builds a new one per call.
+_ENCODER = _json.JSONEncoder(default=str, ensure_ascii=False)
 
 
 def _exc_field(exc_info: Any) -> dict[str, str]:
@@ -228,10 +262,13 @@ class JsonFormatter(logging.Formatter):
     Values JSON cannot encode are written as ``str(value)``: a log line must never fail.
     """
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._timestamps = _Timestamps()
+
     def format(self, record: logging.LogRecord) -> str:
-        ts = datetime.fromtimestamp(record.created, tz=timezone.utc)
         line: dict[str, Any] = {
-            "ts": ts.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "ts": self._timestamps.format(record.created),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
@@ -241,7 +278,7 @@ class JsonFormatter(logging.Formatter):
             line["exc"] = _exc_field(record.exc_info)
         if record.stack_info:
             line["stack"] = record.stack_info
-        return _json.dumps(line, default=str, ensure_ascii=False)
+        return _ENCODER.encode(line)
 
 
 class TextFormatter(logging.Formatter):
@@ -256,6 +293,74 @@ class TextFormatter(logging.Formatter):
         if fields:
             text += " " + " ".join(f"{k}={v}" for k, v in fields.items())
         return text
+
+
+# -- the fast path -------------------------------------------------------------------------------
+
+
+def _sole_json_handler(logger: logging.Logger) -> _WslabHandler | None:
+    """wslab's JSON handler if a record of ``logger`` would reach it and nothing else, else None.
+
+    That is: no logger on the way up to ``wslab`` has a filter or a handler, ``wslab`` has only
+    its own handler, formatting JSON, filtered only by the context filter, and does not
+    propagate. A pytest capture, an application's own handler or filter: None.
+    """
+    current: logging.Logger | None = logger
+    while current is not None:
+        if current.filters:
+            return None
+        if current.name == ROOT_LOGGER:
+            handlers = current.handlers
+            if current.propagate or len(handlers) != 1:
+                return None
+            handler = handlers[0]
+            if (
+                isinstance(handler, _WslabHandler)
+                and type(handler.formatter) is JsonFormatter
+                and all(type(f) is _ContextFilter for f in handler.filters)
+            ):
+                return handler
+            return None
+        if current.handlers or not current.propagate:
+            return None
+        current = current.parent
+    return None
+
+
+def log_line(logger: logging.Logger, level: int, message: str, fields: dict[str, Any]) -> None:
+    """``logger.log(level, message, extra=fields)``, for lines logged once per connection.
+
+    When the line can only go to wslab's own JSON handler (what ``wslab serve`` sets up, see
+    :func:`_sole_json_handler`), it is written straight away: the same JSON, byte for byte, that
+    the record would have been formatted into, without building the record and passing it
+    through the logger, handler and filter machinery - a third of the cost. Anywhere else (other
+    handlers, filters, text lines, a field a record reserves) it is exactly ``logger.log``.
+    """
+    if not logger.isEnabledFor(level):
+        return
+    handler = _sole_json_handler(logger)
+    if handler is None or level < handler.level or not _NOT_FIELDS.isdisjoint(fields):
+        logger.log(level, message, extra=fields, stacklevel=2)
+        return
+    formatter = cast(JsonFormatter, handler.formatter)
+    line: dict[str, Any] = {
+        "ts": formatter._timestamps.format(time.time()),
+        "level": logging.getLevelName(level),
+        "logger": logger.name,
+        "message": message,
+    }
+    line.update(_context.get())
+    line.update(fields)
+    text = _ENCODER.encode(line) + handler.terminator
+    handler.acquire()
+    try:
+        stream = handler.stream
+        stream.write(text)
+        stream.flush()
+    except Exception:  # as StreamHandler.emit: a log line must never take the hub down
+        handler.handleError(logging.makeLogRecord({"name": logger.name, "msg": message}))
+    finally:
+        handler.release()
 
 
 # -- setup ---------------------------------------------------------------------------------------
