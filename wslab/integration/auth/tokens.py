@@ -13,8 +13,7 @@
 Time enters as a ``clock`` or a ``now`` argument, never read behind the caller's back, so the
 time claims (``exp``, ``nbf``, ``iat``) are checked here against that clock rather than by pyjwt
 (which reads the wall clock); pyjwt checks the signature, the algorithm, ``iss``, ``aud`` and
-required claims - except for the common HS* token, which :mod:`.fastpath` accepts with the same
-checks at a third of the cost (one token per new connection); every refusal is still pyjwt's.
+required claims.
 
 Short HMAC secrets are **refused** (:class:`ConfigError`), not merely warned about: RFC 7518
 section 3.2 requires an HMAC key at least as long as the hash output (32 bytes for HS256, 48 for
@@ -40,8 +39,6 @@ from typing import TYPE_CHECKING, Any
 import jwt
 
 from wslab.foundation.errors import AuthenticationError, ConfigError
-
-from .fastpath import HmacFastPath
 
 if TYPE_CHECKING:
     from jwt.types import Options  # pyjwt's TypedDict of decode() options
@@ -380,13 +377,6 @@ class TokenVerifier:
             "verify_sub": False,  # checked in _identity, with our own messages
             "enforce_minimum_key_length": True,
         }
-        # The common HS* token is accepted without pyjwt's per-call overhead; anything else (and
-        # every refusal) still goes through the decode above. The key was checked at load.
-        self._fast: HmacFastPath | None = None
-        if _family(config.algorithms[0]) == "hmac" and isinstance(self._key, bytes):
-            self._fast = HmacFastPath(
-                self._key, config.algorithms, required, config.issuer, config.audience
-            )
 
     def verify(self, token: object) -> Identity:
         """The :class:`Identity` the token proves, or :class:`AuthenticationError` saying why not."""
@@ -442,17 +432,6 @@ class TokenVerifier:
         return token
 
     def _verify_uncached(self, token: str, now: float) -> Identity:
-        claims = self._fast.claims(token) if self._fast is not None else None
-        if claims is None:
-            claims = self._decode(token)
-        self._check_times(claims, now)
-        try:
-            return self._identity(claims)
-        except RecursionError as exc:  # absurdly nested claims from a trusted issuer
-            raise AuthenticationError("malformed token") from exc
-
-    def _decode(self, token: str) -> dict[str, Any]:
-        """pyjwt's full decode: the claims, or the refusal with its reason."""
         config = self.config
         try:
             claims = _JWT.decode(
@@ -480,7 +459,11 @@ class TokenVerifier:
         except (ValueError, TypeError, RecursionError) as exc:
             # Attacker-controlled input must never escape as anything but a refusal.
             raise AuthenticationError("malformed token") from exc
-        return claims
+        self._check_times(claims, now)
+        try:
+            return self._identity(claims)
+        except RecursionError as exc:  # absurdly nested claims from a trusted issuer
+            raise AuthenticationError("malformed token") from exc
 
     def _check_times(self, claims: Mapping[str, Any], now: float) -> None:
         leeway = self.config.leeway
