@@ -26,7 +26,8 @@ How it keeps the store's promises:
   seqs keep the order of the saves. The WAL is checkpointed on the database thread (the
   synchronous connection never checkpoints: a checkpoint is where the ``fsync`` is). A
   ``":memory:"`` database (private to one connection) always writes on the thread, one hop per
-  turn. Either way each save's result is ready when that transaction commits, so the ``ack``
+  turn. A save made when nothing else is queued in the loop's turn (no other save can join it)
+  is written at once, and its caller goes on in the same turn. Either way each save's result is ready when that transaction commits, so the ``ack``
   still follows the commit. A draft that conflicts fails alone; a database error fails the
   whole batch (nothing of it stored).
 - **schema**: created and migrated by wslab, versioned with ``PRAGMA user_version``; the
@@ -275,6 +276,19 @@ class SQLiteStore(BaseStore):
                 except sqlite3.Error as exc:
                     raise self.unavailable(exc, "save") from exc
         loop = asyncio.get_running_loop()
+        if (
+            self._sync is not None
+            and not self._batch
+            and not self._writers
+            and not getattr(loop, "_ready", True)
+        ):
+            # Nothing else is queued in this turn of the loop, so no other save can join a
+            # batch: write it now, and the caller goes on (ack, fan-out) in this same turn.
+            results = self._write_here([draft])
+            if results is not None:
+                if isinstance(results[0], BaseException):
+                    raise results[0]
+                return results[0]
         future: asyncio.Future[StoredMessage] = loop.create_future()
         self._batch.append((draft, future))
         if len(self._batch) == 1:
@@ -286,8 +300,17 @@ class SQLiteStore(BaseStore):
         if self._batch:
             asyncio.get_running_loop().call_soon(self._start_batch)
         # In the loop unless a batch is still on the thread: this one must not overtake it.
-        if self._sync is not None and not self._writers and self._write_here(batch):
-            return
+        if self._sync is not None and not self._writers:
+            results = self._write_here([draft for draft, _ in batch])
+            if results is not None:
+                for (_, future), result in zip(batch, results, strict=True):
+                    if future.done():
+                        continue  # its caller gave up waiting
+                    if isinstance(result, BaseException):
+                        future.set_exception(result)
+                    else:
+                        future.set_result(result)
+                return
         writer = asyncio.ensure_future(self._write_batch(batch))
         self._writers.add(writer)
         writer.add_done_callback(self._writers.discard)
@@ -318,33 +341,25 @@ class SQLiteStore(BaseStore):
             else:
                 future.set_result(result)
 
-    def _write_here(self, batch: list[tuple[MessageDraft, asyncio.Future[StoredMessage]]]) -> bool:
-        """Write ``batch`` on the loop's connection; False (nothing written) if the lock is taken."""
+    def _write_here(self, drafts: list[MessageDraft]) -> list[StoredMessage | BaseException] | None:
+        """Write ``drafts`` on the loop's connection; None (nothing written) if the lock is taken."""
         assert self._sync is not None
-        drafts = [draft for draft, _ in batch]
         results: list[StoredMessage | BaseException]
         try:
             results = self._save_all(self._sync, drafts)
         except sqlite3.Error as exc:
             if _is_busy(exc) and not self._sync.in_transaction:
-                return False  # the write lock is someone else's: the thread waits for it
+                return None  # the write lock is someone else's: the thread waits for it
             results = []
-            for _ in batch:
+            for _ in drafts:  # one error each (a traceback is per raise), chained as before
                 error = self.unavailable(exc, "save")
                 error.__cause__ = exc
                 results.append(error)
-        for (_, future), result in zip(batch, results, strict=True):
-            if future.done():
-                continue  # its caller gave up waiting
-            if isinstance(result, BaseException):
-                future.set_exception(result)
-            else:
-                future.set_result(result)
         self._since_checkpoint += len(drafts)
         if self._since_checkpoint >= CHECKPOINT_EVERY and self._checkpoint is None:
             self._since_checkpoint = 0
             self._checkpoint = asyncio.ensure_future(self._checkpoint_wal())
-        return True
+        return results
 
     async def _checkpoint_wal(self) -> None:
         """Copy the WAL into the database file, on the database thread (the fsync is there)."""
