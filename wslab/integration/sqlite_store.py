@@ -284,6 +284,7 @@ class SQLiteStore(BaseStore):
         ):
             # Nothing else is queued in this turn of the loop, so no other save can join a
             # batch: write it now, and the caller goes on (ack, fan-out) in this same turn.
+            # (``_ready`` is asyncio's queue of callbacks due now; a loop without it batches.)
             results = self._write_here([draft])
             if results is not None:
                 if isinstance(results[0], BaseException):
