@@ -697,3 +697,23 @@ async def test_progress_counts_handled_and_pending(make_broker: MakeBroker) -> N
     release.set()
     await wait_until(lambda: a.progress("room:x", slow) == (3, 0), what="the queue to drain")
     assert len(seen) == 3
+
+
+async def test_memory_publish_nowait_delivers_to_the_others_and_skips_its_own() -> None:
+    bus = MemoryBus()
+    a, b = MemoryBroker(bus, hub_id="a"), MemoryBroker(bus, hub_id="b")
+    with pytest.raises(DependencyError):
+        a.publish_nowait("room:x", {"n": 0})  # not started
+    got: dict[str, list[Any]] = {"a": [], "b": []}
+    for broker in (a, b):
+        await broker.start()
+        await broker.subscribe("room:x", lambda m, hub=broker.hub_id: got[hub].append(m.payload))
+    a.publish_nowait("room:x", {"n": 1})
+    await wait_until(lambda: got["b"] == [{"n": 1}])
+    assert got["a"] == []
+    assert a.status()["own_skipped"] == 1 and a.status()["received"] == 1
+    await a.simulate_outage()
+    with pytest.raises(DependencyError):
+        a.publish_nowait("room:x", {"n": 2})
+    for broker in (a, b):
+        await broker.close()

@@ -210,3 +210,44 @@ async def test_saves_of_one_loop_turn_share_a_transaction_and_fail_alone(tmp_pat
         assert again.seq == 1
         page = await store.history("lobby", limit=100)
         assert [m.content for m in page.messages] == ["one"] + [f"m{i}" for i in range(20)]
+
+
+async def test_a_save_behind_a_lock_held_elsewhere_waits_and_later_saves_keep_their_order(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "chat.db"
+    async with SQLiteStore(path, busy_timeout=10) as store:
+        assert (await store.save(draft(content="before"))).seq == 1  # written in the loop
+        other = sqlite3.connect(path, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            first = asyncio.create_task(store.save(draft(content="first")))
+            for _ in range(3):
+                await asyncio.sleep(0)  # its batch went to the thread, which waits for the lock
+            second = asyncio.create_task(store.save(draft(content="second")))
+            await asyncio.sleep(0.05)
+            assert not first.done() and not second.done()
+            other.execute("ROLLBACK")
+            stored = await asyncio.gather(first, second)
+        finally:
+            other.close()
+        assert [m.seq for m in stored] == [2, 3]  # the later save did not overtake
+        assert (await store.save(draft(content="after"))).seq == 4
+        page = await store.history("lobby", limit=10)
+        assert [m.content for m in page.messages] == ["before", "first", "second", "after"]
+
+
+async def test_the_wal_written_in_the_loop_is_checkpointed_into_the_file(tmp_path: Path) -> None:
+    from wslab.integration.sqlite_store import CHECKPOINT_EVERY
+
+    path = tmp_path / "chat.db"
+    async with SQLiteStore(path) as store:
+        empty = path.stat().st_size
+        for i in range(CHECKPOINT_EVERY):
+            await store.save(draft(content=f"m{i}"))
+        for _ in range(100):
+            if path.stat().st_size > empty:
+                break
+            await asyncio.sleep(0.01)
+        assert path.stat().st_size > empty  # the pages reached the database file
+        assert (await store.latest_seq("lobby")) == CHECKPOINT_EVERY

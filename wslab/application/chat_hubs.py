@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +29,8 @@ from .routing import user_of
 from .session import Session
 
 __all__ = ["ADMIN", "PRESENCE", "CrossHubRelay", "encode"]
+
+log = logging.getLogger("wslab.chat")
 
 # Broker channels. Room traffic and direct messages are routed per room and per user (see
 # .routing: a hub receives only the rooms its users are in); presence and admin broadcasts
@@ -66,6 +69,17 @@ class CrossHubRelay:
 
     def _publish(self, channel: str, payload: dict[str, Any]) -> None:
         """Publish without making the sender wait; a failure only degrades cross-hub delivery."""
+        publish_nowait = getattr(self.broker, "publish_nowait", None)
+        if publish_nowait is not None:
+            # An in-process broker: published here and now, no task per message.
+            try:
+                publish_nowait(channel, payload)
+            except DependencyError as error:
+                self._record(EventKind.ERROR, error="broker", message=error.message)
+            except Exception:
+                # What a task would have logged: the message was delivered locally already.
+                log.exception("publishing on %r failed", channel)
+            return
         task = asyncio.ensure_future(self._publish_now(channel, payload))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

@@ -60,9 +60,9 @@ class MemoryBus:
     def _detach(self, broker: MemoryBroker) -> None:
         self._brokers.pop(broker, None)
 
-    def _publish(self, full_channel: str, data: bytes) -> None:
+    def _publish(self, full_channel: str, data: bytes, origin: MemoryBroker | None = None) -> None:
         for broker in tuple(self._brokers):
-            broker._receive(full_channel, data)
+            broker._receive(full_channel, data, origin)
 
     def __repr__(self) -> str:
         return f"MemoryBus(name={self.name!r}, brokers={len(self._brokers)})"
@@ -129,13 +129,21 @@ class MemoryBroker(BrokerBase):
 
     async def publish(self, channel: str, payload: dict[str, Any]) -> None:
         """Hand the message to every broker on the bus; :class:`DependencyError` if not running."""
+        self.publish_nowait(channel, payload)
+
+    def publish_nowait(self, channel: str, payload: dict[str, Any]) -> None:
+        """:meth:`publish` without the coroutine: the bus is in this process, nothing to wait for.
+
+        A hub publishes every message it accepts; calling this instead of scheduling
+        :meth:`publish` as a task saves a task and a turn of the loop per message.
+        """
         if not self._started or self._closed:
             raise DependencyError("broker is not running")
         if self._outage is not None:
             raise DependencyError(f"broker is down: {self._outage}")
         _, data = self._next_message(channel, payload)
         self._published += 1
-        self.bus._publish(self._full_channel(channel), data)
+        self.bus._publish(self._full_channel(channel), data, self)
 
     async def subscribe(self, channel: str, handler: Handler) -> None:
         """Deliver every later message on ``channel`` to ``handler`` (repeats are no-ops)."""
@@ -153,7 +161,7 @@ class MemoryBroker(BrokerBase):
         """Stop delivering ``prefix``'s channels to ``handler``; unknown pairs are ignored."""
         self._remove_subscription(prefix, handler, prefix=True)
 
-    def _receive(self, full_channel: str, data: bytes) -> None:
+    def _receive(self, full_channel: str, data: bytes, origin: MemoryBroker | None = None) -> None:
         if self._closed:
             return
         channel = self._short_channel(full_channel)
@@ -168,6 +176,14 @@ class MemoryBroker(BrokerBase):
         if self._outage is not None:
             # Like a real outage the message never reaches this hub; unlike Redis, we can count it.
             self._dropped += 1
+            return
+        if origin is self and not self.echo_own:
+            # Our own message back: counted as BrokerBase._dispatch would count it, then
+            # skipped without decoding it (the hub delivered it locally already).
+            for _ in range(exact + len(prefixes)):
+                self._count_received(channel, len(data))
+                self._received += 1
+                self._own_skipped += 1
             return
         if exact:
             self._dispatch_raw(full_channel, data)
