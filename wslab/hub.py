@@ -220,6 +220,7 @@ class Hub:
             errors=self._m.errors,
             on_opened=self._session_opened,
             on_internal_error=lambda error: self._report_error(error, logged=True),
+            log_fields={"hub_id": self.hub_id},
         )
 
     # -- start / stop ------------------------------------------------------------------------------
@@ -463,7 +464,11 @@ class Hub:
         )
 
     async def _handle(self, connection: Connection) -> None:
-        """One connection's life: authenticate, then route its messages until it closes."""
+        """One connection's life: authenticate, then route its messages until it closes.
+
+        On wslab's engine this returns once the session is open: the connection is handed over
+        and a task runs only while it has messages (wslab.application.session_loop).
+        """
         bind(connection_id=connection.id, hub_id=self.hub_id)  # this task's log context
         self.traffic.track(connection)
         connection.add_close_callback(self._connection_closed)

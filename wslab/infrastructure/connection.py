@@ -28,7 +28,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from wslab.foundation.codes import CloseCode
 from wslab.foundation.errors import (
@@ -47,6 +47,7 @@ __all__ = [
     "Connection",
     "ConnectionLimits",
     "ConnectionStats",
+    "MessageConsumer",
     "Prepared",
     "SlowConsumerPolicy",
     "new_connection_id",
@@ -126,6 +127,44 @@ class Prepared:
         return wire
 
 
+class _ReleasedHeaders(Headers):
+    """What a connection holds once its upgrade request's headers are released: none, for good."""
+
+    __slots__ = ()
+
+    def add(self, name: str, value: str) -> None:
+        raise TypeError("this connection's upgrade headers were released")
+
+
+_RELEASED_HEADERS = _ReleasedHeaders()
+#: Shared by every connection whose upgrade was released; nothing writes a connection's query.
+_RELEASED_QUERY: dict[str, list[str]] = {}
+
+
+class MessageConsumer(Protocol):
+    """What takes over a connection's messages from its handler (:meth:`Connection.hand_over`).
+
+    An idle connection then costs no task and no coroutine frames: a task runs only while there
+    are messages to handle, and calls these in order, one message at a time.
+    """
+
+    def resumed(self, connection: Connection) -> None:
+        """A task starts handling messages again (set up its log context, for instance)."""
+
+    async def message(self, connection: Connection, message: Message) -> bool:
+        """Handle one message; False stops the handling (the connection is closing)."""
+        ...
+
+    async def finished(self, connection: Connection) -> None:
+        """The last message is handled and the connection closed (or the handling stopped)."""
+
+
+class ConsumerHost(Protocol):
+    """What runs the handling task of a handed-over connection: its server."""
+
+    def _consume_soon(self, connection: Connection) -> None: ...
+
+
 class Connection:
     """The engine-independent part of a connection: identity, queues, stats, waiting.
 
@@ -145,6 +184,9 @@ class Connection:
         "_close_callbacks",
         "_close_error",
         "_closed",
+        "_consumer",
+        "_consuming",
+        "_host",
         "_incoming",
         "_incoming_waiter",
         "_ping_counter",
@@ -207,6 +249,22 @@ class Connection:
         #: Created when the socket first pushes back (:meth:`_outgoing`) and dropped once
         #: drained: most connections of a hub never need one, and an empty queue is over a KiB.
         self._queue: OutgoingQueue[Any] | None = None
+        #: Once the handler has handed the connection over: what handles its messages.
+        self._consumer: MessageConsumer | None = None
+        #: Whether a task is handling this connection's messages now (see hand_over).
+        self._consuming = False
+        #: The server that runs the handling tasks (set when a server lists the connection).
+        self._host: ConsumerHost | None = None
+
+    def release_upgrade(self) -> None:
+        """Forget the upgrade request's headers and query once they have served (authentication).
+
+        A connection held for hours would otherwise keep them all that time — over a KiB for a
+        browser's request, more than the rest of an idle connection's own state. ``path``,
+        ``remote``, ``subprotocol`` and ``extensions`` stay.
+        """
+        self.headers = _RELEASED_HEADERS
+        self.query = _RELEASED_QUERY
 
     # -- what the engines implement ----------------------------------------------------------------
 
@@ -294,7 +352,10 @@ class Connection:
                 await waiter
             finally:
                 self._incoming_waiter = None
-        incoming = self._incoming
+        return self._take(self._incoming)
+
+    def _take(self, incoming: deque[Message]) -> Message:
+        """The oldest received message, out of the (non-empty) incoming queue."""
         message = incoming.popleft()
         if not incoming:
             self._incoming = None
@@ -302,6 +363,44 @@ class Connection:
             self._reading_paused = False
             self._resume_reading()
         return message
+
+    def next_message(self) -> Message | None:
+        """The next received message without waiting (``None``: none yet, or never again).
+
+        For a :class:`MessageConsumer`'s host; everyone else awaits :meth:`recv`.
+        """
+        incoming = self._incoming
+        if not incoming:
+            return None
+        return self._take(incoming)
+
+    def hand_over(self, consumer: MessageConsumer) -> bool:
+        """From now on, ``consumer`` handles this connection's messages instead of :meth:`recv`.
+
+        For a handler about to return while the connection stays open: thousands of idle
+        connections then hold no task and no coroutine frames. Each message that arrives starts
+        (if none is running) a task on the server that hands the queued messages to
+        ``consumer.message`` one at a time, in order, and ends once they are handled; the
+        incoming queue's bound and the pause of reading at it stay as with ``recv()``. After the
+        close, ``consumer.finished`` runs once. False (nothing changed) where the connection has
+        no server to run those tasks (a client's connection): keep calling ``recv()`` then.
+        """
+        if self._host is None or self._consumer is not None:
+            return False
+        self._consumer = consumer
+        if self._incoming or self._closed.done():
+            self._wake_consumer()
+        return True
+
+    @property
+    def handed_over(self) -> bool:
+        """True once :meth:`hand_over` succeeded (until the consumer has finished)."""
+        return self._consumer is not None
+
+    def _wake_consumer(self) -> None:
+        if not self._consuming and self._host is not None:
+            self._consuming = True
+            self._host._consume_soon(self)
 
     def __aiter__(self) -> AsyncIterator[Message]:
         return self._iterate()
@@ -324,6 +423,10 @@ class Connection:
         if len(incoming) >= self.limits.max_incoming and not self._reading_paused:
             self._reading_paused = True
             self._pause_reading()
+        if self._consumer is not None:
+            if not self._consuming:
+                self._wake_consumer()
+            return
         waiter = self._incoming_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -535,6 +638,8 @@ class Connection:
             by="local" if self.closed_locally else "peer",
             cause=cause,
         )
+        if self._consumer is not None:
+            self._wake_consumer()
 
     def _make_closed_error(self) -> ConnectionClosed:
         code = self.close_code
