@@ -209,6 +209,10 @@ class Hub:
             broker=self.broker,
             traffic=self.traffic,
         )
+        # Bound once: a bound method made per connection is one more object each idle
+        # connection holds (in its close callbacks) for its whole life.
+        self._on_connection_closed = self._connection_closed
+        self._on_session_closed = self._log_close
         #: Each connection's life after the upgrade (wslab.application.session_loop).
         self.sessions = SessionLoop(
             self.chat,
@@ -471,7 +475,7 @@ class Hub:
         """
         bind(connection_id=connection.id, hub_id=self.hub_id)  # this task's log context
         self.traffic.track(connection)
-        connection.add_close_callback(self._connection_closed)
+        connection.add_close_callback(self._on_connection_closed)
         try:
             await self.sessions.serve(connection)
         except Exception as error:
@@ -504,8 +508,7 @@ class Hub:
                 "engine": connection.engine,
             },
         )
-        user_id = session.user_id
-        connection.add_close_callback(lambda closed: self._log_close(closed, user_id))
+        connection.add_close_callback(self._on_session_closed, session.user_id)
 
     # -- plain HTTP --------------------------------------------------------------------------------
 

@@ -106,12 +106,14 @@ class SessionLoop:
             return
         # Authenticated: the upgrade's headers (the token among them) have served.
         connection.release_upgrade()
-        bind(user_id=session.user_id)
         self.heartbeat.watch(connection)
         self.on_opened(connection, session)
         served = _Served(self, session, limiter)
         if connection.hand_over(served):
+            # Not bound here: the heartbeat's timers keep the context they were made in, and
+            # every task handling this connection's messages binds it anew (_Served.resumed).
             return
+        bind(user_id=session.user_id)
         recv = connection.recv
         step = self._step
         try:

@@ -57,6 +57,8 @@ _NO_PARSER = RequestParser()  # what an upgraded _Wire holds instead of its own 
 class _Wire(_ForwardsFlowControl):
     """One accepted TCP connection: HTTP until the upgrade, then a :class:`WslabConnection`."""
 
+    __slots__ = ("_deadline", "_http_task", "connection", "parser", "remote", "server", "transport")
+
     def __init__(self, server: WslabServer) -> None:
         self.server = server
         self.transport: asyncio.Transport | None = None
@@ -140,6 +142,7 @@ class _Wire(_ForwardsFlowControl):
             return
         if self._deadline is not None:
             self._deadline.cancel()
+            self._deadline = None
         settings = server.limits.compression
         params = deflate.negotiate(upgrade.extensions, settings) if settings else None
         connection = WslabConnection(
