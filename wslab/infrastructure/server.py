@@ -311,7 +311,10 @@ class Server:
         """The end of a handed-over connection: the consumer's, then the close, then unlisting."""
         connection._consumer = None  # no more tasks for it
         try:
-            await consumer.finished(connection)
+            try:
+                await consumer.finished(connection)
+            except Exception:
+                log.exception("the end of connection %s failed", connection.id)
             if error is not None:
                 await self._handler_failed(connection, error)
             else:
