@@ -59,6 +59,7 @@ Message = str | bytes
 log = logging.getLogger("wslab.connection")
 
 _ids = itertools.count(1)
+_ping_payloads = itertools.count()
 
 
 def new_connection_id() -> str:
@@ -190,7 +191,6 @@ class Connection:
         "_host",
         "_incoming",
         "_incoming_waiter",
-        "_ping_counter",
         "_pings",
         "_queue",
         "_reading_paused",
@@ -243,9 +243,10 @@ class Connection:
         self._reading_paused = False
         self._closed = asyncio.get_running_loop().create_future()
         self._close_error: ConnectionClosed | None = None
-        self._pings: dict[bytes, tuple[float, asyncio.Future[float]]] = {}
+        # Pings waiting for their pong: a dict only while there are any (most of the time an
+        # idle connection has none, and a dict that once held some keeps its table).
+        self._pings: dict[bytes, tuple[float, asyncio.Future[float]]] | None = None
         self._close_callbacks: list[tuple[Callable[..., object], tuple[Any, ...]]] | None = None
-        self._ping_counter = itertools.count()
         #: Outgoing messages waiting for the socket; what each engine's writer needs, sized.
         #: Created when the socket first pushes back (:meth:`_outgoing`) and dropped once
         #: drained: most connections of a hub never need one, and an empty queue is over a KiB.
@@ -526,12 +527,17 @@ class Connection:
             future.set_exception(self._closed_error())
             return future
         if payload is None:
-            payload = next(self._ping_counter).to_bytes(4, "big")
-        while len(self._pings) >= self.limits.max_pending_pings:
-            _, (_, oldest) = next(iter(self._pings.items()))
-            self._pings.pop(next(iter(self._pings)))
+            # One counter for the process: payloads need only tell this connection's pings
+            # apart, and a counter per connection is one more object each of them holds.
+            payload = (next(_ping_payloads) & 0xFFFFFFFF).to_bytes(4, "big")
+        pings = self._pings
+        if pings is None:
+            pings = self._pings = {}
+        while len(pings) >= self.limits.max_pending_pings:
+            _, (_, oldest) = next(iter(pings.items()))
+            pings.pop(next(iter(pings)))
             oldest.cancel()
-        self._pings[payload] = (self.clock(), future)
+        pings[payload] = (self.clock(), future)
         self.stats.pings_sent += 1
         self._record(EventKind.PING, payload=payload.hex())
         self._send_ping(payload)
@@ -540,18 +546,21 @@ class Connection:
     def _pong(self, payload: bytes) -> None:
         """An engine received a pong: resolve its ping and the earlier ones."""
         self.stats.pongs_received += 1
-        if payload not in self._pings:
+        pings = self._pings
+        if pings is None or payload not in pings:
             self._record(EventKind.PONG, payload=payload.hex(), rtt=None, unsolicited=True)
             return
         now = self.clock()
         rtt = None
-        for key in list(self._pings):
-            sent_at, future = self._pings.pop(key)
+        for key in list(pings):
+            sent_at, future = pings.pop(key)
             if not future.done():
                 future.set_result(now - sent_at)
             if key == payload:
                 rtt = now - sent_at
                 break
+        if not pings:
+            self._pings = None
         self.stats.last_rtt = rtt
         if rtt is not None:
             rtts = self.stats.rtts
@@ -633,11 +642,11 @@ class Connection:
         waiter = self._incoming_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
-        for _, future in self._pings.values():
+        for _, future in (self._pings or {}).values():
             if not future.done():
                 future.set_exception(self._close_error)
                 future.exception()  # mark retrieved: nobody may be waiting for this ping
-        self._pings.clear()
+        self._pings = None
         self._record(
             EventKind.DISCONNECT,
             code=self.close_code,
