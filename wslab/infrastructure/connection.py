@@ -12,6 +12,11 @@ A connection has two bounded queues and a small set of verbs:
   neither stall a broadcast nor grow memory without bound. ``await send()`` is the flow-controlled
   variant for a single producer: it waits until the socket has drained.
 
+A handler that is done waiting may instead **hand the connection over** to a
+:class:`MessageConsumer` (:meth:`Connection.hand_over`): the server then runs a task only while
+there are messages to handle, so an idle connection holds no task and no coroutine frames (the
+hub's authenticated connections). The incoming queue, its bound and the order stay the same.
+
 The two engines — wslab's own (:mod:`wslab.infrastructure.engines.wslab`) and the
 ``websockets`` library (:mod:`wslab.infrastructure.engines.websockets`) — subclass this and
 provide the I/O. The outgoing queue (:class:`~wslab.infrastructure.outgoing.OutgoingQueue`) and
