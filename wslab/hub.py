@@ -213,6 +213,7 @@ class Hub:
         # connection holds (in its close callbacks) for its whole life.
         self._on_connection_closed = self._connection_closed
         self._on_session_closed = self._log_close
+        self._forgives = self.stalls.forgives  # shared by every connection's rate limiter
         #: Each connection's life after the upgrade (wslab.application.session_loop).
         self.sessions = SessionLoop(
             self.chat,
@@ -493,7 +494,7 @@ class Hub:
             config.rate_bytes_per_second,
             byte_burst=max(config.rate_bytes_per_second, config.max_message_size),
             flood_close_after=config.rate_flood_close_after,
-            forgive=self.stalls.forgives,  # a backlog our own stall created is not a flood
+            forgive=self._forgives,  # a backlog our own stall created is not a flood
         )
 
     def _session_opened(self, connection: Connection, session: Session) -> None:
