@@ -242,6 +242,11 @@ class Hub:
             broker=self.broker,
             traffic=self.traffic,
         )
+        # Bound once: a bound method made per connection is one more object each idle
+        # connection holds (in its close callbacks) for its whole life.
+        self._on_connection_closed = self._connection_closed
+        self._on_session_closed = self._log_close
+        self._forgives = self.stalls.forgives  # shared by every connection's rate limiter
         #: Each connection's life after the upgrade (wslab.application.session_loop).
         self.sessions = SessionLoop(
             self.chat,
@@ -253,6 +258,7 @@ class Hub:
             errors=self._m.errors,
             on_opened=self._session_opened,
             on_internal_error=lambda error: self._report_error(error, logged=True),
+            log_fields={"hub_id": self.hub_id},
         )
 
     # -- start / stop ------------------------------------------------------------------------------
@@ -495,10 +501,14 @@ class Hub:
         )
 
     async def _handle(self, connection: Connection) -> None:
-        """One connection's life: authenticate, then route its messages until it closes."""
+        """One connection's life: authenticate, then route its messages until it closes.
+
+        On wslab's engine this returns once the session is open: the connection is handed over
+        and a task runs only while it has messages (wslab.application.session_loop).
+        """
         bind(connection_id=connection.id, hub_id=self.hub_id)  # this task's log context
         self.traffic.track(connection)
-        connection.add_close_callback(self._connection_closed)
+        connection.add_close_callback(self._on_connection_closed)
         try:
             await self.sessions.serve(connection)
         except Exception as error:
@@ -516,7 +526,7 @@ class Hub:
             config.rate_bytes_per_second,
             byte_burst=max(config.rate_bytes_per_second, config.max_message_size),
             flood_close_after=config.rate_flood_close_after,
-            forgive=self.stalls.forgives,  # a backlog our own stall created is not a flood
+            forgive=self._forgives,  # a backlog our own stall created is not a flood
         )
 
     def _session_opened(self, connection: Connection, session: Session) -> None:
@@ -533,8 +543,7 @@ class Hub:
                 "engine": connection.engine,
             },
         )
-        user_id = session.user_id
-        connection.add_close_callback(lambda closed: self._log_close(closed, user_id))
+        connection.add_close_callback(self._on_session_closed, session.user_id)
 
     # -- plain HTTP --------------------------------------------------------------------------------
 

@@ -43,9 +43,9 @@ FailureHook = Callable[[Connection, str, str], None]
 log = logging.getLogger("wslab.session")
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Session:
-    """What the chat knows about one connection."""
+    """What the chat knows about one connection (slots: a hub holds thousands)."""
 
     connection: Connection
     identity: Identity

@@ -12,19 +12,25 @@ This is the hub's hot path, so each message is handled with as little work as it
 The composition root (:class:`wslab.hub.Hub`) builds one :class:`SessionLoop` and hands it each
 new connection; what the hub wants to know (a session opened, an internal error) comes back
 through the hooks it passes in.
+
+An idle connection costs no task: once authenticated, the connection is handed over
+(:meth:`Connection.hand_over`) to a small :class:`_Served` holding its session and rate
+limiter, and the server runs a task only while messages wait — the same steps, in the same
+order, one message at a time. Where the engine cannot hand over (the ``websockets`` engine), the
+handler task stays and loops on ``recv()``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from wslab.foundation.codes import CloseCode, ErrorCode
 from wslab.foundation.errors import ConnectionClosed, RateLimitedError, WslabError
 from wslab.foundation.wire import ERROR, error_envelope
-from wslab.infrastructure.connection import Connection
+from wslab.infrastructure.connection import Connection, Message
 from wslab.infrastructure.events import EventKind, EventLog
 from wslab.infrastructure.heartbeat import HeartbeatMonitor
 from wslab.infrastructure.logs import bind, log_context, new_correlation_id
@@ -72,6 +78,7 @@ class SessionLoop:
         errors: Counter,
         on_opened: Callable[[Connection, Session], None],
         on_internal_error: Callable[[BaseException], None],
+        log_fields: Mapping[str, Any] | None = None,
     ) -> None:
         self.chat = chat
         self.router = router
@@ -79,59 +86,67 @@ class SessionLoop:
         self.new_limiter = new_limiter
         self.events = events
         self._verdicts = verdicts
+        self._allowed = verdicts[Verdict.ALLOW]
         self._errors = errors
         self._error_children: dict[str, Any] = {}
         self.on_opened = on_opened
         self.on_internal_error = on_internal_error
+        #: Bound in the log context of every task handling a connection's messages (hub_id).
+        self.log_fields = dict(log_fields or {})
 
     async def serve(self, connection: Connection) -> None:
-        """Authenticate ``connection`` (or close it) and handle its messages until it closes."""
+        """Authenticate ``connection`` (or close it) and handle its messages until it closes.
+
+        Returns once the session is open where the connection can be handed over: its messages
+        are then handled by tasks that run only while there are some (see :class:`_Served`).
+        """
         limiter = self.new_limiter()
         session = await self.chat.open_session(connection)
         if session is None:
             return
-        bind(user_id=session.user_id)
+        # Authenticated: the upgrade's headers (the token among them) have served.
+        connection.release_upgrade()
         self.heartbeat.watch(connection)
         self.on_opened(connection, session)
-        allowed = self._verdicts[Verdict.ALLOW]
-        check = limiter.check
-        parse = self.router.parse
-        handle = self.router.handle
-        send = connection.send_nowait
-        allow = Verdict.ALLOW
+        served = _Served(self, session, limiter)
+        if connection.hand_over(served):
+            # Not bound here: the heartbeat's timers keep the context they were made in, and
+            # every task handling this connection's messages binds it anew (_Served.resumed).
+            return
+        bind(user_id=session.user_id)
         recv = connection.recv
+        step = self._step
         try:
             while True:
                 try:
                     raw = await recv()
                 except ConnectionClosed:
                     break
-                verdict = check(len(raw))
-                if verdict is not allow:
-                    self._refuse_flood(connection, raw, verdict)
-                    if verdict is Verdict.CLOSE:
-                        break
-                    continue
-                allowed.inc()
-                try:
-                    request = parse(connection, raw)
-                except WslabError as error:
-                    reply: dict[str, Any] | None = error_envelope(
-                        error, getattr(error, "ref", None)
-                    )
-                else:
-                    ref = request.ref
-                    with log_context(
-                        correlation_id=ref if ref is not None else new_correlation_id()
-                    ):
-                        reply = await handle(request)
-                if reply is not None:
-                    if reply.get("type") == ERROR:
-                        self._count_error(reply, raw)
-                    send(encode(reply))
+                if not await step(connection, limiter, raw):
+                    break
         finally:
-            self.heartbeat.unwatch(connection)
-            await self.chat.close_session(session)
+            await served.finished(connection)
+
+    async def _step(self, connection: Connection, limiter: ConnectionLimiter, raw: Message) -> bool:
+        """One message: rate limit, parse, route, reply. False once the connection must end."""
+        verdict = limiter.check(len(raw))
+        if verdict is not Verdict.ALLOW:
+            self._refuse_flood(connection, raw, verdict)
+            return verdict is not Verdict.CLOSE
+        self._allowed.inc()
+        try:
+            request = self.router.parse(connection, raw)
+        except WslabError as error:
+            reply: dict[str, Any] | None = error_envelope(error, getattr(error, "ref", None))
+        else:
+            ref = request.ref
+            with log_context(correlation_id=ref if ref is not None else new_correlation_id()):
+                reply = await self.router.handle(request)
+        if reply is not None:
+            if reply.get("type") == ERROR:
+                self._count_error(reply, raw)
+            connection.send_nowait(encode(reply))
+        return True
 
     def _refuse_flood(self, connection: Connection, raw: str | bytes, verdict: Verdict) -> None:
         self._verdicts[verdict].inc()
@@ -160,3 +175,37 @@ class SessionLoop:
             # The router has logged the failure (with its traceback, throttled per type): the
             # hub only keeps it in hub.errors and the event log.
             self.on_internal_error(RuntimeError(f"internal error handling {str(raw)[:80]!r}"))
+
+
+class _Served:
+    """One handed-over connection's share of the loop: its session and its rate limiter.
+
+    The whole per-connection state of an idle authenticated connection on the hub's side, beside
+    the session itself: no task, no coroutine frames, no closures.
+    """
+
+    __slots__ = ("limiter", "loop", "session")
+
+    def __init__(self, loop: SessionLoop, session: Session, limiter: ConnectionLimiter) -> None:
+        self.loop = loop
+        self.session = session
+        self.limiter = limiter
+
+    def resumed(self, connection: Connection) -> None:
+        # A fresh task each time: give it the log context the handler task had.
+        bind(
+            connection_id=connection.id, user_id=self.session.user_id, **self.loop.log_fields
+        )
+
+    async def message(self, connection: Connection, message: Message) -> bool:
+        try:
+            return await self.loop._step(connection, self.limiter, message)
+        except Exception as error:
+            # As the hub's handler did: kept in hub.errors; the server logs it and closes 1011.
+            self.loop.on_internal_error(error)
+            raise
+
+    async def finished(self, connection: Connection) -> None:
+        loop = self.loop
+        loop.heartbeat.unwatch(connection)
+        await loop.chat.close_session(self.session)

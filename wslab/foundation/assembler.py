@@ -52,6 +52,12 @@ class MessageAssembler:
     ``max_fragments`` the number of its frames, empty ones included (1009 beyond either).
     """
 
+    # One per connection: slots keep thousands of them small.
+    __slots__ = (
+        "_buffer", "_checked", "_decoder", "_frames", "_opcode", "_size", "max_fragments",
+        "max_message_size",
+    )
+
     def __init__(
         self, max_message_size: int | None = None, max_fragments: int | None = None
     ) -> None:

@@ -249,6 +249,12 @@ class FrameParser:
     ``allowed_rsv``: the RSV bits an extension negotiated (none are, so 0: RSV set is an error).
     """
 
+    # One per connection: slots keep thousands of them small.
+    __slots__ = (
+        "_buffer", "_failed", "_header", "_payload", "allowed_rsv", "max_frame_size",
+        "require_mask",
+    )
+
     def __init__(
         self,
         *,

@@ -166,6 +166,15 @@ class Protocol:
             server echoes them), then calls :meth:`fail_pending`. Input is ignored meanwhile.
     """
 
+    # One per connection: slots keep thousands of them small.
+    __slots__ = (
+        "_clock", "_close_received", "_close_sent", "_closed_locally", "_compressing", "_deflater",
+        "_failed_locally", "_failure", "_ignore_input", "_inflater", "_inflating", "_last_pong",
+        "_mask_key_factory", "_max_message_size", "_outgoing", "_queued_pongs", "_sending",
+        "assembler", "auto_pong", "defer_failure", "deflate", "frame_observer", "machine",
+        "parser", "role", "stats", "transition_observer",
+    )
+
     def __init__(
         self,
         role: Role,

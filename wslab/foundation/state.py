@@ -61,6 +61,9 @@ class StateMachine:
     most three transitions (plus the initial entry).
     """
 
+    # One per connection: slots keep thousands of them small.
+    __slots__ = ("_history", "_state")
+
     def __init__(
         self, initial: ConnectionState = ConnectionState.CONNECTING, *, now: float = 0.0
     ) -> None:

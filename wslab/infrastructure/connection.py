@@ -12,6 +12,11 @@ A connection has two bounded queues and a small set of verbs:
   neither stall a broadcast nor grow memory without bound. ``await send()`` is the flow-controlled
   variant for a single producer: it waits until the socket has drained.
 
+A handler that is done waiting may instead **hand the connection over** to a
+:class:`MessageConsumer` (:meth:`Connection.hand_over`): the server then runs a task only while
+there are messages to handle, so an idle connection holds no task and no coroutine frames (the
+hub's authenticated connections). The incoming queue, its bound and the order stay the same.
+
 The two engines — wslab's own (:mod:`wslab.infrastructure.engines.wslab`) and the
 ``websockets`` library (:mod:`wslab.infrastructure.engines.websockets`) — subclass this and
 provide the I/O. The outgoing queue (:class:`~wslab.infrastructure.outgoing.OutgoingQueue`) and
@@ -25,10 +30,11 @@ import asyncio
 import itertools
 import logging
 import time
+from array import array
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from wslab.foundation.codes import CloseCode
 from wslab.foundation.errors import (
@@ -47,6 +53,7 @@ __all__ = [
     "Connection",
     "ConnectionLimits",
     "ConnectionStats",
+    "MessageConsumer",
     "Prepared",
     "SlowConsumerPolicy",
     "new_connection_id",
@@ -57,6 +64,7 @@ Message = str | bytes
 log = logging.getLogger("wslab.connection")
 
 _ids = itertools.count(1)
+_ping_payloads = itertools.count()
 
 
 def new_connection_id() -> str:
@@ -126,6 +134,44 @@ class Prepared:
         return wire
 
 
+class _ReleasedHeaders(Headers):
+    """What a connection holds once its upgrade request's headers are released: none, for good."""
+
+    __slots__ = ()
+
+    def add(self, name: str, value: str) -> None:
+        raise TypeError("this connection's upgrade headers were released")
+
+
+_RELEASED_HEADERS = _ReleasedHeaders()
+#: Shared by every connection whose upgrade was released; nothing writes a connection's query.
+_RELEASED_QUERY: dict[str, list[str]] = {}
+
+
+class MessageConsumer(Protocol):
+    """What takes over a connection's messages from its handler (:meth:`Connection.hand_over`).
+
+    An idle connection then costs no task and no coroutine frames: a task runs only while there
+    are messages to handle, and calls these in order, one message at a time.
+    """
+
+    def resumed(self, connection: Connection) -> None:
+        """A task starts handling messages again (set up its log context, for instance)."""
+
+    async def message(self, connection: Connection, message: Message) -> bool:
+        """Handle one message; False stops the handling (the connection is closing)."""
+        ...
+
+    async def finished(self, connection: Connection) -> None:
+        """The last message is handled and the connection closed (or the handling stopped)."""
+
+
+class ConsumerHost(Protocol):
+    """What runs the handling task of a handed-over connection: its server."""
+
+    def _consume_soon(self, connection: Connection) -> None: ...
+
+
 class Connection:
     """The engine-independent part of a connection: identity, queues, stats, waiting.
 
@@ -145,9 +191,11 @@ class Connection:
         "_close_callbacks",
         "_close_error",
         "_closed",
+        "_consumer",
+        "_consuming",
+        "_host",
         "_incoming",
         "_incoming_waiter",
-        "_ping_counter",
         "_pings",
         "_queue",
         "_reading_paused",
@@ -200,13 +248,30 @@ class Connection:
         self._reading_paused = False
         self._closed = asyncio.get_running_loop().create_future()
         self._close_error: ConnectionClosed | None = None
-        self._pings: dict[bytes, tuple[float, asyncio.Future[float]]] = {}
-        self._close_callbacks: list[Callable[[Connection], object]] | None = None
-        self._ping_counter = itertools.count()
+        # Pings waiting for their pong: a dict only while there are any (most of the time an
+        # idle connection has none, and a dict that once held some keeps its table).
+        self._pings: dict[bytes, tuple[float, asyncio.Future[float]]] | None = None
+        self._close_callbacks: list[tuple[Callable[..., object], tuple[Any, ...]]] | None = None
         #: Outgoing messages waiting for the socket; what each engine's writer needs, sized.
         #: Created when the socket first pushes back (:meth:`_outgoing`) and dropped once
         #: drained: most connections of a hub never need one, and an empty queue is over a KiB.
         self._queue: OutgoingQueue[Any] | None = None
+        #: Once the handler has handed the connection over: what handles its messages.
+        self._consumer: MessageConsumer | None = None
+        #: Whether a task is handling this connection's messages now (see hand_over).
+        self._consuming = False
+        #: The server that runs the handling tasks (set when a server lists the connection).
+        self._host: ConsumerHost | None = None
+
+    def release_upgrade(self) -> None:
+        """Forget the upgrade request's headers and query once they have served (authentication).
+
+        A connection held for hours would otherwise keep them all that time — over a KiB for a
+        browser's request, more than the rest of an idle connection's own state. ``path``,
+        ``remote``, ``subprotocol`` and ``extensions`` stay.
+        """
+        self.headers = _RELEASED_HEADERS
+        self.query = _RELEASED_QUERY
 
     # -- what the engines implement ----------------------------------------------------------------
 
@@ -294,7 +359,10 @@ class Connection:
                 await waiter
             finally:
                 self._incoming_waiter = None
-        incoming = self._incoming
+        return self._take(self._incoming)
+
+    def _take(self, incoming: deque[Message]) -> Message:
+        """The oldest received message, out of the (non-empty) incoming queue."""
         message = incoming.popleft()
         if not incoming:
             self._incoming = None
@@ -302,6 +370,44 @@ class Connection:
             self._reading_paused = False
             self._resume_reading()
         return message
+
+    def next_message(self) -> Message | None:
+        """The next received message without waiting (``None``: none yet, or never again).
+
+        For a :class:`MessageConsumer`'s host; everyone else awaits :meth:`recv`.
+        """
+        incoming = self._incoming
+        if not incoming:
+            return None
+        return self._take(incoming)
+
+    def hand_over(self, consumer: MessageConsumer) -> bool:
+        """From now on, ``consumer`` handles this connection's messages instead of :meth:`recv`.
+
+        For a handler about to return while the connection stays open: thousands of idle
+        connections then hold no task and no coroutine frames. Each message that arrives starts
+        (if none is running) a task on the server that hands the queued messages to
+        ``consumer.message`` one at a time, in order, and ends once they are handled; the
+        incoming queue's bound and the pause of reading at it stay as with ``recv()``. After the
+        close, ``consumer.finished`` runs once. False (nothing changed) where the connection has
+        no server to run those tasks (a client's connection): keep calling ``recv()`` then.
+        """
+        if self._host is None or self._consumer is not None:
+            return False
+        self._consumer = consumer
+        if self._incoming or self._closed.done():
+            self._wake_consumer()
+        return True
+
+    @property
+    def handed_over(self) -> bool:
+        """True once :meth:`hand_over` succeeded (until the consumer has finished)."""
+        return self._consumer is not None
+
+    def _wake_consumer(self) -> None:
+        if not self._consuming and self._host is not None:
+            self._consuming = True
+            self._host._consume_soon(self)
 
     def __aiter__(self) -> AsyncIterator[Message]:
         return self._iterate()
@@ -324,6 +430,10 @@ class Connection:
         if len(incoming) >= self.limits.max_incoming and not self._reading_paused:
             self._reading_paused = True
             self._pause_reading()
+        if self._consumer is not None:
+            if not self._consuming:
+                self._wake_consumer()
+            return
         waiter = self._incoming_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -422,12 +532,17 @@ class Connection:
             future.set_exception(self._closed_error())
             return future
         if payload is None:
-            payload = next(self._ping_counter).to_bytes(4, "big")
-        while len(self._pings) >= self.limits.max_pending_pings:
-            _, (_, oldest) = next(iter(self._pings.items()))
-            self._pings.pop(next(iter(self._pings)))
+            # One counter for the process: payloads need only tell this connection's pings
+            # apart, and a counter per connection is one more object each of them holds.
+            payload = (next(_ping_payloads) & 0xFFFFFFFF).to_bytes(4, "big")
+        pings = self._pings
+        if pings is None:
+            pings = self._pings = {}
+        while len(pings) >= self.limits.max_pending_pings:
+            _, (_, oldest) = next(iter(pings.items()))
+            pings.pop(next(iter(pings)))
             oldest.cancel()
-        self._pings[payload] = (self.clock(), future)
+        pings[payload] = (self.clock(), future)
         self.stats.pings_sent += 1
         self._record(EventKind.PING, payload=payload.hex())
         self._send_ping(payload)
@@ -436,23 +551,29 @@ class Connection:
     def _pong(self, payload: bytes) -> None:
         """An engine received a pong: resolve its ping and the earlier ones."""
         self.stats.pongs_received += 1
-        if payload not in self._pings:
+        pings = self._pings
+        if pings is None or payload not in pings:
             self._record(EventKind.PONG, payload=payload.hex(), rtt=None, unsolicited=True)
             return
         now = self.clock()
         rtt = None
-        for key in list(self._pings):
-            sent_at, future = self._pings.pop(key)
+        for key in list(pings):
+            sent_at, future = pings.pop(key)
             if not future.done():
                 future.set_result(now - sent_at)
             if key == payload:
                 rtt = now - sent_at
                 break
+        if not pings:
+            self._pings = None
         self.stats.last_rtt = rtt
         if rtt is not None:
-            if self.stats.rtts is None:
-                self.stats.rtts = deque(maxlen=MAX_RTTS)
-            self.stats.rtts.append(rtt)
+            rtts = self.stats.rtts
+            if rtts is None:
+                rtts = self.stats.rtts = array("d")
+            elif len(rtts) >= MAX_RTTS:
+                del rtts[0]
+            rtts.append(rtt)
         self._record(EventKind.PONG, payload=payload.hex(), rtt=rtt)
 
     # -- closing -----------------------------------------------------------------------------------
@@ -488,8 +609,11 @@ class Connection:
         """True once TCP is closed."""
         return self._closed.done()
 
-    def add_close_callback(self, callback: Callable[[Connection], object]) -> None:
-        """Call ``callback(connection)`` soon after TCP is closed (at once if it already is).
+    def add_close_callback(self, callback: Callable[..., object], *args: Any) -> None:
+        """Call ``callback(connection, *args)`` soon after TCP is closed (at once if it already is).
+
+        ``args`` as with ``loop.call_soon``: a shared callback and its arguments cost less per
+        connection than a closure made for each.
 
         For bookkeeping that needs the final counters and close codes (metrics, the close log
         line): it runs on the event loop, in the context of the task that added the first one
@@ -497,18 +621,18 @@ class Connection:
         them all: each would otherwise cost its own closure and context copy per connection.
         """
         if self._closed.done():
-            asyncio.get_running_loop().call_soon(callback, self)
+            asyncio.get_running_loop().call_soon(callback, self, *args)
             return
         if self._close_callbacks is None:
             self._close_callbacks = []
             self._closed.add_done_callback(self._run_close_callbacks)
-        self._close_callbacks.append(callback)
+        self._close_callbacks.append((callback, args))
 
     def _run_close_callbacks(self, _: asyncio.Future[None]) -> None:
         callbacks, self._close_callbacks = self._close_callbacks or [], None
-        for callback in callbacks:
+        for callback, args in callbacks:
             try:
-                callback(self)
+                callback(self, *args)
             except Exception:
                 # As asyncio does for a failing callback: logged, and the others still run.
                 log.exception("close callback of %s failed", self.id)
@@ -523,11 +647,11 @@ class Connection:
         waiter = self._incoming_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
-        for _, future in self._pings.values():
+        for _, future in (self._pings or {}).values():
             if not future.done():
                 future.set_exception(self._close_error)
                 future.exception()  # mark retrieved: nobody may be waiting for this ping
-        self._pings.clear()
+        self._pings = None
         self._record(
             EventKind.DISCONNECT,
             code=self.close_code,
@@ -535,6 +659,8 @@ class Connection:
             by="local" if self.closed_locally else "peer",
             cause=cause,
         )
+        if self._consumer is not None:
+            self._wake_consumer()
 
     def _make_closed_error(self) -> ConnectionClosed:
         code = self.close_code

@@ -8,7 +8,7 @@ engines; :mod:`wslab.infrastructure.connection` re-exports them (their old impor
 from __future__ import annotations
 
 import enum
-from collections import deque
+from array import array
 from dataclasses import dataclass, field
 
 from wslab.foundation.deflate import DeflateSettings
@@ -79,8 +79,9 @@ class ConnectionStats:
     pings_sent: int = 0
     pongs_received: int = 0
     last_rtt: float | None = None
-    #: The last 64 round-trip times; created with the first (an idle connection keeps none).
-    rtts: deque[float] | None = None
+    #: The last 64 round-trip times, oldest first; created with the first (an idle connection
+    #: keeps none). Doubles in an array: a deque of 64 floats is over 2 KiB per connection.
+    rtts: array[float] | None = None
 
 
 #: Round-trip times one connection keeps (``stats.rtts``).

@@ -12,7 +12,6 @@ Connections are also indexed by a *key* the layers above choose (the chat uses t
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
@@ -57,8 +56,12 @@ class ConnectionManager:
         # group -> connection id -> connection: a broadcast walks the members themselves, with no
         # lookup per member (the fan-out's per-recipient work is the write and nothing else)
         self._groups: dict[str, dict[str, Connection]] = {}
-        self._memberships: dict[str, set[str]] = defaultdict(set)
-        self._by_key: dict[str, set[str]] = defaultdict(set)
+        # Per connection: its groups, a tuple (at most max_groups_per_connection, usually one:
+        # a set of one is 216 bytes, a tuple of one 48, for every connection the hub holds).
+        self._memberships: dict[str, tuple[str, ...]] = {}
+        # Per key: the connection id, or a set of them once a key has several (most users have
+        # one connection: no set of one each).
+        self._by_key: dict[str, str | set[str]] = {}
         self._key_of: dict[str, str] = {}
 
     # -- registry ----------------------------------------------------------------------------------
@@ -74,30 +77,44 @@ class ConnectionManager:
     def set_key(self, connection: Connection, key: str) -> None:
         """Index ``connection`` under ``key`` (replacing a previous key)."""
         old = self._key_of.get(connection.id)
+        cid = connection.id
         if old is not None:
-            self._discard(self._by_key, old, connection.id)
-        self._key_of[connection.id] = key
-        self._by_key[key].add(connection.id)
+            self._unkey(old, cid)
+        self._key_of[cid] = key
+        held = self._by_key.get(key)
+        if held is None:
+            self._by_key[key] = cid
+        elif isinstance(held, str):
+            if held != cid:
+                self._by_key[key] = {held, cid}
+        else:
+            held.add(cid)
 
     def remove(self, connection: Connection) -> set[str]:
         """Forget ``connection`` and its memberships; returns the groups it was in."""
         cid = connection.id
         self._connections.pop(cid, None)
-        groups = self._memberships.pop(cid, set())
+        groups = self._memberships.pop(cid, ())
         for group in groups:
             self._leave_group(group, cid)
         key = self._key_of.pop(cid, None)
         if key is not None:
-            self._discard(self._by_key, key, cid)
-        return groups
+            self._unkey(key, cid)
+        return set(groups)
 
-    @staticmethod
-    def _discard(index: dict[str, set[str]], name: str, cid: str) -> None:
-        members = index.get(name)
-        if members is not None:
-            members.discard(cid)
-            if not members:
-                del index[name]  # empty groups vanish, so the index cannot grow forever
+    def _unkey(self, key: str, cid: str) -> None:
+        held = self._by_key.get(key)
+        if held is None:
+            return
+        if isinstance(held, str):
+            if held == cid:
+                del self._by_key[key]  # empty keys vanish, so the index cannot grow forever
+            return
+        held.discard(cid)
+        if len(held) == 1:
+            self._by_key[key] = next(iter(held))
+        elif not held:
+            del self._by_key[key]
 
     def _leave_group(self, group: str, cid: str) -> None:
         members = self._groups.get(group)
@@ -121,7 +138,9 @@ class ConnectionManager:
 
     def by_key(self, key: str) -> list[Connection]:
         """Every connection registered under ``key``."""
-        return [self._connections[c] for c in self._by_key.get(key, ()) if c in self._connections]
+        held = self._by_key.get(key)
+        ids = () if held is None else (held,) if isinstance(held, str) else held
+        return [self._connections[c] for c in ids if c in self._connections]
 
     def key_of(self, connection: Connection) -> str | None:
         """The key ``connection`` is registered under."""
@@ -131,14 +150,14 @@ class ConnectionManager:
 
     def join(self, connection: Connection, group: str) -> bool:
         """Add ``connection`` to ``group``; False if it was already a member."""
-        memberships = self._memberships[connection.id]
+        memberships = self._memberships.get(connection.id, ())
         if group in memberships:
             return False
         if len(memberships) >= self.max_groups_per_connection:
             raise ConflictError(
                 f"a connection may join at most {self.max_groups_per_connection} rooms"
             )
-        memberships.add(group)
+        self._memberships[connection.id] = (*memberships, group)
         members = self._groups.get(group)
         if members is None:
             members = self._groups[group] = {}
@@ -150,7 +169,11 @@ class ConnectionManager:
         memberships = self._memberships.get(connection.id)
         if not memberships or group not in memberships:
             return False
-        memberships.discard(group)
+        rest = tuple(g for g in memberships if g != group)
+        if rest:
+            self._memberships[connection.id] = rest
+        else:
+            del self._memberships[connection.id]
         self._leave_group(group, connection.id)
         return True
 

@@ -9,6 +9,12 @@ its failure means (1011 for that connection only), the events and refusals it re
 shutdown — :meth:`Server.close` stops accepting, closes every connection with 1001, waits for
 the handlers, and cancels those that do not finish in time.
 
+A handler may also hand its connection over to a
+:class:`~wslab.infrastructure.connection.MessageConsumer` and return
+(:meth:`Connection.hand_over`): the connection stays open, and the server runs a task for it
+only while it has messages to handle (:meth:`Server._consume`) — the hub holds thousands of
+idle connections that way, without a task and its coroutine frames for each.
+
 The engines subclass it: :class:`~wslab.infrastructure.engines.wslab.server.WslabServer` and
 :class:`~wslab.infrastructure.engines.websockets.server.WebsocketsServer`;
 :func:`wslab.infrastructure.engines.serve` picks one by name.
@@ -21,14 +27,14 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from wslab.foundation import handshake
 from wslab.foundation.codes import CloseCode
 from wslab.foundation.errors import HandshakeError
 from wslab.foundation.http import Request, build_response
 
-from .connection import Connection, ConnectionLimits
+from .connection import Connection, ConnectionLimits, MessageConsumer
 from .events import NULL_EVENT_LOG, EventKind, EventLog
 
 __all__ = [
@@ -101,6 +107,9 @@ class Server:
     #: Called with each upgrade request refused with an HTTP status (and the client's address).
     on_refused: Callable[[HandshakeError, tuple[str, int] | None], None] | None = None
     engine: str = "abstract"
+    #: Whether its connections can be handed over (:meth:`Connection.hand_over`). Not where the
+    #: engine keeps a task per connection anyway and closes the connection when it returns.
+    hands_over: ClassVar[bool] = False
     connections: dict[str, Connection] = field(default_factory=dict)
     #: Open connections per client address (kept with ``connections``): the per-IP cap asks
     #: this on every upgrade, so it must not count by walking every connection.
@@ -109,6 +118,8 @@ class Server:
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     _scheme: str = "ws"
     _closing: bool = False
+    #: While close() waits: resolved when a task starts or a connection is released.
+    _changed: asyncio.Future[None] | None = None
 
     @property
     def port(self) -> int:
@@ -192,6 +203,12 @@ class Server:
     def _track(self, task: asyncio.Task[Any]) -> None:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        self._nudge()
+
+    def _nudge(self) -> None:
+        changed = self._changed
+        if changed is not None and not changed.done():
+            changed.set_result(None)
 
     def held_by(self, address: str) -> int:
         """How many open connections come from ``address`` (O(1))."""
@@ -206,7 +223,10 @@ class Server:
 
     def _release(self, connection: Connection) -> None:
         """Unlist a connection whose handler is done (and uncount it)."""
-        if self.connections.pop(connection.id, None) is None or not connection.remote:
+        if self.connections.pop(connection.id, None) is None:
+            return
+        self._nudge()
+        if not connection.remote:
             return
         address = connection.remote[0]
         left = self.per_address.get(address, 0) - 1
@@ -217,28 +237,88 @@ class Server:
 
     def _register(self, connection: Connection) -> None:
         """A connection is open: list it and log it."""
+        if self.hands_over:
+            connection._host = self  # it may be handed over to a consumer (Connection.hand_over)
         self._hold(connection)
         self.record(
             EventKind.CONNECT, connection.id, remote=str(connection.remote), path=connection.path
         )
 
     async def _run_handler(self, connection: Connection) -> None:
+        handed_over = False
         try:
             await self.handler(connection)
         except asyncio.CancelledError:
             connection.abort("handler cancelled")
             raise
         except Exception as error:
-            # The handler's failure ends this connection only (1011), never the server.
-            log.exception("connection handler failed for %s", connection.id)
-            self.record(
-                EventKind.ERROR, connection.id, error=type(error).__name__, message=str(error)
-            )
-            if self.on_connection_error is not None:
-                self.on_connection_error(connection, error)
-            await connection.close(CloseCode.INTERNAL_ERROR, "internal error")
+            await self._handler_failed(connection, error)
         else:
-            await connection.close()
+            # Handed over: the connection lives on; its consumer's end closes and unlists it.
+            handed_over = connection.handed_over
+            if not handed_over:
+                await connection.close()
+        finally:
+            if not handed_over:
+                self._release(connection)
+
+    async def _handler_failed(self, connection: Connection, error: Exception) -> None:
+        # The handler's failure ends this connection only (1011), never the server.
+        log.exception("connection handler failed for %s", connection.id)
+        self.record(EventKind.ERROR, connection.id, error=type(error).__name__, message=str(error))
+        if self.on_connection_error is not None:
+            self.on_connection_error(connection, error)
+        await connection.close(CloseCode.INTERNAL_ERROR, "internal error")
+
+    def _consume_soon(self, connection: Connection) -> None:
+        """A handed-over connection has messages (or has closed): run a task to handle them."""
+        self._track(asyncio.get_running_loop().create_task(self._consume(connection)))
+
+    async def _consume(self, connection: Connection) -> None:
+        """Hand the queued messages to the consumer in order; end once they are handled.
+
+        The task ends as soon as the queue is empty and the connection is still open: the next
+        message starts another. Once the connection has closed (or the consumer stops), the
+        consumer's ``finished`` runs, the connection is closed and unlisted — what the end of a
+        handler task does for a connection that was not handed over.
+        """
+        consumer = connection._consumer
+        assert consumer is not None
+        try:
+            consumer.resumed(connection)
+            while True:
+                message = connection.next_message()
+                if message is None:
+                    connection._incoming_drained()  # a deferred close may go out now
+                    if not connection.closed:
+                        connection._consuming = False  # idle: the next message wakes us
+                        return
+                    break
+                if not await consumer.message(connection, message):
+                    break
+        except asyncio.CancelledError:
+            connection.abort("handler cancelled")
+            await self._finish(connection, consumer, None)
+            raise
+        except Exception as error:
+            await self._finish(connection, consumer, error)
+        else:
+            await self._finish(connection, consumer, None)
+
+    async def _finish(
+        self, connection: Connection, consumer: MessageConsumer, error: Exception | None
+    ) -> None:
+        """The end of a handed-over connection: the consumer's, then the close, then unlisting."""
+        connection._consumer = None  # no more tasks for it
+        try:
+            try:
+                await consumer.finished(connection)
+            except Exception:
+                log.exception("the end of connection %s failed", connection.id)
+            if error is not None:
+                await self._handler_failed(connection, error)
+            else:
+                await connection.close()
         finally:
             self._release(connection)
 
@@ -258,8 +338,10 @@ class Server:
         for connection in list(self.connections.values()):
             connection.close_nowait(code, reason)
         timeout = self.limits.close_timeout if timeout is None else timeout
-        if self._tasks:
-            _, pending = await asyncio.wait(set(self._tasks), timeout=timeout)
+        if self._tasks or self.connections:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._settled(), timeout)
+            pending = {task for task in self._tasks if not task.done()}
             for task in pending:
                 task.cancel()
             if pending:
@@ -269,6 +351,23 @@ class Server:
         if self._server is not None:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._server.wait_closed(), 1.0)
+
+    async def _settled(self) -> None:
+        """Wait until every handler task has ended and every handed-over connection is unlisted.
+
+        A handed-over connection has no task until its close arrives, so the tasks alone do not
+        say when shutdown is done: wait for them, then for a change, until nothing is left.
+        """
+        loop = asyncio.get_running_loop()
+        while self._tasks or any(c.handed_over for c in self.connections.values()):
+            if self._tasks:
+                await asyncio.wait(set(self._tasks))
+                continue
+            self._changed = loop.create_future()
+            try:
+                await self._changed
+            finally:
+                self._changed = None
 
     async def __aenter__(self) -> Server:
         return self

@@ -69,8 +69,9 @@ class _SeqCounter:
 class _Subscription:
     """One (channel, handler) pair: a bounded queue and the task that drains it in order.
 
-    The delivery task exists only while there is something to deliver: an idle subscription is
-    a deque and a few fields, because a hub holds one per local user and per room.
+    The delivery task and the queue exist only while there is something to deliver: an idle
+    subscription is a few fields, because a hub holds one per local user and per room (an empty
+    deque alone is over 600 bytes).
     """
 
     __slots__ = (
@@ -89,7 +90,7 @@ class _Subscription:
         self.owner = owner
         self.channel = channel
         self.handler = handler
-        self.queue: deque[BrokerMessage] = deque()
+        self.queue: deque[BrokerMessage] | None = None
         self.maxsize = queue_size
         self.active = True
         self.running_handler = False
@@ -100,9 +101,12 @@ class _Subscription:
         """Queue ``msg`` without waiting; False (and the message dropped) if the queue is full."""
         if not self.active:
             return True  # retired: discarded, as unsubscribing promises
-        if len(self.queue) >= self.maxsize:
+        queue = self.queue
+        if len(queue or ()) >= self.maxsize:
             return False
-        self.queue.append(msg)
+        if queue is None:
+            queue = self.queue = deque()
+        queue.append(msg)
         if self.task is None or self.task.done():
             # One task at a time: it ends only once the queue is empty (checked with no await
             # in between), so order is kept across restarts.
@@ -114,6 +118,8 @@ class _Subscription:
     async def _deliver(self) -> None:
         while self.active and self.queue:
             msg = self.queue.popleft()
+            if not self.queue:
+                self.queue = None  # drained: give the buffer back
             self.running_handler = True
             try:
                 result = self.handler(msg)
@@ -133,7 +139,7 @@ class _Subscription:
     def stop(self) -> asyncio.Task[None] | None:
         """Stop delivering. A handler that is running is left to finish its message."""
         self.active = False
-        self.queue.clear()
+        self.queue = None
         task = self.task
         if task is not None and not self.running_handler:
             task.cancel()
@@ -322,7 +328,7 @@ class BrokerBase:
         sub = table.get(channel, {}).get(handler)
         if sub is None:
             return (0, 0)
-        return (sub.handled, len(sub.queue) + sub.running_handler)
+        return (sub.handled, len(sub.queue or ()) + sub.running_handler)
 
     def _matching_prefixes(self, channel: str) -> list[str]:
         """The subscribed prefixes ``channel`` starts with."""

@@ -433,7 +433,7 @@ class WebsocketsConnection(Connection):
             return  # Connection._lost fails our future with the right error
         except Exception as error:  # e.g. a second ping with the same payload
             self._record(EventKind.ERROR, error=type(error).__name__, message=str(error))
-            entry = self._pings.pop(payload, None)
+            entry = self._pings.pop(payload, None) if self._pings else None
             if entry is not None and not entry[1].done():
                 entry[1].set_exception(error)
             return

@@ -102,7 +102,9 @@ class WslabConnection(Connection):
         )
         self._backlog: memoryview | None = None  # received, not parsed yet (see data_received)
         self._backlog_scheduled = False  # a _continue_backlog call is pending
-        self._holds: set[str] = set()  # why reading is paused: incoming, backlog, budget
+        # Why reading is paused (incoming, backlog, budget): a new frozenset per change, so an
+        # unpaused connection shares the empty one instead of holding a set of its own.
+        self._holds: frozenset[str] = _NO_HOLDS
         self._budget_timer: asyncio.TimerHandle | None = None
         self._failing = False  # a protocol violation waits for the application to catch up
         self._fail_timer: asyncio.TimerHandle | None = None
@@ -335,12 +337,12 @@ class WslabConnection(Connection):
         """Stop reading the socket for ``reason``; it resumes when no reason is left."""
         if not self._holds and not self.transport.is_closing():
             self.transport.pause_reading()
-        self._holds.add(reason)
+        self._holds = self._holds | {reason}
 
     def _release_reading(self, reason: str) -> None:
         if reason not in self._holds:
             return
-        self._holds.discard(reason)
+        self._holds = self._holds - {reason}
         if not self._holds and not self.transport.is_closing():
             self.transport.resume_reading()
 
@@ -554,6 +556,7 @@ class WslabConnection(Connection):
 
 
 _OPEN = ConnectionState.OPEN
+_NO_HOLDS: frozenset[str] = frozenset()
 
 
 def _encode_compressed(deflater: Deflater, payload: bytes, message: Message) -> bytes:
@@ -568,7 +571,9 @@ def _opcode_of(message: Message) -> Opcode:
 class _ForwardsFlowControl(asyncio.Protocol):
     """The transport's pause/resume-writing signals go to the connection once there is one."""
 
-    connection: WslabConnection | None = None
+    __slots__ = ()  # the server's _Wire has slots: one per TCP connection the hub holds
+
+    connection: WslabConnection | None
 
     def pause_writing(self) -> None:
         if self.connection is not None:

@@ -4,7 +4,9 @@ One TCP connection is one :class:`_Wire`: first it reads an HTTP head (with a si
 deadline); a plain request is answered by the server's ``http_handler``; an upgrade request is
 admitted, validated and offered to ``process_upgrade`` (see :class:`wslab.infrastructure.server.
 Server`, which does all of that for both engines), answered with 101, and from then on the bytes
-belong to a :class:`~.connection.WslabConnection` whose ``handler`` coroutine runs as a task.
+belong to a :class:`~.connection.WslabConnection` whose ``handler`` coroutine runs as a task —
+until it hands the connection over (:meth:`~wslab.infrastructure.connection.Connection.hand_over`):
+then a task runs only while there are messages to handle.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import ssl as ssl_module
 from dataclasses import dataclass
-from typing import cast
+from typing import ClassVar, cast
 
 from wslab.foundation import deflate, handshake
 from wslab.foundation.errors import HandshakeError
@@ -40,6 +42,9 @@ class WslabServer(Server):
     """A listening server on wslab's engine. Create it with :func:`serve`."""
 
     engine: str = "wslab"
+    #: A connection is a protocol object fed by the transport's callbacks: once its handler has
+    #: handed it over, an idle one holds no task.
+    hands_over: ClassVar[bool] = True
 
     def _opened(self, connection: Connection) -> None:
         self._register(connection)
@@ -51,6 +56,8 @@ _NO_PARSER = RequestParser()  # what an upgraded _Wire holds instead of its own 
 
 class _Wire(_ForwardsFlowControl):
     """One accepted TCP connection: HTTP until the upgrade, then a :class:`WslabConnection`."""
+
+    __slots__ = ("_deadline", "_http_task", "connection", "parser", "remote", "server", "transport")
 
     def __init__(self, server: WslabServer) -> None:
         self.server = server
@@ -135,6 +142,7 @@ class _Wire(_ForwardsFlowControl):
             return
         if self._deadline is not None:
             self._deadline.cancel()
+            self._deadline = None
         settings = server.limits.compression
         params = deflate.negotiate(upgrade.extensions, settings) if settings else None
         connection = WslabConnection(
