@@ -11,7 +11,8 @@ The rules (who cools down, for how long, the bound) are
   cooling down, and the verifier's cache makes the session's own check of it free.
 - :meth:`AbuseGate.opened` remembers an authenticated user on its connection (guests' ids are
   new each time and identify nobody), and :meth:`AbuseGate.closed` counts a close the hub sent
-  with 1008 or 1009 against that user and the client's address.
+  with 1008 or 1009 against that user, or, when there is none (a guest, a connection that
+  never authenticated), against the client's address.
 
 Log (INFO, on ``wslab.hub``, throttled): ``abuse cool-down`` (user_id, remote, code,
 seconds) when a close puts someone in a cool-down.

@@ -57,8 +57,9 @@ def test_a_user_is_cooled_down_from_the_first_offence_and_judged_apart_from_its_
     assert cool.refusal("10.0.0.1", lambda: "mallory", now=1) == 9
     # Another user behind the same address (a NAT) is admitted: judged as itself.
     assert cool.refusal("10.0.0.1", lambda: "alice", now=1) == 0
-    # An upgrade that proves nobody is judged by the address, which is under its threshold.
+    # An upgrade that proves nobody is judged by the address, which the user's offence spared.
     assert cool.refusal("10.0.0.1", lambda: None, now=1) == 0
+    assert cool.addresses.offences("10.0.0.1", now=1) == 0
     assert cool.refusal("10.0.0.1", lambda: "mallory", now=10) == 0
 
 

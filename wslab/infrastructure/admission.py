@@ -14,16 +14,19 @@ The rules:
 - **Offences grow the cool-down.** The n-th offence of a key cools it down for
   ``base * 2**(n - threshold)`` seconds, at most ``maximum``. A key is forgiven — its count
   back to zero — ``memory`` seconds after its last cool-down ended without a new offence.
-- **Users first.** An authenticated user is cooled down from their first offence, and an
-  upgrade that proves a user (a valid token on the upgrade request) is judged as that user,
-  not by its address: many well-behaved users behind one NAT address keep connecting while one
-  of them is cooling down.
-- **Addresses only past a generous threshold.** Each abusive close also counts against the
-  client's address, but the address as a whole cools down only from its ``threshold``-th
-  offence inside the memory, and only upgrades that prove no user (guests, a token sent in the
-  first message) are refused for it. Behind a NAT that is the trade-off: one abuser sharing
-  an address with guests can, after ``threshold`` offences, keep *new* guest connections from
-  that address out for the cool-down. Connections already open are never touched.
+- **Users first.** An abusive close of an authenticated connection counts against its user
+  (the token's subject), who cools down from the first offence; an upgrade that proves a user
+  (a valid token on the upgrade request) is judged as that user, not by its address. So many
+  well-behaved users behind one NAT or proxy address keep connecting while one of them is
+  cooling down, and the abuser's address is not blamed for what its user did.
+- **Addresses only for the unattributed, past a generous threshold.** An abusive close nobody
+  can be held to (a guest, whose id is new each time; a connection that flooded before it
+  authenticated) counts against the client's address, and the address cools down from its
+  ``threshold``-th such offence inside the memory. Only upgrades that prove no user are
+  refused for it (guests; clients that send their token in the first message, as browsers
+  do). That is the NAT trade-off: ``threshold`` unattributed offences from one shared address
+  keep its *new* guest and token-in-message connections out for the cool-down; connections
+  already open are never touched, and clients sending the token on the upgrade still get in.
 - **Bounded.** Each table holds at most ``max_keys`` keys in least-recently-offended order.
   Forgiven keys are dropped as they are met at the old end; when the table is still full, the
   oldest key is evicted even if it is cooling down — which can only make the hub more lenient
@@ -207,20 +210,18 @@ class AbuseCoolDown:
         """The hub closed a connection with ``code``: count it if it was abuse.
 
         ``user`` is the authenticated user (None for guests and connections never
-        authenticated: a guest's id is new every time, so it identifies nobody). Returns the
-        cool-down the user (else the address) now serves, 0.0 if none.
+        authenticated: a guest's id is new every time, so it identifies nobody). The offence
+        counts against the user if there is one, else against ``address``. Returns the
+        cool-down it now serves, 0.0 if none.
         """
         if code not in ABUSE_CLOSE_CODES:
             return 0.0
         if now is None:
             now = self._clock()
         self.offences += 1
-        served = 0.0
-        if address:
-            served = self.addresses.offend(address, now)
         if user is not None:
-            served = self.users.offend(user, now)
-        return served
+            return self.users.offend(user, now)
+        return self.addresses.offend(address, now) if address else 0.0
 
     def refusal(
         self, address: str | None, identify: Callable[[], str | None], now: float | None = None
