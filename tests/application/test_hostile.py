@@ -320,3 +320,17 @@ async def test_a_close_that_is_not_abuse_does_not_cool_anyone_down(
     again = await client_for(hub, "alice")
     assert again.hello["user_id"] == "alice"
     assert hub.abuse.cooldown is not None and hub.abuse.cooldown.offences == 0
+
+
+async def test_the_cool_down_table_is_bounded_and_a_full_one_forgets_the_oldest(
+    start_hub: StartHub, client_for: Connect
+) -> None:
+    hub = await start_hub(abuse_table_size=1)
+    await cut_at_the_fragment_cap(await client_for(hub, "mallory"))
+    await offences_counted(hub, 1)
+    await cut_at_the_fragment_cap(await client_for(hub, "trudy"))
+    await offences_counted(hub, 2)
+    cooldown = hub.abuse.cooldown
+    assert cooldown is not None and len(cooldown.users) == 1 and cooldown.users.evicted == 1
+    assert (await upgrade_status(hub, hub.token("trudy")))[0] == 429
+    assert (await upgrade_status(hub, hub.token("mallory")))[0] == 101  # evicted: forgiven
