@@ -44,9 +44,17 @@ def _closed_by_hub(connection: Connection) -> bool:
     if connection.closed_locally:  # the hub chose to close (1008 flooding)
         return True
     # A peer's protocol violation (1009 past the fragment cap or the size limit) is failed by
-    # the protocol, which counts it as the peer's doing rather than a local close; wslab's engine
-    # shows it as ``protocol.failure``. A close the peer started (and the hub echoed) is neither.
-    return getattr(getattr(connection, "protocol", None), "failure", None) is not None
+    # the protocol itself, which counts it as the peer's doing rather than a local close. Each
+    # engine shows it its own way; a close the peer started (and the hub echoed) is neither.
+    protocol = getattr(connection, "protocol", None)  # wslab's engine: the sans-I/O protocol
+    if protocol is not None:
+        return getattr(protocol, "failure", None) is not None
+    ws = getattr(connection, "ws", None)  # the websockets engine: its connection object
+    state = getattr(ws, "protocol", None)
+    return (
+        getattr(state, "close_sent", None) is not None
+        and getattr(state, "close_rcvd_then_sent", None) is not True
+    )
 
 
 class AbuseGate:

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.application.conftest import Connect, RawClient, StartHub
+from tests.application.conftest import Connect, RawClient, StartHub, both_engines
 from wslab.foundation.codes import Opcode
 from wslab.foundation.frames import Frame, encode_frame
 from wslab.foundation.handshake import build_upgrade_request
@@ -334,3 +334,16 @@ async def test_the_cool_down_table_is_bounded_and_a_full_one_forgets_the_oldest(
     assert cooldown is not None and len(cooldown.users) == 1 and cooldown.users.evicted == 1
     assert (await upgrade_status(hub, hub.token("trudy")))[0] == 429
     assert (await upgrade_status(hub, hub.token("mallory")))[0] == 101  # evicted: forgiven
+
+
+@both_engines
+async def test_a_message_too_big_cools_its_user_down_on_either_engine(
+    start_hub: StartHub, client_for: Connect
+) -> None:
+    hub = await start_hub(max_message_size=1024)
+    mallory = await client_for(hub, "mallory")
+    write_raw(mallory, masked(Opcode.TEXT, b"x" * 4096))
+    assert await mallory.closed_with(GUARD) == 1009
+    await offences_counted(hub, 1)
+    assert (await upgrade_status(hub, hub.token("mallory")))[0] == 429
+    assert (await upgrade_status(hub, hub.token("alice")))[0] == 101
