@@ -68,8 +68,8 @@ CHURN_RUNS = {"default": {}, "rate-lifted": {"WSLAB_CONNECTIONS_PER_IP_PER_MINUT
 
 
 @contextlib.contextmanager
-def hub_process(extra_env: dict[str, str]) -> Iterator[str]:
-    """A ``wslab serve`` process of its own; yields its ws:// URL."""
+def hub_process(extra_env: dict[str, str]) -> Iterator[tuple[str, int]]:
+    """A ``wslab serve`` process of its own; yields its ws:// URL and its pid."""
     with tempfile.TemporaryDirectory() as folder:
         # Every client here shares 127.0.0.1, so the polite ones connect before the floods
         # start: the flooders' reconnects then meet the per-IP connection rate (60/min), as a
@@ -88,10 +88,24 @@ def hub_process(extra_env: dict[str, str]) -> Iterator[str]:
                     break
             else:
                 raise RuntimeError("wslab serve did not start")
-            yield match.group(1).replace("http://", "ws://") + "/ws"
+            yield match.group(1).replace("http://", "ws://") + "/ws", process.pid
         finally:
             process.terminate()
             process.wait(10)
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) the process has used so far (Linux ``/proc``; 0.0 elsewhere).
+
+    What a phase cost the hub, unlike a latency, does not move with the other work on a shared
+    machine (much).
+    """
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def flood(kind: int) -> bytes:
@@ -204,7 +218,7 @@ def p(values: list[float], q: float) -> float:
 
 
 async def run(label: str, env: dict[str, str], seconds: float, loads: list[list[str]]) -> None:
-    with hub_process(env) as url:
+    with hub_process(env) as (url, pid):
         # Connected once for the whole run, before any flood: every client shares 127.0.0.1,
         # and the flooders' reconnects exhaust that address's connection rate (60/min) and
         # cool it down, as a real attacker's address would; the polite clients must not be
@@ -218,7 +232,9 @@ async def run(label: str, env: dict[str, str], seconds: float, loads: list[list[
         # machine and moves 10-35 ms run to run; both quiet phases pooled are the steadier base.
         for n, load in enumerate([[], *loads, []]):
             alive = [c for c in connections if not c.closed]
+            cpu, started = cpu_seconds(pid), time.monotonic()
             rtts, closed, tally = await phase(url, alive, [*load, url] if load else [], seconds)
+            tally["hub_cpu"] = (cpu_seconds(pid) - cpu) / (time.monotonic() - started)
             if not load:
                 quiet += rtts
             what = f"{load[1]} {load[0].strip('-').rstrip('s')}" if load else "quiet"
@@ -226,9 +242,9 @@ async def run(label: str, env: dict[str, str], seconds: float, loads: list[list[
         first_quiet, pooled = p(rows[0][1], 99) * 1000, p(quiet, 99) * 1000
         for what, rtts, closed, tally in rows:
             p50, p99 = p(rtts, 50) * 1000, p(rtts, 99) * 1000
-            side = ""
+            side = f"  hub CPU {100 * tally.pop('hub_cpu'):3.0f}%"
             if tally:
-                side = (
+                side += (
                     f"  admitted {tally.get('admitted', 0):6.1f}/s"
                     f"  refused {tally.get('refused', 0):6.1f}/s"
                 )
