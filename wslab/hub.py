@@ -48,6 +48,7 @@ from wslab.foundation.deflate import DeflateSettings
 from wslab.foundation.errors import ConfigError, HandshakeError
 from wslab.foundation.handshake import Upgrade
 from wslab.foundation.http import Request
+from wslab.hub_admission import AbuseGate
 from wslab.hub_http import KNOWN_METHODS, static_file
 from wslab.hub_metrics import HubMetrics, auth_failure_reason, close_code_label
 from wslab.infrastructure.config import HubConfig
@@ -202,6 +203,8 @@ class Hub:
             on_error=self._report_error,
         )
         self.address_limiter = AddressLimiter(config.connections_per_ip_per_minute)
+        #: Users and addresses refused at the upgrade after an abusive close (hub_admission).
+        self.abuse = AbuseGate(config, verifier)
         #: Notices when this hub's event loop was blocked (see wslab.infrastructure.fairness).
         self.stalls = LoopStallWatch()
         self.traffic = TrafficTotals()
@@ -429,6 +432,7 @@ class Hub:
     async def _check_upgrade(
         self, upgrade: Upgrade, remote: tuple[str, int] | None
     ) -> dict[str, Any] | None:
+        self.abuse.check(upgrade, remote)  # first: a cooling-down abuser costs the least
         if upgrade.path != self.config.path:
             raise _refusal(
                 HandshakeError(
@@ -544,6 +548,7 @@ class Hub:
             },
         )
         connection.add_close_callback(self._on_session_closed, session.user_id)
+        self.abuse.opened(connection, session.user_id, anonymous=session.identity.anonymous)
 
     # -- plain HTTP --------------------------------------------------------------------------------
 
@@ -591,6 +596,7 @@ class Hub:
         if sent is not None:
             self._m.close_codes.labels("out", close_code_label(sent[0])).inc()
         self._m.close_codes.labels("in", close_code_label(connection.close_code)).inc()
+        self.abuse.closed(connection)
 
     def _log_close(self, connection: Connection, user_id: str) -> None:
         """The INFO line for the end of an authenticated connection: who closed it, how."""

@@ -42,7 +42,9 @@ __all__ = [
 ]
 
 #: The ``reason`` label of ``wslab_handshakes_refused_total``: why an upgrade was refused.
-REFUSAL_REASONS = ("origin", "rate", "capacity", "per_ip", "path", "bad_request", "internal")
+REFUSAL_REASONS = (
+    "origin", "rate", "cooldown", "capacity", "per_ip", "path", "bad_request", "internal",
+)  # fmt: skip
 
 #: The ``reason`` label of ``wslab_auth_failures_total``, from the failure's message.
 AUTH_FAILURE_REASONS = (

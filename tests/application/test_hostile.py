@@ -18,9 +18,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.application.conftest import Connect, RawClient, StartHub
+from tests.application.conftest import Connect, RawClient, StartHub, both_engines
 from wslab.foundation.codes import Opcode
 from wslab.foundation.frames import Frame, encode_frame
+from wslab.foundation.handshake import build_upgrade_request
 from wslab.hub import Hub
 
 GUARD = 20.0
@@ -213,3 +214,136 @@ async def test_closed_connections_give_their_buffers_back_without_the_gc(
     assert len(hub.manager) == 0
     # 3 MiB were held; without a collection, (nearly) all of it is back.
     assert after - baseline < 1 << 20, after - baseline
+
+
+# -- coming back after an abusive close: the cool-down at the upgrade ------------------------------
+
+
+async def upgrade_status(hub: Hub, token: str | None = None) -> tuple[int, dict[str, str]]:
+    """Ask ``hub`` for an upgrade (with ``token`` as a Bearer header); its status and headers."""
+    host, port = hub.ws_url.split("//")[1].split("/")[0].split(":")
+    request, _ = build_upgrade_request(
+        f"{host}:{port}",
+        hub.config.path,
+        extra_headers=[("Authorization", f"Bearer {token}")] if token else [],
+    )
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(request)
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), GUARD)
+    finally:
+        writer.close()
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        if name:
+            headers[name.strip().lower()] = value.strip()
+    return int(lines[0].split()[1]), headers
+
+
+async def offences_counted(hub: Hub, n: int) -> None:
+    """Wait until the hub has counted ``n`` abusive closes (its close callbacks run after TCP)."""
+    cooldown = hub.abuse.cooldown
+    assert cooldown is not None
+    deadline = time.monotonic() + GUARD
+    while cooldown.offences < n:
+        assert time.monotonic() < deadline, "the abusive close was never counted"
+        await asyncio.sleep(0.01)
+
+
+async def cut_at_the_fragment_cap(mallory: RawClient) -> None:
+    write_raw(mallory, masked(Opcode.TEXT, b"x", fin=False))
+    write_raw(mallory, masked(Opcode.CONT, fin=False) * 2000)  # past the 1,024-fragment cap
+    assert await mallory.closed_with(GUARD) == 1009
+
+
+async def test_an_abuser_is_refused_with_429_and_retry_after_but_its_neighbours_are_not(
+    hub: Hub, client_for: Connect
+) -> None:
+    mallory = await client_for(hub, "mallory")
+    await cut_at_the_fragment_cap(mallory)
+    await offences_counted(hub, 1)
+    status, headers = await upgrade_status(hub, hub.token("mallory"))
+    assert status == 429
+    assert 1 <= int(headers["retry-after"]) <= hub.config.abuse_cooldown_seconds
+    assert hub.abuse.cooldown is not None and hub.abuse.cooldown.refusals == 1
+    # Everyone else on the same address is admitted: alice by her token, and an upgrade that
+    # proves nobody yet (its token comes in the first message) because mallory's offence is
+    # held against mallory, not the address.
+    alice = await client_for(hub, "alice")
+    bob = await client_for(hub, "bob", via="message")
+    await chat_goes_on(alice, bob, rounds=1)
+    assert (await upgrade_status(hub))[0] == 101
+
+
+async def test_a_message_flood_closed_with_1008_cools_down_too(
+    start_hub: StartHub, client_for: Connect
+) -> None:
+    hub = await start_hub(rate_messages_per_second=1, rate_burst=2, rate_flood_close_after=3)
+    mallory = await client_for(hub, "mallory")
+    for n in range(10):
+        await mallory.send({"type": "chat:message", "content": f"spam {n}"})
+    assert await mallory.closed_with(GUARD) == 1008
+    await offences_counted(hub, 1)
+    assert (await upgrade_status(hub, hub.token("mallory")))[0] == 429
+    assert (await upgrade_status(hub, hub.token("alice")))[0] == 101
+
+
+async def test_past_its_threshold_an_address_cools_down_for_upgrades_proving_no_user(
+    start_hub: StartHub, client_for: Connect
+) -> None:
+    hub = await start_hub(abuse_address_threshold=2)
+    for _ in range(2):  # floods before authenticating: nobody to hold to it but the address
+        await cut_at_the_fragment_cap(await client_for(hub, "mallory", via="message", greet=False))
+    await offences_counted(hub, 2)
+    status, headers = await upgrade_status(hub)  # no token on the upgrade: judged by address
+    assert status == 429 and int(headers["retry-after"]) >= 1
+    assert (await upgrade_status(hub, "not-a-token"))[0] == 429  # an invalid one proves nobody
+    alice = await client_for(hub, "alice")  # a valid token: judged as alice, admitted
+    assert alice.hello["user_id"] == "alice"
+
+
+async def test_the_cool_down_can_be_turned_off(start_hub: StartHub, client_for: Connect) -> None:
+    hub = await start_hub(abuse_cooldown_seconds=0)
+    assert hub.abuse.cooldown is None
+    await cut_at_the_fragment_cap(await client_for(hub, "mallory"))
+    again = await client_for(hub, "mallory")
+    assert again.hello["user_id"] == "mallory"
+
+
+async def test_a_close_that_is_not_abuse_does_not_cool_anyone_down(
+    hub: Hub, client_for: Connect
+) -> None:
+    alice = await client_for(hub, "alice")
+    await alice.close()
+    again = await client_for(hub, "alice")
+    assert again.hello["user_id"] == "alice"
+    assert hub.abuse.cooldown is not None and hub.abuse.cooldown.offences == 0
+
+
+async def test_the_cool_down_table_is_bounded_and_a_full_one_forgets_the_oldest(
+    start_hub: StartHub, client_for: Connect
+) -> None:
+    hub = await start_hub(abuse_table_size=1)
+    await cut_at_the_fragment_cap(await client_for(hub, "mallory"))
+    await offences_counted(hub, 1)
+    await cut_at_the_fragment_cap(await client_for(hub, "trudy"))
+    await offences_counted(hub, 2)
+    cooldown = hub.abuse.cooldown
+    assert cooldown is not None and len(cooldown.users) == 1 and cooldown.users.evicted == 1
+    assert (await upgrade_status(hub, hub.token("trudy")))[0] == 429
+    assert (await upgrade_status(hub, hub.token("mallory")))[0] == 101  # evicted: forgiven
+
+
+@both_engines
+async def test_a_message_too_big_cools_its_user_down_on_either_engine(
+    start_hub: StartHub, client_for: Connect
+) -> None:
+    hub = await start_hub(max_message_size=1024)
+    mallory = await client_for(hub, "mallory")
+    write_raw(mallory, masked(Opcode.TEXT, b"x" * 4096))
+    assert await mallory.closed_with(GUARD) == 1009
+    await offences_counted(hub, 1)
+    assert (await upgrade_status(hub, hub.token("mallory")))[0] == 429
+    assert (await upgrade_status(hub, hub.token("alice")))[0] == 101

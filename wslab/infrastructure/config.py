@@ -235,6 +235,30 @@ class HubConfig:
     connections_per_ip_per_minute: int = _setting(
         60, "New connections accepted per client IP per minute.", _RATE, "int", ge=1
     )
+    # After the hub closes a connection for abuse (1008 flooding, 1009 too big), its user, and
+    # past a threshold its address, is refused at the upgrade for a while: a flooder closed in
+    # milliseconds would otherwise reconnect at once, a handshake and lobby join each time.
+    abuse_cooldown_seconds: float = _setting(
+        10.0, "Seconds a user (or address) closed for abuse (1008, 1009) is refused with 429 and "
+        "Retry-After at the upgrade; doubles with each offence; 0 turns cool-downs off.",
+        _RATE, "float", ge=0,
+    )  # fmt: skip
+    abuse_cooldown_max_seconds: float = _setting(
+        900.0, "The longest abuse cool-down, however many offences.", _RATE, "float", gt=0
+    )
+    abuse_memory_seconds: float = _setting(
+        600.0, "Seconds after a cool-down ends until the offences behind it are forgotten.",
+        _RATE, "float", ge=0,
+    )  # fmt: skip
+    abuse_address_threshold: int = _setting(
+        5, "Abusive closes from one IP before the IP itself cools down (for upgrades without a "
+        "valid token: users with one are judged as themselves, so NAT neighbours get in).",
+        _RATE, "int", ge=1,
+    )  # fmt: skip
+    abuse_table_size: int = _setting(
+        10_000, "Users, and IPs, remembered for abuse cool-downs (least recent dropped first).",
+        _RATE, "int", ge=1,
+    )  # fmt: skip
     max_connections: int = _setting(
         10_000, "Open connections at once; more are refused with 503.", _RATE, "int", ge=1
     )
@@ -409,6 +433,12 @@ class HubConfig:
             raise ConfigError(
                 f"{label('write_buffer_low')}: must be <= {label('write_buffer_high')} "
                 f"({self.write_buffer_low} > {self.write_buffer_high})"
+            )
+        if self.abuse_cooldown_max_seconds < self.abuse_cooldown_seconds:
+            raise ConfigError(
+                f"{label('abuse_cooldown_max_seconds')}: must be >= "
+                f"{label('abuse_cooldown_seconds')} ({self.abuse_cooldown_max_seconds} < "
+                f"{self.abuse_cooldown_seconds})"
             )
         if (self.tls_certfile is None) != (self.tls_keyfile is None):
             given = "tls_certfile" if self.tls_certfile is not None else "tls_keyfile"
