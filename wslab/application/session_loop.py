@@ -83,6 +83,8 @@ class SessionLoop:
         self.chat = chat
         self.router = router
         self.heartbeat = heartbeat
+        #: Builds each connection's rate limiter as it opens. Replaceable on a running hub (only
+        #: connections opened afterwards see the change): chapter 4 plugs a student's bucket in here.
         self.new_limiter = new_limiter
         self.events = events
         self._verdicts = verdicts

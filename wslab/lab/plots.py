@@ -17,12 +17,17 @@ __all__ = [
     "plot_closing_handshake",
     "plot_deflate_cost",
     "plot_deflate_windows",
+    "plot_detection_delays",
     "plot_event_timeline",
     "plot_fanout_cost",
+    "plot_flood",
     "plot_handshake_phases",
+    "plot_heartbeat_cycle",
+    "plot_heartbeat_lanes",
     "plot_latency",
     "plot_latency_cdf",
     "plot_latency_vs_load",
+    "plot_rtt_cdf",
     "plot_slow_consumer_queues",
 ]
 
@@ -398,4 +403,165 @@ def plot_closing_handshake(handshake: pd.DataFrame, *, client: str, server: str,
     ax.set_ylim(-0.5, 1.5)
     ax.set_xlabel("ms since the client sent its close frame")
     ax.set_title("the closing handshake, both ends")
+    return ax
+
+
+def plot_flood(sent: list[float], refused: list[float], accepted: list[float], *,
+               closed_at: float, burst: float, rate: float, ax: Axes | None = None,
+               title: str | None = None) -> Axes:
+    """A flood against a token bucket: cumulative messages sent, refused and accepted over time.
+
+    The times are ``time.monotonic()`` values (the clock of ``hub.events``), counted from the
+    first message sent; each line holds its count until ``closed_at``, the connection's close.
+    The dashed line is the bucket's bound, ``burst + rate × t``: the accepted line never
+    crosses it.
+    """
+    ax = _axes(ax, (9, 4))
+    t0 = sent[0]
+
+    def ms(times: list[float]) -> list[float]:
+        return [1000 * (t - t0) for t in times]
+
+    def steps(times: list[float]) -> tuple[list[float], list[int]]:
+        times = list(times)
+        return ms([*times, closed_at]), [*range(1, len(times) + 1), len(times)]
+
+    ax.step(*steps(sent), where="post", label="sent by the script")
+    ax.step(*steps(refused), where="post", color="tab:red", label="refused (rate_limit events)")
+    ax.step(*steps(accepted), where="post", color="tab:green", label="accepted (acks)")
+    ends = [t0, closed_at]
+    ax.plot(ms(ends), [burst + rate * (t - t0) for t in ends], "--", color="tab:green",
+            alpha=0.6, label="bucket limit: burst + rate × t")
+    ax.axvline(1000 * (closed_at - t0), color="black", linestyle=":", label="closed with 1008")
+    ax.set_xlabel("ms since the script's first message")
+    ax.set_ylabel("messages (cumulative)")
+    if title:
+        ax.set_title(title)
+    ax.legend(loc="upper left")
+    return ax
+
+
+def plot_rtt_cdf(samples: dict[str, Any], *, timeout_ms: float | None = None,
+                 ax: Axes | None = None, title: str | None = None) -> Axes:
+    """Round trips (ms), one cumulative distribution per name, on a log axis.
+
+    A log axis keeps a single slow round trip from squashing the rest; ``timeout_ms`` draws the
+    deadline a round trip must beat (the heartbeat's ``pong_timeout``).
+    """
+    import numpy as np
+
+    ax = _axes(ax)
+    for name, values in samples.items():
+        ordered = np.sort(np.asarray(list(values), dtype=float))
+        if len(ordered) == 0:
+            continue
+        ax.step(ordered, np.arange(1, len(ordered) + 1) / len(ordered), where="post", label=name)
+    if timeout_ms is not None:
+        ax.axvline(timeout_ms, color="#c44e52", linestyle="--", linewidth=1,
+                   label=f"timeout {timeout_ms:g} ms")
+    ax.set_xscale("log")
+    ax.set_xlabel("ping → pong (ms, log scale)")
+    ax.set_ylabel("fraction of pongs")
+    ax.set_ylim(0, 1.01)
+    ax.grid(alpha=0.3)
+    if title:
+        ax.set_title(title)
+    ax.legend(fontsize=8)
+    return ax
+
+
+def plot_heartbeat_cycle(run: Any, *, dies_at: float, ping_interval: float, pong_timeout: float,
+                         after_pong: list[float], found_after: list[float]) -> Any:
+    """One simulated heartbeat (``simulate_heartbeat``) and when its verdict comes.
+
+    Top: the pings and pongs of ``run``, the peer's death at ``dies_at`` and the ``DEAD``
+    verdict, with the ``ping_interval + pong_timeout`` silence between the last pong and the
+    verdict. Bottom: how long the verdict takes (``found_after``) against how long after its
+    last pong the peer died (``after_pong``), both in seconds. Returns the figure.
+    """
+    import matplotlib.pyplot as plt
+
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 4.2),
+                                      gridspec_kw={"height_ratios": [1, 1.3]})
+    bound = ping_interval + pong_timeout
+    top.axvspan(run.pings[-1], run.dead_at, color="#dd8452", alpha=0.3)  # the unanswered ping
+    top.vlines(run.pings, 0.55, 1.0, color="#4c72b0", label="ping")
+    top.vlines(run.pongs, 0.0, 0.45, color="#55a868", label="pong")
+    top.axvline(dies_at, color="black", linestyle="--", linewidth=1)
+    top.annotate("the peer dies", (dies_at, 1.02), ha="center", fontsize=8)
+    top.plot(run.dead_at, 0.5, "X", color="#c44e52", markersize=10, label="DEAD: close 1011")
+    top.annotate("", (run.dead_at, 0.2), (run.last_pong, 0.2),
+                 arrowprops={"arrowstyle": "<->", "color": "#c44e52"})
+    top.annotate(f"ping_interval + pong_timeout = {bound:g} s",
+                 ((run.dead_at + run.last_pong) / 2, 0.25), ha="center", fontsize=8,
+                 color="#c44e52")
+    top.set_yticks([])
+    top.set_xlim(0, run.dead_at + bound * 2 / 3)
+    top.set_ylim(-0.05, 1.15)
+    top.set_xlabel("simulated seconds (orange: the last ping, waiting in vain for its pong)")
+    top.legend(loc="upper left", fontsize=8, ncol=3)
+
+    bottom.plot(after_pong, found_after, color="#4c72b0")
+    bottom.axhline(bound, color="#c44e52", linestyle="--", linewidth=1,
+                   label="ping_interval + pong_timeout")
+    bottom.axhline(pong_timeout, color="#dd8452", linestyle="--", linewidth=1,
+                   label="pong_timeout")
+    bottom.set_xlabel("the peer dies this long after its last pong (s)")
+    bottom.set_ylabel("found after (s)")
+    bottom.set_ylim(0, bound * 7 / 6)
+    bottom.legend(fontsize=8, loc="lower left")
+    fig.tight_layout()
+    return fig
+
+
+def plot_heartbeat_lanes(log: pd.DataFrame, connections: dict[str, str],
+                         detection: pd.DataFrame, *, ax: Axes | None = None) -> Axes:
+    """Pings, pongs, faults and verdicts of several connections, one lane each.
+
+    ``log`` is the hub's event log (``hub.events.to_dataframe()``: ``ping``, ``pong``,
+    ``custom`` for an injected fault, ``heartbeat_timeout`` for a verdict); ``connections`` maps
+    a name to its connection id; ``detection`` is indexed by the names declared dead, with the
+    column ``"since last sign of life (s)"`` (drawn as a red band before each verdict).
+    """
+    ax = _axes(ax, (10, 3.4))
+    mine_all = log[log["connection_id"].isin(connections.values())]
+    t0 = mine_all["t"].min()
+    for row, (user, cid) in enumerate(connections.items()):
+        mine = log[log["connection_id"] == cid]
+        for kind, color, offset in (("ping", "#4c72b0", 0.12), ("pong", "#55a868", -0.12)):
+            times = mine.loc[mine["kind"] == kind, "t"] - t0
+            ax.vlines(times, row + offset - 0.1, row + offset + 0.1, color=color, linewidth=1)
+        if user in detection.index:
+            verdict = mine.loc[mine["kind"] == "heartbeat_timeout", "t"].iloc[0] - t0
+            since = float(detection.loc[user, "since last sign of life (s)"])  # type: ignore[arg-type]
+            ax.barh(row, since, left=verdict - since, height=0.6, color="#c44e52", alpha=0.15)
+            fault = mine.loc[mine["kind"] == "custom", "t"].min() - t0
+            ax.plot(fault, row, "|", color="#dd8452", markersize=16, markeredgewidth=2)
+            ax.plot(verdict, row, "X", color="#c44e52", markersize=9)
+    ax.set_yticks(range(len(connections)), list(connections))
+    ax.set_ylim(len(connections) - 0.5, -0.5)
+    ax.set_xlabel("seconds since the first connection")
+    ax.set_title("pings (blue), pongs (green), faults (orange), verdicts (red ×)")
+    return ax
+
+
+def plot_detection_delays(detection: pd.DataFrame, *, bound: float, slack: float,
+                          ax: Axes | None = None) -> Axes:
+    """How long each dead connection took to be declared dead: since its last sign of life and
+    since the fault, against the bound ``ping_interval + pong_timeout`` (plus ``slack``)."""
+    ax = _axes(ax)
+    x = range(len(detection))
+    ax.bar([i - 0.2 for i in x], detection["since last sign of life (s)"], width=0.4,
+           label="since its last sign of life", color="#c44e52")
+    ax.bar([i + 0.2 for i in x], detection["since the fault (s)"], width=0.4,
+           label="since the fault", color="#dd8452")
+    ax.axhline(bound, color="black", linestyle="--", linewidth=1,
+               label="ping_interval + pong_timeout")
+    ax.axhline(bound + slack, color="grey", linestyle=":", linewidth=1,
+               label="+ scheduling slack")
+    ax.set_xticks(list(x), [f"{u}\n({f})" for u, f in
+                            zip(detection.index, detection["fault"], strict=True)])
+    ax.set_ylabel("declared dead after (s)")
+    ax.set_ylim(0, bound + slack + 0.4)
+    ax.legend(fontsize=8, loc="upper right", ncol=2)
     return ax

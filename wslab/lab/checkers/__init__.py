@@ -12,7 +12,7 @@ belongs to the engine: an answer is only "correct" once wslab's own code accepts
 - :mod:`.heartbeat` — chapter 03: ping interval and pong timeout, on simulated time;
 - :mod:`.heartbeat_live` — chapter 03: the same plugged into a live hub under jitter;
 - :mod:`.messaging` — chapter 04: gap requests, delivery;
-- :mod:`.messaging_live` — chapter 04: a token bucket pacing a sender into a live hub;
+- :mod:`.messaging_live` — chapter 04: a token bucket plugged into a live hub as its rate limiter;
 - :mod:`.scaling` — chapter 05: hub counts, broker targets;
 - :mod:`.scaling_live` — chapter 05: the hub count started live, the busiest hub stopped;
 - :mod:`.security` — chapter 06: rate-limit settings;
