@@ -101,3 +101,21 @@ async def test_sweep_finds_the_knee_of_a_bandwidth_capped_hub(hub: Hub, proxy: T
     assert list(frame["kept_up"]) == [True, True, False, False]
     assert frame.loc[frame["knee"], "offered_rate"].tolist() == [100]
     assert isinstance(frame, pd.DataFrame)
+
+
+async def test_a_worker_of_listeners_waits_out_a_stalled_hub_for_the_others_messages(
+    hub: Hub,
+) -> None:
+    """Worker 1 holds only listeners: its own sends are done at the start. The hub stops for
+    1 s mid-run; the messages sent after the stall still reach its listeners."""
+    ticks: list[object] = []
+    run = start_load(hub, clients=4, senders=1, rate=20, duration=3, workers=2,
+                     on_tick=ticks.append)  # fmt: skip
+    while not ticks and not run.done:
+        await asyncio.sleep(0.02)
+    time.sleep(1.0)  # blocks the loop the hub runs in
+    result = await run.wait(60)
+    sent = len(result.sends)
+    assert sent > 20
+    assert len(result.acks) == sent
+    assert len(result.deliveries) == 4 * sent  # every listener, the listener-only worker's too

@@ -417,6 +417,12 @@ class _Worker:
         # for a moment, or nothing new came for ``drain`` seconds. Progress-based, so a busy
         # machine (this loop starved for a while) still collects what is on its way; capped at
         # five times ``drain`` so a hub that is hopelessly behind does not hold the run.
+        # A worker's own sends can end long before the run's (a worker of listeners has none):
+        # other workers' messages keep coming until the run's last one is due, so a quiet
+        # moment before then (a stalled hub, a busy machine) is not the end.
+        due = time.monotonic() + max(0.0, (self._sending_ends_ns() - time.time_ns()) / 1e9)
+        while not self._stopped() and time.monotonic() < due:
+            await asyncio.sleep(0.1)
         start = quiet_since = time.monotonic()
         last = self.acks_seen + self.delivered_total + self.refused
         while not self._stopped():
@@ -429,6 +435,16 @@ class _Worker:
                 return  # every own send acked; deliveries from other workers' senders had 0.5 s
             if now - quiet_since >= self.spec.drain or now - start >= 5 * self.spec.drain:
                 return
+
+    def _sending_ends_ns(self) -> int:
+        """When the run's last message is due (``time.time_ns``); now for a run ended by stop."""
+        spec = self.spec
+        if spec.duration is not None:
+            return self.go_ns + int(spec.duration * 1e9)
+        rate, count = spec.per_sender()
+        if count is None:
+            return 0
+        return self.go_ns + int(count / rate * 1e9)
 
     def _flush_tick(self) -> None:
         tick = self.tick
