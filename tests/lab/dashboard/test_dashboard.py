@@ -124,6 +124,12 @@ async def test_frame_panel_decodes_a_real_connection(hub: Hub, running: Any,
         ways = {f["direction"] for f in stream.recent}
         assert ways == {"client → hub", "hub → client"}  # both directions, decoded
         assert all(f["masked"] for f in stream.recent if f["direction"] == "client → hub")
+        # The heartbeat's pings and pongs pass between compressed chat frames, and are never
+        # compressed themselves (RFC 7692: control frames are not).
+        assert await until(lambda: {"PING", "PONG"} <= {f["opcode"] for f in stream.recent})
+        assert any(f["compressed"] for f in stream.recent if f["opcode"] == "TEXT")
+        control = [f for f in stream.recent if f["opcode"] in ("PING", "PONG", "CLOSE")]
+        assert control and not any(f["compressed"] for f in control)
         panel = dash.views[0].frame_panel
         # The live panel shows the newest rows only: a joiner's presence:snapshot per room and
         # the pings soon push system:connected out of them, so the panel is checked against

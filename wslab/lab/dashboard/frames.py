@@ -129,7 +129,7 @@ class FrameStream(Tap):
             elif name == "CLOSE":
                 self._state("CLOSING", f"close frame {ARROWS[direction]}")
             self._add({"direction": ARROWS[direction], "opcode": name, "fin": frame.fin,
-                       "masked": frame.masked, "compressed": d.compressed and name != "CLOSE",
+                       "masked": frame.masked, "compressed": d.compressed and name in ("TEXT", "BINARY", "CONT"),
                        "length": len(frame.payload), "text": text})
 
     def _add(self, record: dict[str, Any]) -> None:
