@@ -63,6 +63,8 @@ class HubView:
         self.throttle = Throttle(max_per_second)
         self.watch: FrameWatch | None = None
         self.frame_throttle = Throttle(max_per_second)
+        #: What the renderer has of this hub's series (see :func:`~.panels.figure_spec`).
+        self.cursor: dict[str, Any] = {}
         self.panel: Any = None
         self.frame_panel: Any = None
         self.key = _key(source)
@@ -156,7 +158,7 @@ class Dashboard:
         self.max_clients = max_clients
         self.sampler = Sampler([v.series for v in self.views], interval=interval,
                                on_tick=self._ticked)
-        self.renderer = Renderer(self._png)
+        self.renderer = Renderer(self._png, on_lost=self._lost)
         self.widget: Any = None
         self.controls: Any = None
         self.stopped = False
@@ -273,7 +275,8 @@ class Dashboard:
             version = view.series.version
             if view.throttle.ready(version):
                 view.throttle.drawn(version)
-                self.renderer.submit(str(index), figure_spec(view.series, view.source.label))
+                self.renderer.submit(str(index), figure_spec(view.series, view.source.label,
+                                                             view.cursor))
             if view.watch is not None:
                 view.watch.poll()
                 if view.frame_throttle.ready(view.watch.stream.version):
@@ -282,6 +285,9 @@ class Dashboard:
 
     def _png(self, key: str, png: bytes) -> None:
         self.views[int(key)].panel.show_png(png)
+
+    def _lost(self, key: str) -> None:
+        self.views[int(key)].cursor.clear()  # the next redraw sends every point again
 
     # -- controls as plain methods --------------------------------------------------------------------
 
