@@ -107,8 +107,30 @@ def test_steady_data_is_blitted_and_laid_out_rarely() -> None:
         figures.draw("0", figure_spec(view, "hub", cursor))
         _fed(1, start=4 + step, series=view)
     figure = figures.figures["0"]
-    assert figure.layouts + figure.blits == 240
-    assert figure.layouts <= 24, (figure.layouts, figure.blits)
+    assert figure.layouts + figure.panel_layouts + figure.blits == 240
+    # The whole figure once; a panel when its data leaves its limits, now and then.
+    assert figure.layouts <= 2, (figure.layouts, figure.panel_layouts)
+    assert figure.layouts + figure.panel_layouts <= 24, (figure.layouts, figure.panel_layouts)
+
+
+def test_a_panel_laid_out_alone_looks_as_if_all_were() -> None:
+    view = _fed(4)
+    cursor: dict[str, Any] = {}
+    figures = _Figures()
+    compared = 0
+    for step in range(120):
+        figure = figures.figures.get("0")
+        before = figure.panel_layouts if figure is not None else 0
+        png = figures.draw("0", figure_spec(view, "hub", cursor))
+        figure = figures.figures["0"]
+        if figure.panel_layouts > before:
+            figure.background = None  # the same data, drawn whole
+            whole = figures.draw("0", figure_spec(view, "hub", cursor))
+            assert np.array_equal(np.asarray(Image.open(io.BytesIO(png))),
+                                  np.asarray(Image.open(io.BytesIO(whole)))), step
+            compared += 1
+        _fed(1, start=4 + step, series=view)
+    assert compared >= 3
 
 
 def test_png_has_the_canvas_pixels() -> None:

@@ -9,10 +9,10 @@ the last drawing (see :func:`~.panels.figure_spec`) — the process draws with t
 and sends back PNG bytes.
 
 On a small machine the drawing process competes with the hub for the CPU, so its CPU is what
-a dashboard costs. It keeps that small: the axes are laid out with headroom and drawn whole
-only when the data leaves them; every other drawing restores the laid-out background and
-draws just the lines (blitting, about 5-15 ms), and the PNG is encoded at the fastest zlib
-level. It also runs at the lowest CPU priority (``nice`` 19), so on a loaded machine it draws
+a dashboard costs. It keeps that small: the axes are laid out with headroom, and a panel is
+laid out again (alone) only when its data leaves them; every other drawing restores the
+laid-out background and draws just the lines (blitting, about 5-15 ms), and the PNG is
+encoded at the fastest zlib level. It also runs at the lowest CPU priority (``nice`` 19), so on a loaded machine it draws
 with the CPU the hub and its clients leave over.
 
 Bounds: at most one drawing is in flight and at most one waits per figure (a newer request
@@ -104,9 +104,10 @@ class _Figure:
 
     Most new samples fall inside the current limits: then the background is restored and only
     the lines are drawn again (blitting), a few milliseconds instead of the whole figure's
-    tick labels, titles and legends. The figure is laid out again only when the data leaves
-    the limits (there is headroom, so that is rare), a panel's lines or bars change, or a
-    title does.
+    tick labels, titles and legends. When a panel's data leaves its limits (there is
+    headroom, so that is rare) or its lines change, that panel alone is drawn again inside its
+    cell; the whole figure only at the start, when the title or the bars change, or when a
+    panel's labels would leave its cell.
     """
 
     def __init__(self, spec: Spec) -> None:
@@ -125,6 +126,7 @@ class _Figure:
         for ax in self.axes[len(panels):]:
             ax.set_visible(False)
         self.title: str | None = None
+        self.suptitle: Any = None
         # Per line panel: its labels, its line artists, their points (bounded like the series).
         self.labels: dict[int, tuple[str, ...]] = {}
         self.lines: dict[int, list[Any]] = {}
@@ -134,22 +136,29 @@ class _Figure:
         self.background: Any = None
         self.legends: list[Any] = []
         self.limits: dict[tuple[int, str], tuple[float, float]] = {}
+        #: Each panel's cell and the same pixels blank (set at the first layout), and the
+        #: extent of what each panel drew at its last layout.
+        self.cells: list[Any] | None = None
+        self.blank: list[Any] = []
+        self.extents: list[Any] = []
         self.layouts = 0
+        self.panel_layouts = 0
         self.blits = 0
 
-    def update(self, spec: Spec) -> bool:
-        """Take in a spec's data; True when the figure must be laid out (drawn whole) again."""
-        layout = self.background is None
+    def update(self, spec: Spec) -> set[int]:
+        """Take in a spec's data; the panels that must be laid out again (:data:`WHOLE`: the
+        figure), none when only lines moved."""
+        dirty: set[int] = set() if self.background is not None else {WHOLE}
         title = spec.get("title", "")
         if title != self.title:
             self.title = title
-            self.fig.suptitle(title, fontsize=10)
-            layout = True
+            self.suptitle = self.fig.suptitle(title, fontsize=10)
+            dirty.add(WHOLE)
         for index, (ax, panel) in enumerate(zip(self.axes, spec["panels"], strict=False)):
             if panel["title"] != self.titles.get(index):
                 self.titles[index] = panel["title"]
                 ax.set_title(panel["title"], fontsize=9)
-                layout = True
+                dirty.add(index)
             if "bars" in panel:
                 bars = dict(panel["bars"] or {"none yet": 0})
                 if bars != self.bars.get(index):
@@ -159,10 +168,11 @@ class _Figure:
                     names = list(bars)[-8:]
                     ax.barh(names, [bars[n] for n in names], color="#5470c6")
                     ax.tick_params(labelsize=7)
-                    layout = True
+                    dirty.add(WHOLE)  # its labels' width is anyone's guess: all of it
                 continue
-            layout = self._take_lines(index, ax, panel) or layout
-        return layout
+            if self._take_lines(index, ax, panel):
+                dirty.add(index)
+        return dirty
 
     def _take_lines(self, index: int, ax: Any, panel: Spec) -> bool:
         labels = tuple(line["label"] for line in panel["lines"])
@@ -224,15 +234,19 @@ class _Figure:
 
     def draw(self, spec: Spec) -> bytes:
         """The figure with ``spec``'s data, as PNG bytes."""
-        if self.update(spec):
-            self.canvas.draw()  # everything but the (animated) lines
+        dirty = self.update(spec)
+        if dirty:
+            if WHOLE in dirty or not self._relayout(dirty):
+                self._draw_whole()
+                self.layouts += 1
+            else:
+                self.panel_layouts += 1
             self.background = self.canvas.copy_from_bbox(self.fig.bbox)
             # The legends' pixels, put back over the lines each time (as in a whole drawing,
             # the legend covers the lines; its text is not laid out again).
             self.legends = [self.canvas.copy_from_bbox(legend.get_window_extent())
                             for legend in (self.axes[i].get_legend() for i in self.lines)
                             if legend is not None]
-            self.layouts += 1
         else:
             self.canvas.restore_region(self.background)
             self.blits += 1
@@ -244,8 +258,87 @@ class _Figure:
             self.canvas.restore_region(region)
         return self.png()
 
+    def _draw_whole(self) -> None:
+        renderer = self.canvas.get_renderer()
+        if self.cells is None:
+            # Once: where each panel may draw (its cell), and those cells left blank.
+            self.canvas.draw()
+            self.cells = _cells(self.fig, self.axes, self.suptitle, renderer)
+            shown = [a for a in (*self.axes, self.suptitle) if a is not None]
+            visible = [a.get_visible() for a in shown]
+            for artist in shown:
+                artist.set_visible(False)
+            self.canvas.draw()
+            self.blank = [self.canvas.copy_from_bbox(cell) for cell in self.cells]
+            for artist, was in zip(shown, visible, strict=True):
+                artist.set_visible(was)
+        self.canvas.draw()  # everything but the (animated) lines
+        self.extents = [ax.get_tightbbox(renderer) if ax.get_visible() else None
+                        for ax in self.axes]
+
+    def _relayout(self, dirty: set[int]) -> bool:
+        """Draw only the ``dirty`` panels again, each inside its cell, if that is safe: no
+        other panel reaches into the cell, and the panel's new ticks and labels fit in it."""
+        if self.cells is None:
+            return False
+        renderer = self.canvas.get_renderer()
+        extents = {}
+        for index in dirty:
+            cell = self.cells[index]
+            for other, extent in enumerate(self.extents):
+                if other != index and extent is not None and _overlap(extent, cell):
+                    return False
+            extent = self.axes[index].get_tightbbox(renderer)
+            if extent is None or not _inside(extent, cell):
+                return False
+            extents[index] = extent
+        self.canvas.restore_region(self.background)
+        for index, extent in extents.items():
+            self.canvas.restore_region(self.blank[index])
+            self.axes[index].draw(renderer)  # skips its (animated) lines
+            self.extents[index] = extent
+        return True
+
     def png(self) -> bytes:
         return encode_png(self.canvas.buffer_rgba())
+
+
+#: In the set of panels to lay out again: the whole figure.
+WHOLE = -1
+#: Pixels a panel's tick labels may reach past its axes to the right (the last x label).
+OVERHANG = 8.0
+
+
+def _cells(fig: Any, axes: list[Any], suptitle: Any, renderer: Any) -> list[Any]:
+    """Each panel's cell (display pixels): from the right edge of the panel on its left (plus
+    :data:`OVERHANG`) to its own right edge (plus as much), and from half-way to the row above
+    (the suptitle's bottom in the first row) to half-way to the row below."""
+    from matplotlib.transforms import Bbox
+
+    width, height = fig.canvas.get_width_height()
+    rows, cols = axes[0].get_subplotspec().get_gridspec().get_geometry()
+    top = float(height)
+    if suptitle is not None and suptitle.get_text():
+        top = suptitle.get_window_extent(renderer).y0
+    cells = []
+    for index, ax in enumerate(axes):
+        row, col = divmod(index, cols)
+        box = ax.bbox
+        left = 0.0 if col == 0 else axes[index - 1].bbox.x1 + OVERHANG
+        right = float(width) if col == cols - 1 else box.x1 + OVERHANG
+        upper = top if row == 0 else (axes[index - cols].bbox.y0 + box.y1) / 2
+        lower = 0.0 if row == rows - 1 else (box.y0 + axes[index + cols].bbox.y1) / 2
+        cells.append(Bbox([[left, lower], [right, upper]]))
+    return cells
+
+
+def _overlap(a: Any, b: Any) -> bool:
+    return a.x0 - 1 < b.x1 and b.x0 < a.x1 + 1 and a.y0 - 1 < b.y1 and b.y0 < a.y1 + 1
+
+
+def _inside(inner: Any, outer: Any) -> bool:
+    return (inner.x0 >= outer.x0 + 1 and inner.x1 <= outer.x1 - 1
+            and inner.y0 >= outer.y0 + 1 and inner.y1 <= outer.y1 - 1)
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:
@@ -348,9 +441,12 @@ def renderer_main(conn: Any, parent_pid: int) -> None:
             return
         key, spec = job
         try:
-            conn.send(("png", key, figures.draw(key, spec)))
+            png = figures.draw(key, spec)
+            figure = figures.figures[key]
+            conn.send(("png", key, png, {"layouts": figure.layouts, "blits": figure.blits,
+                                         "panel_layouts": figure.panel_layouts}))
         except Exception as exc:  # a bad spec is reported, the process goes on
-            conn.send(("error", key, f"{type(exc).__name__}: {exc}"))
+            conn.send(("error", key, f"{type(exc).__name__}: {exc}", None))
 
 
 class Renderer:
@@ -366,6 +462,8 @@ class Renderer:
         self.busy = False
         self.rendered = 0
         self.errors: deque[str] = deque(maxlen=16)
+        #: Per figure, how many drawings were laid out whole and how many only blitted.
+        self.counts: dict[str, dict[str, int]] = {}
         self._process: Any = None
         self._conn: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -420,7 +518,7 @@ class Renderer:
         if conn is None:
             return
         try:
-            kind, key, body = conn.recv()
+            kind, key, body, counts = conn.recv()
         except (EOFError, OSError) as exc:
             self.errors.append(f"renderer gone: {exc}")
             self._detach()
@@ -428,6 +526,7 @@ class Renderer:
         self.busy = False
         if kind == "png":
             self.rendered += 1
+            self.counts[key] = counts
             try:
                 self.on_png(key, body)
             except Exception as exc:  # a closed widget must not stop the drawing
