@@ -16,7 +16,7 @@ from PIL import Image
 
 from wslab.lab.dashboard import Series
 from wslab.lab.dashboard.panels import figure_spec
-from wslab.lab.dashboard.render import _Figures, encode_png, merge_specs, render_figure
+from wslab.lab.dashboard.render import Renderer, _Figures, encode_png, merge_specs, render_figure
 from wslab.lab.dashboard.sampler import HubSeries
 from wslab.lab.dashboard.sources import Reading, Source
 
@@ -143,3 +143,10 @@ def test_png_has_the_canvas_pixels() -> None:
     rgba[..., 3] = 255
     decoded = np.asarray(Image.open(io.BytesIO(encode_png(rgba))))
     assert np.array_equal(decoded, rgba[..., :3])
+
+
+def test_a_spec_the_renderer_cannot_take_is_sent_whole_next_time() -> None:
+    lost: list[str] = []
+    renderer = Renderer(lambda key, png: None, on_lost=lost.append)  # not started: no process
+    renderer.submit("0", figure_spec(_fed(3), "hub", {}))
+    assert lost == ["0"]

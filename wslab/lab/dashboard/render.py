@@ -488,6 +488,7 @@ class Renderer:
     def submit(self, key: str, spec: Spec) -> None:
         """Ask for a drawing; a request still waiting for the same key is merged into it."""
         if self._conn is None:
+            self._lost(key)  # not drawn: what it carried must be sent again
             return
         older = self.waiting.pop(key, None)
         if older is not None:
@@ -514,6 +515,7 @@ class Renderer:
         except (OSError, ValueError) as exc:
             self.busy = False
             self.errors.append(f"renderer gone: {exc}")
+            self._lost(key)
 
     def _readable(self) -> None:
         conn = self._conn
