@@ -10,7 +10,8 @@ overflowing). The hub's fan-out throughput is the growth of its
 Rounds alternate in ABBA order — off, on, on, off, ... — in the same run, so drift and
 background load hurt both alike. In an "on" round a dashboard is open on the hub
 (:func:`wslab.lab.open_dashboard`, display off, sampling every ``--interval`` s; 0.25 makes
-the figure change on every tick and be redrawn at the throttle's limit of 4 per second), and
+the figure change on every tick and be redrawn at the throttle's limit, ``--max-per-second``
+(the dashboard's default, 2)), and
 the measurement starts once its first figure has come back.
 
 Each round gives the rate, this process's CPU per 1,000 messages and, with a dashboard, the
@@ -23,7 +24,7 @@ rates of one side vary more than the two sides differ, while the CPU the dashboa
 measured directly and bounds what it can cost.
 
     python benchmarks/bench_dashboard.py [--listeners 100] [--rounds 8] [--seconds 5]
-                                         [--window 64] [--interval 0.25]
+                                         [--window 64] [--interval 0.25] [--max-per-second 2]
 
 A measurement, not a test: nothing here asserts on the numbers.
 """
@@ -195,7 +196,7 @@ def adjacent_ratios(rounds: list[Round], value: Any) -> list[float]:
 
 
 async def run(listeners: int, rounds: int, seconds: float, window: int,
-              interval: float) -> None:
+              interval: float, max_per_second: float = 2.0) -> None:
     from wslab.lab import open_dashboard
 
     hub = await Hub.start(port=0, auth_required=False, rate_messages_per_second=1e6,
@@ -220,14 +221,16 @@ async def run(listeners: int, rounds: int, seconds: float, window: int,
         await asyncio.sleep(2.0)  # warm up
         order = ["off", "on", "on", "off"] * (rounds // 4 + 1)
         print(f"{listeners} listeners in one room, window {window}, {seconds:.0f} s per round, "
-              f"dashboard sampling every {interval} s; {os.cpu_count()} CPUs, load average "
+              f"dashboard sampling every {interval} s, at most {max_per_second:g} redraws/s; "
+              f"{os.cpu_count()} CPUs, load average "
               f"{load_start:.1f} at the start")
         print(f"{'round':>5} {'dashboard':>9} {'msgs out/s':>12} {'hub CPU':>8} "
               f"{'CPU ms/1k msgs':>15} {'drawer CPU':>11} {'in hub loop':>12} {'images':>7}")
         for index, mode in enumerate(order[:rounds]):
             dash = None
             if mode == "on":
-                dash = open_dashboard(hub, display=False, interval=interval)
+                dash = open_dashboard(hub, display=False, interval=interval,
+                                      max_per_second=max_per_second)
                 await dash
                 while dash.snapshot()["images"] < 1:
                     await asyncio.sleep(0.05)
@@ -302,8 +305,11 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=64)
     parser.add_argument("--interval", type=float, default=0.25,
                         help="the dashboard's sampling interval (0.25: redrawn at its limit)")
+    parser.add_argument("--max-per-second", type=float, default=2.0,
+                        help="the dashboard's redraw limit (its default 2; at most 4)")
     args = parser.parse_args()
-    asyncio.run(run(args.listeners, args.rounds, args.seconds, args.window, args.interval))
+    asyncio.run(run(args.listeners, args.rounds, args.seconds, args.window, args.interval,
+                    args.max_per_second))
 
 
 if __name__ == "__main__":
