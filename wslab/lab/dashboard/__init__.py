@@ -3,7 +3,7 @@
 - :mod:`.series` — bounded ring-buffer time series;
 - :mod:`.sources` — what a hub shows: in this loop, in a thread, or through ``/metrics``;
 - :mod:`.sampler` — one task that reads every source each tick and folds in the load's results;
-- :mod:`.throttle` — at most four redraws a second, none when nothing changed;
+- :mod:`.throttle` — at most two redraws a second (four if asked), none when nothing changed;
 - :mod:`.render` — figures drawn in a process of their own (the hub's loop never waits);
 - :mod:`.panels` — the widgets: a column per hub, and the frame panel;
 - :mod:`.frames` — one connection's frames as they pass, decoded, and its state timeline;

@@ -4,8 +4,9 @@ One dashboard watches one hub or several side by side (a :class:`~wslab.hub.Hub`
 loop, a :class:`~wslab.hub.ThreadedHub`, or a hub elsewhere by its ``http://`` URL). For each
 hub it owns a :class:`~wslab.lab.faults.TcpProxy` in front of it, a load generator whose
 clients connect through that proxy, fault switches, and a column of widgets. One sampler task
-reads every hub; one renderer process draws the figures; the throttle allows at most four
-redraws a second and none when nothing changed.
+reads every hub; one renderer process draws the figures; the throttle allows two redraws a
+second by default (at most four: ``max_per_second``), none when nothing changed — a figure
+changing faster than that is not read any better, and each drawing takes CPU from the hub.
 
 Every control is a plain method, so a cell (and nbval, headless) does what a click does::
 
@@ -63,6 +64,8 @@ class HubView:
         self.throttle = Throttle(max_per_second)
         self.watch: FrameWatch | None = None
         self.frame_throttle = Throttle(max_per_second)
+        #: What the renderer has of this hub's series (see :func:`~.panels.figure_spec`).
+        self.cursor: dict[str, Any] = {}
         self.panel: Any = None
         self.frame_panel: Any = None
         self.key = _key(source)
@@ -138,7 +141,7 @@ class Dashboard:
     """A live dashboard on one or more hubs. Build it with :func:`open_dashboard`."""
 
     def __init__(self, targets: Iterable[Any], *, interval: float = 0.5,
-                 max_per_second: float = 4.0, history: int = 600, frames: bool = False,
+                 max_per_second: float = 2.0, history: int = 600, frames: bool = False,
                  max_clients: int = 200, token_factory: Any = None, workers: int | None = None,
                  rate_window: float = 1.0) -> None:
         sources = [source_for(t) for t in targets]
@@ -156,7 +159,7 @@ class Dashboard:
         self.max_clients = max_clients
         self.sampler = Sampler([v.series for v in self.views], interval=interval,
                                on_tick=self._ticked)
-        self.renderer = Renderer(self._png)
+        self.renderer = Renderer(self._png, on_lost=self._lost)
         self.widget: Any = None
         self.controls: Any = None
         self.stopped = False
@@ -273,7 +276,8 @@ class Dashboard:
             version = view.series.version
             if view.throttle.ready(version):
                 view.throttle.drawn(version)
-                self.renderer.submit(str(index), figure_spec(view.series, view.source.label))
+                self.renderer.submit(str(index), figure_spec(view.series, view.source.label,
+                                                             view.cursor))
             if view.watch is not None:
                 view.watch.poll()
                 if view.frame_throttle.ready(view.watch.stream.version):
@@ -282,6 +286,9 @@ class Dashboard:
 
     def _png(self, key: str, png: bytes) -> None:
         self.views[int(key)].panel.show_png(png)
+
+    def _lost(self, key: str) -> None:
+        self.views[int(key)].cursor.clear()  # the next redraw sends every point again
 
     # -- controls as plain methods --------------------------------------------------------------------
 
@@ -362,7 +369,7 @@ def open_dashboard(hub_or_hubs: Any, *, display: bool = True, **options: Any) ->
 
     ``hub_or_hubs``: a :class:`~wslab.hub.Hub` in this loop, a ``ThreadedHub``, an ``http://``
     URL of a hub elsewhere (its ``/metrics``), or a list of them. Options: ``interval``
-    (sampling, s), ``max_per_second`` (redraws, ≤ 4), ``history`` (samples kept per series),
+    (sampling, s), ``max_per_second`` (redraws, 2 by default, ≤ 4), ``history`` (samples kept per series),
     ``frames`` (open the frame panel), ``max_clients``, ``token_factory``, ``workers``.
 
     Must be called with an event loop running (a notebook cell, or async code). Returns at

@@ -25,17 +25,40 @@ PANELS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
 )
 
 
-def figure_spec(view: HubSeries, title: str) -> dict[str, Any]:
-    """Plain data the renderer draws: five line panels and one bar panel."""
+def figure_spec(view: HubSeries, title: str,
+                cursor: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Plain data the renderer draws: five line panels and one bar panel.
+
+    Without ``cursor`` every line carries all its points. With one (a dict the caller keeps
+    per figure, empty at first and after the renderer lost its copy), a line carries only the
+    points appended since the last spec made with it, marked ``"append"``: a redraw then
+    costs the hub's loop (and the pipe) a few new samples, not the whole history.
+    """
     panels: list[dict[str, Any]] = []
     for panel_title, lines in PANELS:
         if panel_title.startswith("heartbeat") and "rtt_p50_ms" not in view.series \
                 and "rtt_mean_ms" in view.series:
             lines = (("rtt_mean_ms", "mean"),)  # a remote hub's /metrics has no quantiles
+        names = tuple(name for name, _ in lines)
+        if cursor is not None and cursor.get(panel_title, (names,))[0] != names:
+            cursor.pop(panel_title)  # other lines: the renderer builds them from scratch
+        sent: dict[str, int] = cursor.setdefault(panel_title, (names, {}))[1] \
+            if cursor is not None else {}
         entries = []
         for name, label in lines:
-            t, v = view.series[name].points() if name in view.series else ([], [])
-            entries.append({"label": label, "t": t, "v": v})
+            entry: dict[str, Any] = {"label": label, "t": [], "v": []}
+            if name in view.series:
+                series = view.series[name]
+                entry["maxlen"] = series.maxlen
+                if cursor is None:
+                    entry["t"], entry["v"] = series.points()
+                else:
+                    entry["t"], entry["v"], whole = series.since(sent.get(name, 0))
+                    entry["append"] = not whole
+                    sent[name] = series.appended
+            elif cursor is not None:
+                entry["append"] = True  # nothing yet, nothing to add
+            entries.append(entry)
         panels.append({"title": panel_title, "lines": entries})
     latest = view.latest
     bars: dict[str, float] = {}

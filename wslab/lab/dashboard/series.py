@@ -55,6 +55,21 @@ class Series:
         """Copies of the times and the values, oldest first (safe to hand to another process)."""
         return list(self.t), list(self.v)
 
+    def since(self, appended: int) -> tuple[list[float], list[float | None], bool]:
+        """The samples appended after the first ``appended`` ones, oldest first, and whether
+        that is every sample kept (some were pushed out before they were asked for).
+
+        What the renderer is sent: a redraw carries only what is new since the last one.
+        """
+        new = self.appended - appended
+        if new < 0 or new >= len(self.t):
+            t, v = self.points()
+            return t, v, True
+        times, values = self.t, self.v
+        # Indexing a deque near its right end is cheap: only the new samples are touched.
+        return ([times[i] for i in range(-new, 0)], [values[i] for i in range(-new, 0)],
+                False)
+
     def __len__(self) -> int:
         return len(self.t)
 
