@@ -74,6 +74,17 @@ def test_an_address_cools_down_past_its_threshold_for_upgrades_proving_no_user()
     assert cool.refusals == 1
 
 
+def test_at_threshold_zero_an_address_never_cools_down_but_users_still_do() -> None:
+    cool = AbuseCoolDown(10, 100, 60, address_threshold=0)  # the hub's default
+    for t in range(20):
+        assert cool.closed(1009, "10.0.0.9", None, now=t) == 0
+    assert not cool.addresses  # nothing remembered against a shared address
+    assert cool.refusal("10.0.0.9", lambda: None, now=21) == 0
+    assert cool.closed(1008, "10.0.0.9", "mallory", now=21) == 10
+    assert cool.refusal("10.0.0.9", lambda: "mallory", now=22) == 9
+    assert cool.refusal("10.0.0.9", lambda: None, now=22) == 0  # her neighbours get in
+
+
 def test_only_abuse_close_codes_count() -> None:
     cool = AbuseCoolDown(10, 100, 60, address_threshold=1)
     for code in (1000, 1001, 1011, 4001, None):

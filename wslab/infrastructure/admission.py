@@ -181,7 +181,8 @@ class AbuseCoolDown:
     :param maximum: the longest cool-down.
     :param memory: seconds after a cool-down ends until its offences are forgotten.
     :param address_threshold: abusive closes from one address (inside the memory) before the
-        address as a whole cools down.
+        address as a whole cools down; 0 (the hub's default): never, as everyone behind one NAT
+        or proxy would be refused with it.
     :param max_keys: users, and addresses, kept at most (each table on its own).
     """
 
@@ -195,9 +196,14 @@ class AbuseCoolDown:
         max_keys: int = 10_000,
         clock: Clock = time.monotonic,
     ) -> None:
+        if address_threshold < 0:
+            raise ConfigError(f"cool-down: address_threshold must be >= 0, got {address_threshold}")
         self.users = OffenceTable(base, maximum, memory, max_keys=max_keys, clock=clock)
+        #: 0: an address never cools down as a whole (only proven users do).
+        self.address_threshold = address_threshold
         self.addresses = OffenceTable(
-            base, maximum, memory, threshold=address_threshold, max_keys=max_keys, clock=clock
+            base, maximum, memory, threshold=max(1, address_threshold), max_keys=max_keys,
+            clock=clock,
         )
         self._clock = clock
         #: Abusive closes counted, and upgrades refused for a cool-down.
@@ -221,7 +227,9 @@ class AbuseCoolDown:
         self.offences += 1
         if user is not None:
             return self.users.offend(user, now)
-        return self.addresses.offend(address, now) if address else 0.0
+        if not address or not self.address_threshold:
+            return 0.0
+        return self.addresses.offend(address, now)
 
     def refusal(
         self, address: str | None, identify: Callable[[], str | None], now: float | None = None

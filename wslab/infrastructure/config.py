@@ -251,9 +251,11 @@ class HubConfig:
         _RATE, "float", ge=0,
     )  # fmt: skip
     abuse_address_threshold: int = _setting(
-        5, "Abusive closes from one IP before the IP itself cools down (for upgrades without a "
-        "valid token: users with one are judged as themselves, so NAT neighbours get in).",
-        _RATE, "int", ge=1,
+        0, "Abusive closes from one IP before the IP itself cools down, for upgrades without a "
+        "valid token (users with one are judged as themselves). 0: an IP never cools down as a "
+        "whole - everyone behind its NAT or proxy would be refused, browsers included (they send "
+        "the token after the upgrade); connections_per_ip_per_minute still bounds its churn.",
+        _RATE, "int", ge=0,
     )  # fmt: skip
     abuse_table_size: int = _setting(
         10_000, "Users, and IPs, remembered for abuse cool-downs (least recent dropped first).",
