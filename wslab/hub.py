@@ -185,6 +185,7 @@ class Hub:
             event_log=self.events,
             metrics=self.metrics,
             retry_queue_size=config.retry_queue_size,
+            retry_queue_per_user=config.retry_queue_per_user,
             presence_interval=config.presence_interval,
             max_rooms=config.max_rooms,
             max_rooms_per_user=config.max_rooms_per_user,

@@ -225,6 +225,30 @@ async def test_store_down_degrades_and_loses_nothing(
     assert after["type"] == "ack" and after["seq"] == 3
 
 
+async def test_a_sender_that_ignores_degraded_fills_only_its_share_of_the_retry_queue(
+    start_hub: StartHub, client_for: Connect
+) -> None:
+    hub = await start_hub(retry_queue_size=10, retry_queue_per_user=3)
+    naive = await client_for(hub, "naive")
+    polite = await client_for(hub, "polite")
+    await hub.store.close()
+    codes = []
+    for i in range(5):  # keeps sending through DEGRADED, as a naive client does
+        reply = await naive.request({"type": "chat:message", "content": f"n{i}"}, timeout=15)
+        codes.append(reply["error"]["name"])
+    assert codes == ["DEGRADED"] * 3 + ["RATE_LIMITED"] * 2
+    assert len(hub.chat.retry) == 3
+    # Everyone else's messages still have the rest of the queue.
+    reply = await polite.request({"type": "chat:message", "content": "p0"}, timeout=15)
+    assert reply["error"]["name"] == "DEGRADED"
+    assert len(hub.chat.retry) == 4
+
+    await hub.store.open()
+    await wait_until(lambda: len(hub.chat.retry) == 0, "the retry queue to empty", timeout=20)
+    page = await polite.request({"type": "chat:history"})
+    assert [m["content"] for m in page["messages"]] == ["n0", "n1", "n2", "p0"]
+
+
 # -- the broker goes away -------------------------------------------------------------------------
 
 

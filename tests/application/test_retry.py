@@ -17,11 +17,11 @@ WAIT = 5.0
 
 
 def pending(
-    content: str, *, message_id: str | None = None, ref: str | None = None
+    content: str, *, message_id: str | None = None, ref: str | None = None, user: str = "u1"
 ) -> PendingMessage:
     kwargs = {"message_id": message_id} if message_id else {}
     draft = MessageDraft(
-        room="lobby", from_user="u1", from_username="Ada", content=content, **kwargs
+        room="lobby", from_user=user, from_username="Ada", content=content, **kwargs
     )
     return PendingMessage(draft, "c1", ref)
 
@@ -96,6 +96,29 @@ async def test_full_queue_refuses_new_drafts_and_keeps_old_ones(store: SQLiteSto
     await store.open()
     assert await queue.drain(WAIT)
     assert [item for item, _ in acks.saved] == first
+    await queue.close()
+
+
+async def test_one_sender_fills_only_its_share_and_gets_it_back_as_its_drafts_are_saved(
+    store: SQLiteStore,
+) -> None:
+    acks = Acks()
+    queue = make_queue(store, acks, max_size=10, max_per_sender=3)
+    await store.close()
+    flood = [pending(f"naive {i}", user="naive") for i in range(3)]
+    assert all(queue.offer(item) for item in flood)
+    assert queue.sender_full("naive")
+    assert queue.offer(pending("naive 3", user="naive")) is False  # past its share
+    others = [pending(f"polite {i}", user=f"polite{i}") for i in range(7)]
+    assert all(queue.offer(item) for item in others)  # the rest of the queue is everyone's
+    assert len(queue) == 10 and queue.refused == 1
+
+    await store.open()
+    assert await queue.drain(WAIT)
+    assert [item for item, _ in acks.saved] == flood + others
+    assert not queue.sender_full("naive")  # saved drafts give the share back
+    assert queue.offer(pending("naive again", user="naive"))
+    assert await queue.drain(WAIT)
     await queue.close()
 
 

@@ -101,6 +101,7 @@ class ChatService(CrossHubRelay):
         event_log: EventLog | None = None,
         metrics: Metrics | None = None,
         retry_queue_size: int = 1000,
+        retry_queue_per_user: int | None = None,
         presence_interval: float = 5.0,
         max_rooms: int = 10_000,
         max_rooms_per_user: int = 50,
@@ -148,7 +149,13 @@ class ChatService(CrossHubRelay):
             max_room_channels=max_room_channels,
             max_user_channels=max_user_channels,
         )
-        self.retry = RetryQueue(store, self._late_ack, max_size=retry_queue_size, on_error=on_error)
+        self.retry = RetryQueue(
+            store,
+            self._late_ack,
+            max_size=retry_queue_size,
+            max_per_sender=retry_queue_per_user,
+            on_error=on_error,
+        )
         self.sessions: dict[str, Session] = {}
         self.store_healthy = True
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -422,6 +429,11 @@ class ChatService(CrossHubRelay):
         """The store failed: relay live, queue for retry, tell the sender (not an ack)."""
         self._set_store_healthy(False)
         if not self.retry.offer(PendingMessage(draft, session.connection.id, request.ref)):
+            if self.retry.sender_full(draft.from_user):
+                raise RateLimitedError(
+                    f"the message store is down and {self.retry.max_per_sender} of your messages "
+                    "already wait for it: message not sent; wait for their acks"
+                )
             raise DegradedError(
                 "the message store is down and the retry queue is full: message not sent"
             )

@@ -7,7 +7,10 @@ idempotent on ``message_id``, so a save that succeeded just before a connection 
 stored twice. Once a draft is stored, ``on_saved`` sends the late ``ack``.
 
 At ``max_size`` drafts the queue refuses new ones (the sender gets an error saying the message was
-not sent at all) rather than dropping old ones: everything already accepted here is kept.
+not sent at all) rather than dropping old ones: everything already accepted here is kept. One
+sender holds at most ``max_per_sender`` of them, so a client that keeps sending through an
+outage (it is told ``DEGRADED`` each time) cannot fill the queue that every other user's
+messages wait in: past its share it is refused on its own.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ class RetryQueue:
         on_saved: Callable[[PendingMessage, StoredMessage], Awaitable[None]],
         *,
         max_size: int = 1000,
+        max_per_sender: int | None = None,
         backoff_initial: float = 0.2,
         backoff_max: float = 5.0,
         on_error: Callable[[BaseException], None] | None = None,
@@ -52,10 +56,14 @@ class RetryQueue:
         self.store = store
         self.on_saved = on_saved
         self.max_size = max_size
+        #: Drafts one sender (``draft.from_user``) may have queued; None: up to ``max_size``.
+        self.max_per_sender = max_size if max_per_sender is None else max_per_sender
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
         self.on_error = on_error
         self._queue: deque[PendingMessage] = deque()
+        # Queued drafts per sender, only senders with some (bounded by the queue itself).
+        self._per_sender: dict[str, int] = {}
         self._task: asyncio.Task[None] | None = None
         self.saved = 0
         self.refused = 0
@@ -64,14 +72,30 @@ class RetryQueue:
         return len(self._queue)
 
     def offer(self, pending: PendingMessage) -> bool:
-        """Queue a draft; False (and nothing queued) when the queue is full."""
-        if len(self._queue) >= self.max_size:
+        """Queue a draft; False (and nothing queued) when the queue, or its sender's share, is full."""
+        sender = pending.draft.from_user
+        if len(self._queue) >= self.max_size or self.sender_full(sender):
             self.refused += 1
             return False
         self._queue.append(pending)
+        self._per_sender[sender] = self._per_sender.get(sender, 0) + 1
         if self._task is None or self._task.done():
             self._task = asyncio.ensure_future(self._run())
         return True
+
+    def sender_full(self, sender: str) -> bool:
+        """True when ``sender`` has its whole share of the queue waiting."""
+        return self._per_sender.get(sender, 0) >= self.max_per_sender
+
+    def _popleft(self) -> PendingMessage:
+        pending = self._queue.popleft()
+        sender = pending.draft.from_user
+        left = self._per_sender.get(sender, 0) - 1
+        if left > 0:
+            self._per_sender[sender] = left
+        else:
+            self._per_sender.pop(sender, None)
+        return pending
 
     async def _run(self) -> None:
         delay = self.backoff_initial
@@ -85,11 +109,11 @@ class RetryQueue:
                 continue
             except Exception as error:  # a draft the store rejects for good: report, move on
                 log.exception("retry of message %s failed permanently", pending.draft.message_id)
-                self._queue.popleft()
+                self._popleft()
                 if self.on_error is not None:
                     self.on_error(error)
                 continue
-            self._queue.popleft()
+            self._popleft()
             self.saved += 1
             delay = self.backoff_initial
             try:

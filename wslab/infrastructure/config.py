@@ -369,6 +369,11 @@ class HubConfig:
         1000, "Messages held for retry while the store is down; beyond it, new messages are refused.",
         _STORE, "int", ge=1,
     )  # fmt: skip
+    retry_queue_per_user: int = _setting(
+        100, "Messages of one user held for retry while the store is down; beyond it, that user's "
+        "new messages are refused (RATE_LIMITED), so one sender cannot fill the retry queue.",
+        _STORE, "int", ge=1,
+    )  # fmt: skip
 
     # -- observability --
     hub_id: str | None = _setting(
