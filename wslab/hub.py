@@ -250,7 +250,7 @@ class Hub:
         # connection holds (in its close callbacks) for its whole life.
         self._on_connection_closed = self._connection_closed
         self._on_session_closed = self._log_close
-        self._forgives = self.stalls.forgives  # shared by every connection's rate limiter
+        self._forgives = self.stalls.forgiven_seconds  # shared by every connection's limiter
         #: Each connection's life after the upgrade (wslab.application.session_loop).
         self.sessions = SessionLoop(
             self.chat,

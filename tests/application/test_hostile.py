@@ -19,7 +19,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.application.conftest import Connect, RawClient, StartHub, both_engines
-from wslab.foundation.codes import Opcode
+from wslab.foundation.codes import CloseCode, Opcode
 from wslab.foundation.frames import Frame, encode_frame
 from wslab.foundation.handshake import build_upgrade_request
 from wslab.hub import Hub
@@ -179,6 +179,31 @@ async def test_a_backlog_the_hubs_own_stall_created_is_not_a_flood(threaded_hub:
         assert threaded_hub.hub.stalls.stalls >= 1  # type: ignore[attr-defined]
     finally:
         await alice.close()
+
+
+async def test_a_flood_sent_during_the_hubs_stall_is_still_a_flood(threaded_hub: Hub) -> None:
+    from tests.application.conftest import open_client
+
+    alice = await open_client(threaded_hub.ws_url, name="alice")
+    mallory = await open_client(threaded_hub.ws_url, name="mallory")
+    try:
+        blocked = asyncio.get_running_loop().run_in_executor(None, stall, threaded_hub, 3.0)
+        await asyncio.sleep(0.2)
+        # While the hub cannot read, Alice keeps to 20/s and Mallory sends 600 at once: the
+        # stall explains Alice's backlog, and at most a stall's worth of Mallory's.
+        for n in range(600):
+            await mallory.send({"type": "chat:message", "content": f"x{n}"})
+        for n in range(40):
+            await alice.send({"type": "chat:message", "content": f"m{n}", "ref": f"m{n}"})
+            await asyncio.sleep(0.05)
+        await blocked
+        await asyncio.wait_for(mallory.connection.wait_closed(), GUARD)
+        assert mallory.connection.close_code == CloseCode.POLICY_VIOLATION
+        await alice.expect(ref="m39", timeout=GUARD)
+        assert not alice.closed, alice.connection.close_code
+    finally:
+        await alice.close()
+        await mallory.close()
 
 
 async def test_closed_connections_give_their_buffers_back_without_the_gc(

@@ -304,3 +304,41 @@ def test_address_limiter_parameters_are_validated() -> None:
         AddressLimiter(10, max_addresses=0)
     with pytest.raises(ConfigError):
         AddressLimiter(10, burst=0)
+
+
+# -- forgiveness after a stall of the hub's own loop ---------------------------------------------------
+
+
+def test_a_stall_forgives_the_backlog_it_explains_and_no_more() -> None:
+    clock = FakeClock(START)
+    stalled = {"seconds": 3.0}  # the loop was stalled 3 s (grace included)
+    limiter = ConnectionLimiter(
+        messages_per_second=10, burst=5, flood_close_after=5, flood_window=10,
+        clock=clock, forgive=lambda now: stalled["seconds"],
+    )  # fmt: skip
+    verdicts = [limiter.check() for _ in range(5 + 35)]  # the burst, then 35 refused at once
+    assert verdicts[:5] == [Verdict.ALLOW] * 5
+    # 10/s over 3 s plus the burst: the first 35 rejections are the stall's doing.
+    assert verdicts[5:] == [Verdict.REJECT] * 35 and not limiter.closed
+    # A client that keeps going past what the stall explains is flooding, stall or not.
+    more = [limiter.check() for _ in range(5)]
+    assert more[-1] is Verdict.CLOSE and limiter.closed
+
+
+def test_forgiveness_starts_afresh_after_the_stall_window() -> None:
+    clock = FakeClock(START)
+    stalled = {"seconds": 1.0}
+    limiter = ConnectionLimiter(
+        messages_per_second=10, burst=5, flood_close_after=100, flood_window=10,
+        clock=clock, forgive=lambda now: stalled["seconds"],
+    )  # fmt: skip
+    for _ in range(5 + 15):
+        limiter.check()  # 15 forgiven: 10/s x 1 s + 5
+    assert limiter.recent_rejections() == 0
+    stalled["seconds"] = 0.0
+    limiter.check()  # no stall now: counted, and the forgiven count starts over
+    assert limiter.recent_rejections() == 1
+    stalled["seconds"] = 1.0
+    for _ in range(15):
+        limiter.check()
+    assert limiter.recent_rejections() == 1  # a new stall forgives its own backlog again

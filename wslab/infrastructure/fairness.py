@@ -22,7 +22,11 @@ Two pieces, used by wslab's transport:
     handled within moments of the loop coming back, so the window stays short and a real flood
     right after a stall is still caught. The message rate limiter asks it before it
     counts a rejection towards closing a connection for flooding: the backlog a stall created
-    is the hub's doing, not the client's.
+    is the hub's doing, not the client's. It forgives only what the stall can explain:
+    :meth:`forgiven_seconds` says how long the loop was stalled in the current window (stalls
+    that follow each other add up), and the limiter forgives at most what a client keeping to
+    its rate could have sent in that time — on a hub that is slow for minutes, a flooder that
+    sends ten times the rate is still closed.
 """
 
 from __future__ import annotations
@@ -114,6 +118,8 @@ class LoopStallWatch:
         self._clock = clock
         self._last_tick = clock()
         self._forgive_until = -math.inf
+        # Seconds the loop was stalled since the current forgiveness window opened.
+        self._stalled = 0.0
         self._task: asyncio.Task[None] | None = None
         #: Stalls seen, and the longest (seconds), for display.
         self.stalls = 0
@@ -141,13 +147,23 @@ class LoopStallWatch:
             if late > self.threshold:
                 self.stalls += 1
                 self.longest = max(self.longest, late)
-                self._forgive_until = now + self.grace + 2 * late
+                if now >= self._forgive_until:
+                    self._stalled = 0.0  # the last window had closed: this one starts afresh
+                self._stalled += late
+                self._forgive_until = max(self._forgive_until, now + self.grace + 2 * late)
             self._last_tick = now
 
     def forgives(self, now: float | None = None) -> bool:
         """True while the loop is stalled (the ticker is overdue) or just after (see above)."""
+        return self.forgiven_seconds(now) > 0.0
+
+    def forgiven_seconds(self, now: float | None = None) -> float:
+        """Seconds of stall that may explain a backlog now, ``grace`` included (0.0: none)."""
         if now is None:
             now = self._clock()
-        if self._task is not None and now - self._last_tick > self.interval + self.threshold:
-            return True  # the ticker has not run yet: we are coming back from a stall right now
-        return now < self._forgive_until
+        overdue = now - self._last_tick - self.interval
+        if self._task is not None and overdue > self.threshold:
+            # The ticker has not run yet: we are coming back from a stall right now.
+            stalled = self._stalled if now < self._forgive_until else 0.0
+            return stalled + overdue + self.grace
+        return self._stalled + self.grace if now < self._forgive_until else 0.0

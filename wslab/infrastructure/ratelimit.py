@@ -151,15 +151,18 @@ class ConnectionLimiter:
     :param flood_close_after: rejections inside ``flood_window`` seconds that close the
         connection (see the module docstring for the exact rule).
     :param flood_window: the window, in seconds, over which rejections count.
-    :param forgive: asked at each rejection; while it answers true the rejection is not counted
-        towards the flood rule (the hub passes its ``LoopStallWatch.forgives``: a backlog the
-        hub's own stall created is not the client's flood).
+    :param forgive: asked at each rejection for the seconds of stall that may explain a backlog
+        now (0: none; the hub passes its ``LoopStallWatch.forgiven_seconds``). While it is
+        above 0, rejections are not counted towards the flood rule — up to what a client keeping
+        to the rate could have sent in that time (``rate * seconds + burst``): a backlog the hub's
+        own stall created is not the client's flood, a flood during a stall still is.
     """
 
     __slots__ = (
         "_bytes",
         "_clock",
         "_closed",
+        "_forgiven",
         "_messages",
         "_rejections",
         "allowed",
@@ -178,7 +181,7 @@ class ConnectionLimiter:
         flood_close_after: int = 20,
         flood_window: float = 10.0,
         clock: Clock = time.monotonic,
-        forgive: Callable[[float], bool] | None = None,
+        forgive: Callable[[float], float] | None = None,
     ) -> None:
         if flood_close_after < 1:
             raise ConfigError(f"flood_close_after must be at least 1, got {flood_close_after}")
@@ -202,6 +205,8 @@ class ConnectionLimiter:
         # is some 600 bytes per connection.
         self._rejections: deque[float] | None = None
         self._closed = False
+        # Rejections forgiven in the current stall window (reset once it is over).
+        self._forgiven = 0
         #: Messages allowed and rejected so far (CLOSE verdicts count as rejected).
         self.allowed = 0
         self.rejected = 0
@@ -228,8 +233,13 @@ class ConnectionLimiter:
             self.allowed += 1
             return Verdict.ALLOW
         self.rejected += 1
-        if self.forgive is not None and self.forgive(now):
-            return Verdict.REJECT
+        if self.forgive is not None:
+            stalled = self.forgive(now)
+            if stalled <= 0:
+                self._forgiven = 0
+            elif self._forgiven < self._messages.rate * stalled + self._messages.burst:
+                self._forgiven += 1
+                return Verdict.REJECT
         rejections = self._rejections
         if rejections is None:
             rejections = self._rejections = deque(maxlen=self.flood_close_after)
