@@ -12,11 +12,34 @@
 - :mod:`.dashboard` — :func:`open_dashboard` and :class:`Dashboard`.
 """
 
-from .dashboard import Dashboard as Dashboard
-from .dashboard import open_dashboard as open_dashboard
-from .frames import FrameStream as FrameStream
-from .series import Series as Series
-from .series import SeriesBook as SeriesBook
-from .sources import RemoteSource as RemoteSource
-from .sources import parse_metrics as parse_metrics
-from .throttle import Throttle as Throttle
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .._exports import lazy_exports
+
+if TYPE_CHECKING:
+    from .dashboard import Dashboard as Dashboard
+    from .dashboard import open_dashboard as open_dashboard
+    from .frames import FrameStream as FrameStream
+    from .series import Series as Series
+    from .series import SeriesBook as SeriesBook
+    from .sources import RemoteSource as RemoteSource
+    from .sources import parse_metrics as parse_metrics
+    from .throttle import Throttle as Throttle
+
+# Imported on first use: the drawing process imports .render only (no widgets, no pandas).
+_EXPORTS: dict[str, str] = {
+    "Dashboard": ".dashboard",
+    "open_dashboard": ".dashboard",
+    "FrameStream": ".frames",
+    "Series": ".series",
+    "SeriesBook": ".series",
+    "RemoteSource": ".sources",
+    "parse_metrics": ".sources",
+    "Throttle": ".throttle",
+}
+
+__all__ = sorted(_EXPORTS)
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -8,13 +8,38 @@
 - :mod:`.results` — :class:`LoadResult` DataFrames; :mod:`.sweep` — latency against load.
 """
 
-from .coordinator import LoadRun as LoadRun
-from .coordinator import default_workers as default_workers
-from .coordinator import run_load as run_load
-from .coordinator import start_load as start_load
-from .results import LoadResult as LoadResult
-from .spec import PATTERNS as PATTERNS
-from .spec import LoadError as LoadError
-from .spec import LoadSpec as LoadSpec
-from .sweep import SweepFrame as SweepFrame
-from .sweep import sweep as sweep
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .._exports import lazy_exports
+
+if TYPE_CHECKING:
+    from .coordinator import LoadRun as LoadRun
+    from .coordinator import default_workers as default_workers
+    from .coordinator import run_load as run_load
+    from .coordinator import start_load as start_load
+    from .results import LoadResult as LoadResult
+    from .spec import PATTERNS as PATTERNS
+    from .spec import LoadError as LoadError
+    from .spec import LoadSpec as LoadSpec
+    from .sweep import SweepFrame as SweepFrame
+    from .sweep import sweep as sweep
+
+# Imported on first use: a worker process imports .worker only, without pandas.
+_EXPORTS: dict[str, str] = {
+    "LoadRun": ".coordinator",
+    "default_workers": ".coordinator",
+    "run_load": ".coordinator",
+    "start_load": ".coordinator",
+    "LoadResult": ".results",
+    "PATTERNS": ".spec",
+    "LoadError": ".spec",
+    "LoadSpec": ".spec",
+    "SweepFrame": ".sweep",
+    "sweep": ".sweep",
+}
+
+__all__ = sorted(_EXPORTS)
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
