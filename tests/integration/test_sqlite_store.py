@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from wslab.foundation.errors import DependencyError
+from wslab.foundation.errors import ConflictError, DependencyError
 from wslab.integration.sqlite_store import ALONE_GAP, MIGRATIONS, SQLiteStore
 from wslab.integration.store import MessageDraft
 
@@ -264,3 +264,19 @@ async def test_a_save_alone_is_written_without_suspending_its_caller(tmp_path: P
         burst = await asyncio.gather(*(store.save(draft(content=f"b{i}")) for i in range(5)))
         assert [m.seq for m in burst] == [2, 3, 4, 5, 6]
         assert (await store.latest_seq("lobby")) == 6
+
+
+async def test_a_resend_or_a_conflict_leaves_no_gap_in_the_seqs(tmp_path: Path) -> None:
+    async with SQLiteStore(tmp_path / "chat.db") as store:
+        first = draft(content="one")
+        assert (await store.save(first)).seq == 1
+        assert (await store.save(first)).seq == 1  # the stored message back
+        taken = MessageDraft(
+            room="other", from_user="u1", from_username="Ada", content="x",
+            message_id=first.message_id,
+        )  # fmt: skip
+        with pytest.raises(ConflictError):
+            await store.save(taken)
+        assert (await store.save(draft(content="two"))).seq == 2
+        assert (await store.latest_seq("other")) == 0
+        assert (await store.save(draft(room="other", content="o"))).seq == 1

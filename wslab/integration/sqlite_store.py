@@ -393,18 +393,26 @@ class SQLiteStore(BaseStore):
         conn.execute("BEGIN IMMEDIATE")
         try:
             for draft in drafts:
-                row = conn.execute(
-                    f"SELECT {_COLUMNS} FROM messages WHERE message_id = ?", (draft.message_id,)
-                ).fetchone()
-                if row is not None:
-                    try:
-                        results.append(
-                            self.existing_or_conflict(_row_to_message(tuple(row)), draft)
-                        )
-                    except WslabError as error:
-                        results.append(error)
+                # Inserted first, looked up only if its message_id is taken (a resend): the
+                # common case is one statement fewer than a lookup before every insert.
+                try:
+                    results.append(self._insert_now(conn, draft))
                     continue
-                results.append(self._insert_now(conn, draft))
+                except sqlite3.IntegrityError:
+                    row = conn.execute(
+                        f"SELECT {_COLUMNS} FROM messages WHERE message_id = ?",
+                        (draft.message_id,),
+                    ).fetchone()
+                    if row is None:
+                        raise
+                    # The failed INSERT was undone by SQLite, the seq it took was not.
+                    conn.execute(
+                        "UPDATE room_seq SET seq = seq - 1 WHERE room = ?", (draft.storage_room,)
+                    )
+                try:
+                    results.append(self.existing_or_conflict(_row_to_message(tuple(row)), draft))
+                except WslabError as error:
+                    results.append(error)
             conn.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
