@@ -94,6 +94,44 @@ async def test_the_senders_own_copy_comes_just_before_its_ack(hub: Hub, client_f
     assert mine == expected
 
 
+async def test_the_senders_own_copy_and_its_ack_leave_in_one_write(
+    hub: Hub, client_for: Connect, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One socket write per message for the sender (the copy, then the ack), not two."""
+    alice = await client_for(hub, "alice")
+    bob = await client_for(hub, "bob")
+    written: list[bytes] = []
+    transport = hub.server.connections[alice.connection_id].transport  # type: ignore[attr-defined]
+    original = transport.write
+
+    def spy(data: bytes) -> None:
+        written.append(bytes(data))
+        original(data)
+
+    monkeypatch.setattr(transport, "write", spy)
+    ack = await say(alice, "one write")
+    await bob.expect("chat:message", message_id=ack["message_id"])
+    # Alice's socket got one write for the whole exchange: two frames, her copy then the ack
+    # (their order on the wire: test_the_senders_own_copy_comes_just_before_its_ack).
+    assert [frames_in(data) for data in written] == [2]
+
+
+def frames_in(data: bytes) -> int:
+    """How many whole server frames (unmasked) ``data`` holds, read from their headers."""
+    count = offset = 0
+    while offset < len(data):
+        length = data[offset + 1] & 0x7F
+        header = 2
+        if length == 126:
+            length, header = int.from_bytes(data[offset + 2 : offset + 4], "big"), 4
+        elif length == 127:
+            length, header = int.from_bytes(data[offset + 2 : offset + 10], "big"), 10
+        offset += header + length
+        count += 1
+    assert offset == len(data)
+    return count
+
+
 async def test_each_room_has_its_own_seq_and_members(hub: Hub, client_for: Connect) -> None:
     alice = await client_for(hub, "alice")
     bob = await client_for(hub, "bob")

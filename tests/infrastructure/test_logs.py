@@ -6,6 +6,7 @@ import asyncio
 import io
 import json
 import logging
+import os
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import Any
@@ -17,6 +18,7 @@ from wslab.infrastructure.logs import (
     JsonFormatter,
     bind,
     configure_logging,
+    correlate,
     current_context,
     get_logger,
     log_context,
@@ -183,6 +185,39 @@ def test_formatter_works_without_configure() -> None:
         line = json.loads(JsonFormatter().format(record))
     assert line["logger"] == "x" and line["message"] == "m 1" and line["correlation_id"] == "r2"
     assert new_correlation_id() != new_correlation_id()
+
+
+def test_correlation_ids_are_unique_within_the_process() -> None:
+    ids = [new_correlation_id() for _ in range(10_000)]
+    assert len(set(ids)) == len(ids)
+    assert all(isinstance(i, str) and len(i) >= 16 for i in ids)
+
+
+def test_a_forked_child_draws_ids_of_its_own() -> None:
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report one id and leave at once
+        os.write(write, new_correlation_id().encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    theirs = os.read(read, 100).decode()
+    os.close(read)
+    mine = new_correlation_id()
+    assert theirs and theirs.split("-")[0] != mine.split("-")[0]
+
+
+def test_correlate_adds_the_id_to_the_lines_and_unbind_removes_it(stream: io.StringIO) -> None:
+    log = get_logger("wslab.test")
+    outer = bind(connection_id="c9")
+    token = correlate(new_correlation_id())
+    log.warning("inside")
+    unbind(token)
+    log.warning("outside")
+    unbind(outer)
+    inside, outside = (json.loads(line) for line in stream.getvalue().splitlines())
+    assert inside["connection_id"] == "c9" and inside["correlation_id"]
+    assert outside["connection_id"] == "c9" and "correlation_id" not in outside
 
 
 def test_a_throttled_log_keeps_to_its_rate_and_says_what_it_dropped(

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from wslab.foundation.errors import DependencyError
-from wslab.integration.sqlite_store import MIGRATIONS, SQLiteStore
+from wslab.foundation.errors import ConflictError, DependencyError
+from wslab.integration.sqlite_store import ALONE_GAP, MIGRATIONS, SQLiteStore
 from wslab.integration.store import MessageDraft
 
 
@@ -251,3 +251,32 @@ async def test_the_wal_written_in_the_loop_is_checkpointed_into_the_file(tmp_pat
             await asyncio.sleep(0.01)
         assert path.stat().st_size > empty  # the pages reached the database file
         assert (await store.latest_seq("lobby")) == CHECKPOINT_EVERY
+
+
+async def test_a_save_alone_is_written_without_suspending_its_caller(tmp_path: Path) -> None:
+    async with SQLiteStore(tmp_path / "chat.db") as store:
+        await asyncio.sleep(ALONE_GAP * 2)
+        saving = store.save(draft(content="alone"))
+        with pytest.raises(StopIteration) as done:
+            saving.send(None)  # runs to its end at once: committed, no turn of the loop waited
+        assert done.value.value.seq == 1
+        # A burst right after it shares transactions per turn, in order, as before.
+        burst = await asyncio.gather(*(store.save(draft(content=f"b{i}")) for i in range(5)))
+        assert [m.seq for m in burst] == [2, 3, 4, 5, 6]
+        assert (await store.latest_seq("lobby")) == 6
+
+
+async def test_a_resend_or_a_conflict_leaves_no_gap_in_the_seqs(tmp_path: Path) -> None:
+    async with SQLiteStore(tmp_path / "chat.db") as store:
+        first = draft(content="one")
+        assert (await store.save(first)).seq == 1
+        assert (await store.save(first)).seq == 1  # the stored message back
+        taken = MessageDraft(
+            room="other", from_user="u1", from_username="Ada", content="x",
+            message_id=first.message_id,
+        )  # fmt: skip
+        with pytest.raises(ConflictError):
+            await store.save(taken)
+        assert (await store.save(draft(content="two"))).seq == 2
+        assert (await store.latest_seq("other")) == 0
+        assert (await store.save(draft(room="other", content="o"))).seq == 1

@@ -415,6 +415,9 @@ class ChatService(CrossHubRelay):
         self._m_store.observe(time.perf_counter() - started)
         self._set_store_healthy(True)
         self._m_kinds["direct" if to_user else "room"].inc()
+        # The sender's own copy and the ack that follows it leave in one socket write: the
+        # session loop uncorks once the reply is written (SessionLoop._step).
+        session.connection.cork()
         self._deliver(stored.to_wire(), stored.to_user, stored.from_user, room=stored.room)
         return {
             "type": ACK,
@@ -448,6 +451,7 @@ class ChatService(CrossHubRelay):
             "content": draft.content,
             "timestamp": format_timestamp(draft.timestamp),
         }
+        session.connection.cork()  # the copy and the reply in one write (see _on_message)
         self._deliver(wire, draft.to_user, draft.from_user, room=draft.storage_room)
         # Counted once, as the error reply it is (errors_total{code="DEGRADED"}).
         error = DegradedError("delivered live but not stored yet: it is acknowledged once stored")

@@ -33,7 +33,7 @@ from wslab.foundation.wire import ERROR, error_envelope
 from wslab.infrastructure.connection import Connection, Message
 from wslab.infrastructure.events import EventKind, EventLog
 from wslab.infrastructure.heartbeat import HeartbeatMonitor
-from wslab.infrastructure.logs import bind, log_context, new_correlation_id
+from wslab.infrastructure.logs import bind, correlate, new_correlation_id, unbind
 from wslab.infrastructure.metrics import Counter
 from wslab.infrastructure.ratelimit import ConnectionLimiter, Verdict
 from wslab.infrastructure.router import MessageRouter
@@ -142,12 +142,21 @@ class SessionLoop:
             reply: dict[str, Any] | None = error_envelope(error, getattr(error, "ref", None))
         else:
             ref = request.ref
-            with log_context(correlation_id=ref if ref is not None else new_correlation_id()):
+            token = correlate(ref if ref is not None else new_correlation_id())
+            try:
                 reply = await self.router.handle(request)
+            except BaseException:
+                connection.uncork()
+                raise
+            finally:
+                unbind(token)
         if reply is not None:
             if reply.get("type") == ERROR:
                 self._count_error(reply, raw)
             connection.send_nowait(encode(reply))
+        # A handler may have corked the connection (a chat message: the sender's copy, then
+        # this reply): both go out now, in one write.
+        connection.uncork()
         return True
 
     def _refuse_flood(self, connection: Connection, raw: str | bytes, verdict: Verdict) -> None:

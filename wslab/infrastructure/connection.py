@@ -465,6 +465,18 @@ class Connection:
         self._write_prepared(prepared)
         return self.stats.dropped_out == before
 
+    def cork(self) -> None:
+        """Hold what is written from now on until :meth:`uncork` writes it in one go.
+
+        For a handler writing several frames in a row (a sender's own copy of its message, then
+        the ack): one socket write instead of one each. Bounded, ended by a close; order and the
+        slow-consumer policy are unchanged. An engine that cannot hold writes leaves this a no-op
+        (the ``websockets`` engine): the frames then go out one by one, as before.
+        """
+
+    def uncork(self) -> None:
+        """Write what :meth:`cork` held and write straight away again (a no-op if not corked)."""
+
     async def send(self, message: Message) -> None:
         """Send, waiting while the peer reads slower than we write. Raises if closed."""
         if not self._can_send():

@@ -29,7 +29,10 @@ How it keeps the store's promises:
   EXTRA (a commit there is an ``fsync``, which must not stall the loop), always write on the
   thread, one hop per turn. Either way each save's result is ready when that transaction
   commits, so the ``ack`` still follows the commit. A draft that conflicts fails alone; a
-  database error fails the whole batch (nothing of it stored).
+  database error fails the whole batch (nothing of it stored). A save that comes **alone** (no
+  other save in the last :data:`ALONE_GAP` seconds, nothing queued or on the thread) is written
+  at once, inside ``save``: no future, no extra loop turn, the caller goes on without
+  suspending; saves that come in a burst are batched per turn as above.
 - **schema**: created and migrated by wslab, versioned with ``PRAGMA user_version``; the
   migrations run inside ``BEGIN IMMEDIATE`` so two processes opening one new file cannot race.
 """
@@ -39,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
+import time
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
@@ -86,6 +90,8 @@ _COLUMNS = "message_id, room, seq, from_user, from_username, to_user, content, t
 _SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 #: Saves written in one transaction at most (a turn with more starts another one at once).
 MAX_BATCH = 256
+#: A save this long (seconds) after the previous one is "alone": written at once, not batched.
+ALONE_GAP = 0.001
 #: Saves written by the loop's connection between two WAL checkpoints on the database thread
 #: (about SQLite's own default of 1,000 pages: a save writes four or five).
 CHECKPOINT_EVERY = 200
@@ -166,6 +172,7 @@ class SQLiteStore(BaseStore):
         # per transaction; more start the next one).
         self._batch: list[tuple[MessageDraft, asyncio.Future[StoredMessage]]] = []
         self._writers: set[asyncio.Future[None]] = set()
+        self._last_save = 0.0  # time.monotonic() of the latest save (see ALONE_GAP)
         # The loop's own connection for writes (files only; see the module docstring).
         self._sync: sqlite3.Connection | None = None
         self._since_checkpoint = 0
@@ -282,6 +289,18 @@ class SQLiteStore(BaseStore):
                     return await self._save(db, draft)
                 except sqlite3.Error as exc:
                     raise self.unavailable(exc, "save") from exc
+        now = time.monotonic()
+        alone = now - self._last_save >= ALONE_GAP
+        self._last_save = now
+        if alone and self._sync is not None and not self._batch and not self._writers:
+            # Nothing to share a transaction with: written here and now (the module docstring).
+            results = self._write_here([draft])
+            if results is not None:
+                (result,) = results
+                if isinstance(result, BaseException):
+                    raise result
+                return result
+            # The write lock is someone else's: the batch's way (the thread waits for it).
         loop = asyncio.get_running_loop()
         future: asyncio.Future[StoredMessage] = loop.create_future()
         self._batch.append((draft, future))
@@ -374,18 +393,26 @@ class SQLiteStore(BaseStore):
         conn.execute("BEGIN IMMEDIATE")
         try:
             for draft in drafts:
-                row = conn.execute(
-                    f"SELECT {_COLUMNS} FROM messages WHERE message_id = ?", (draft.message_id,)
-                ).fetchone()
-                if row is not None:
-                    try:
-                        results.append(
-                            self.existing_or_conflict(_row_to_message(tuple(row)), draft)
-                        )
-                    except WslabError as error:
-                        results.append(error)
+                # Inserted first, looked up only if its message_id is taken (a resend): the
+                # common case is one statement fewer than a lookup before every insert.
+                try:
+                    results.append(self._insert_now(conn, draft))
                     continue
-                results.append(self._insert_now(conn, draft))
+                except sqlite3.IntegrityError:
+                    row = conn.execute(
+                        f"SELECT {_COLUMNS} FROM messages WHERE message_id = ?",
+                        (draft.message_id,),
+                    ).fetchone()
+                    if row is None:
+                        raise
+                    # The failed INSERT was undone by SQLite, the seq it took was not.
+                    conn.execute(
+                        "UPDATE room_seq SET seq = seq - 1 WHERE room = ?", (draft.storage_room,)
+                    )
+                try:
+                    results.append(self.existing_or_conflict(_row_to_message(tuple(row)), draft))
+                except WslabError as error:
+                    results.append(error)
             conn.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(sqlite3.Error):

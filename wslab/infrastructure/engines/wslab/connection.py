@@ -36,7 +36,10 @@ from wslab.infrastructure.connection import Connection, ConnectionLimits, Messag
 from wslab.infrastructure.events import NULL_EVENT_LOG, EventKind, EventLog
 from wslab.infrastructure.fairness import FRAMES_PER_TURN, READ_SLICE, FrameBudget
 
-__all__ = ["WslabConnection"]
+__all__ = ["CORK_LIMIT", "WslabConnection"]
+
+#: At most this many bytes are held by a cork (:meth:`WslabConnection.cork`) before being written.
+CORK_LIMIT = 64 * 1024
 
 
 class WslabConnection(Connection):
@@ -52,6 +55,8 @@ class WslabConnection(Connection):
         "_budget",
         "_budget_timer",
         "_close_timer",
+        "_corked",
+        "_corked_bytes",
         "_fail_timer",
         "_failing",
         "_holds",
@@ -112,6 +117,9 @@ class WslabConnection(Connection):
         self._writable: asyncio.Future[None] | None = None
         self._close_timer: asyncio.TimerHandle | None = None
         self._aborted_locally = False
+        # Frames held while corked (see cork): None when not corked, the common case.
+        self._corked: list[bytes] | None = None
+        self._corked_bytes = 0
         transport.set_write_buffer_limits(high=limits.write_high, low=limits.write_low)
 
     # -- state -------------------------------------------------------------------------------------
@@ -388,7 +396,10 @@ class WslabConnection(Connection):
         if self.transport.is_closing():
             return
         if not (self._paused or self._queue):
-            self.transport.write(data)
+            if self._corked is None:
+                self.transport.write(data)
+            else:
+                self._hold(data)
             return
         queue = self._outgoing()
         if not queue.fits_bytes(len(data)):
@@ -402,7 +413,10 @@ class WslabConnection(Connection):
         self.stats.messages_out += 1
         self.stats.bytes_out += len(data)
         if not self._paused and not self._queue:
-            self.transport.write(data)
+            if self._corked is None:
+                self.transport.write(data)
+            else:
+                self._hold(data)
             return
         if not self._queue_outgoing(data, len(data)):
             self.stats.messages_out -= 1
@@ -470,7 +484,10 @@ class WslabConnection(Connection):
         stats = self.stats
         stats.messages_out += 1
         stats.bytes_out += size
-        self.transport.write(data)
+        if self._corked is None:
+            self.transport.write(data)
+        else:
+            self._hold(data)
         events = self.events
         if events.enabled_for(EventKind.FRAME_OUT):
             self._record_shared_frame(prepared, data, None)
@@ -481,10 +498,46 @@ class WslabConnection(Connection):
         payload = message.encode() if isinstance(message, str) else message
         return encode_frame(Frame(_opcode_of(message), payload)), len(payload)
 
+    # -- corking ---------------------------------------------------------------------------------------
+
+    def cork(self) -> None:
+        """Hold the frames written from now on until :meth:`uncork`, which writes them at once.
+
+        What a handler uses when it writes several frames in a row (the sender's own copy of a
+        message, then its ack): one ``transport.write`` and so one ``send`` for all of them
+        instead of one each. Only frames that would have gone to the socket straight away are
+        held; a paused socket's bounded queue and its slow-consumer policy work as before. The
+        hold is bounded (:data:`CORK_LIMIT` bytes: past it, what is held is written and the
+        cork stays) and ends with a close or an abort.
+        """
+        if self._corked is None:
+            self._corked = []
+            self._corked_bytes = 0
+
+    def uncork(self) -> None:
+        """Write what :meth:`cork` held, as one write, and write straight away again."""
+        corked = self._corked
+        if corked is None:
+            return
+        self._corked = None
+        if corked and not self.transport.is_closing():
+            self.transport.write(corked[0] if len(corked) == 1 else b"".join(corked))
+
+    def _hold(self, data: bytes) -> None:
+        corked = self._corked
+        assert corked is not None
+        corked.append(data)
+        self._corked_bytes += len(data)
+        if self._corked_bytes >= CORK_LIMIT:
+            # Bounded: write what is held now (the order stays), keep holding what follows.
+            self.uncork()
+            self.cork()
+
     def _send_ping(self, payload: bytes) -> None:
         self._raw_write(self.protocol.send_ping(payload))
 
     def _start_close(self, code: int, reason: str) -> None:
+        self.uncork()  # what was held goes before the close frame
         data = self.protocol.send_close(code, reason)
         if not data:
             return
@@ -505,6 +558,7 @@ class WslabConnection(Connection):
         The close frame is written and TCP closed after it; a peer too dead to take even that
         is aborted when ``close_timeout`` expires.
         """
+        self.uncork()
         data = self.protocol.fail(code, reason)
         if data:
             self._record(EventKind.CLOSE, direction="out", code=code, reason=reason)
@@ -524,6 +578,7 @@ class WslabConnection(Connection):
         if self.protocol.state is ConnectionState.OPEN:
             self._aborted_locally = True  # no close frame either way: this end ended it
         self._record(EventKind.ERROR, error="abort", message=reason)
+        self._corked = None
         self.transport.abort()
 
     # -- observability -----------------------------------------------------------------------------
