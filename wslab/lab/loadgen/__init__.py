@@ -5,7 +5,7 @@
 - :mod:`.pool` — the worker processes of a run: spawned, read from, always reaped;
 - :mod:`.coordinator` — :func:`run_load` / :func:`start_load`: readiness, stream, gather;
 - :mod:`.progress` — a long run's progress bar (tqdm, an ipywidgets bar, or text);
-- :mod:`.results` — :class:`LoadResult` DataFrames; :mod:`.sweep` — latency against load.
+- :mod:`.results` — :class:`LoadResult` DataFrames; :mod:`.sweeps` — latency against load.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ if TYPE_CHECKING:
     from .spec import PATTERNS as PATTERNS
     from .spec import LoadError as LoadError
     from .spec import LoadSpec as LoadSpec
-    from .sweep import SweepFrame as SweepFrame
-    from .sweep import sweep as sweep
+    from .sweeps import SweepFrame as SweepFrame
+    from .sweeps import sweep as sweep
 
 # Imported on first use: a worker process imports .worker only, without pandas.
 _EXPORTS: dict[str, str] = {
@@ -36,8 +36,8 @@ _EXPORTS: dict[str, str] = {
     "PATTERNS": ".spec",
     "LoadError": ".spec",
     "LoadSpec": ".spec",
-    "SweepFrame": ".sweep",
-    "sweep": ".sweep",
+    "SweepFrame": ".sweeps",
+    "sweep": ".sweeps",
 }
 
 __all__ = sorted(_EXPORTS)
