@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from tests.lab.processes import children
 from wslab.hub import Hub
 
 # Permissive limits: one test reconnects its load clients from one address several times.
@@ -33,26 +33,6 @@ async def hub(tmp_path: Path, unique_name: str) -> AsyncIterator[Hub]:
         yield hub
     finally:
         await hub.stop()
-
-
-def children() -> list[int]:
-    """Live child processes of this process, from /proc (multiprocessing's resource tracker
-    excepted: it is started once per interpreter and is nobody's leak)."""
-    me = str(os.getpid())
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                cmdline = f.read()
-        except OSError:
-            continue
-        if fields[1] == me and fields[0] != "Z" and b"resource_tracker" not in cmdline:
-            found.append(int(entry))
-    return found
 
 
 def running_things() -> dict[str, Any]:

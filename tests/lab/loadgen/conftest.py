@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import multiprocessing
-import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
+from tests.lab.processes import children
 from wslab.hub import Hub
 
 
@@ -31,23 +31,6 @@ async def hub(tmp_path: Path, unique_name: str) -> AsyncIterator[Hub]:
         # Every worker is reaped when the run ends, whatever happened.
         assert multiprocessing.active_children() == []
         assert children() == []
-
-
-def children() -> list[int]:
-    """Live child processes of this process, from /proc (no psutil)."""
-    me = str(os.getpid())
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[1] == me and fields[0] != "Z" and not _is_resource_tracker(entry):
-            found.append(int(entry))
-    return found
 
 
 def _is_resource_tracker(pid: str) -> bool:
