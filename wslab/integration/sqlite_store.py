@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import sqlite3
 import time
 from collections.abc import Mapping
@@ -61,6 +62,8 @@ from wslab.integration.store import (
 )
 
 __all__ = ["MIGRATIONS", "SQLiteStore"]
+
+log = logging.getLogger("wslab.store")
 
 #: The schema, one script per version: MIGRATIONS[0] takes an empty file to version 1, and so on.
 #: Append new versions; never edit a released one.
@@ -316,13 +319,7 @@ class SQLiteStore(BaseStore):
         if self._sync is not None and not self._writers:
             results = self._write_here([draft for draft, _ in batch])
             if results is not None:
-                for (_, future), result in zip(batch, results, strict=True):
-                    if future.done():
-                        continue  # its caller gave up waiting
-                    if isinstance(result, BaseException):
-                        future.set_exception(result)
-                    else:
-                        future.set_result(result)
+                _settle(batch, results)
                 return
         writer = asyncio.ensure_future(self._write_batch(batch))
         self._writers.add(writer)
@@ -346,13 +343,7 @@ class SQLiteStore(BaseStore):
                 results.append(error)
         except BaseException as exc:  # not open any more, cancelled (store closing)...
             results = [exc] * len(batch)
-        for (_, future), result in zip(batch, results, strict=True):
-            if future.done():
-                continue  # its caller gave up waiting
-            if isinstance(result, BaseException):
-                future.set_exception(result)
-            else:
-                future.set_result(result)
+        _settle(batch, results)
 
     def _write_here(self, drafts: list[MessageDraft]) -> list[StoredMessage | BaseException] | None:
         """Write ``drafts`` on the loop's connection; None (nothing written) if the lock is taken."""
@@ -380,8 +371,10 @@ class SQLiteStore(BaseStore):
             async with self._lock:
                 if self._db is not None:
                     await self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
-        except sqlite3.Error:
-            pass  # the next one tries again; the WAL only grows meanwhile
+        except sqlite3.Error as exc:
+            # The next one tries again (at most one per CHECKPOINT_EVERY saves, so this line is
+            # as rare); the WAL only grows meanwhile.
+            log.warning("WAL checkpoint of %s failed: %s", self.path, exc)
         finally:
             self._checkpoint = None
 
@@ -596,6 +589,20 @@ class SQLiteStore(BaseStore):
                     return (await cur.fetchone()) is not None
         except (sqlite3.Error, DependencyError, ValueError):
             return False
+
+
+def _settle(
+    batch: list[tuple[MessageDraft, asyncio.Future[StoredMessage]]],
+    results: list[StoredMessage | BaseException],
+) -> None:
+    """Give each save of ``batch`` its result (a stored message, or the error it raises)."""
+    for (_, future), result in zip(batch, results, strict=True):
+        if future.done():
+            continue  # its caller gave up waiting
+        if isinstance(result, BaseException):
+            future.set_exception(result)
+        else:
+            future.set_result(result)
 
 
 def _is_busy(exc: sqlite3.Error) -> bool:
