@@ -207,7 +207,8 @@ class Hub:
         #: Users and addresses refused at the upgrade after an abusive close (hub_admission).
         self.abuse = AbuseGate(config, verifier)
         #: Notices when this hub's event loop was blocked (see wslab.infrastructure.fairness).
-        self.stalls = LoopStallWatch()
+        # Fast ticks while messages flow, slow ones once idle (an idle hub's wake-ups cost CPU).
+        self.stalls = LoopStallWatch(activity=lambda: self.sessions.seen)
         self.traffic = TrafficTotals()
         self._refusal_log = ThrottledLog(log, REFUSAL_LOG_RATE)
         self._auth_log = ThrottledLog(log, REFUSAL_LOG_RATE)

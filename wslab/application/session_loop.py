@@ -89,6 +89,8 @@ class SessionLoop:
         self.events = events
         self._verdicts = verdicts
         self._allowed = verdicts[Verdict.ALLOW]
+        #: Messages handled so far, refused ones included: the hub's sign of activity.
+        self.seen = 0
         self._errors = errors
         self._error_children: dict[str, Any] = {}
         self.on_opened = on_opened
@@ -131,6 +133,7 @@ class SessionLoop:
 
     async def _step(self, connection: Connection, limiter: ConnectionLimiter, raw: Message) -> bool:
         """One message: rate limit, parse, route, reply. False once the connection must end."""
+        self.seen += 1
         verdict = limiter.check(len(raw))
         if verdict is not Verdict.ALLOW:
             self._refuse_flood(connection, raw, verdict)

@@ -16,8 +16,9 @@ Two pieces, used by wslab's transport:
     never in debt long enough to be judged a flood.
 
 :class:`LoopStallWatch`
-    Notices that the event loop was blocked. A ticker runs every ``interval`` seconds; a tick
-    later than ``threshold`` marks a stall, and :meth:`forgives` is true during it (the ticker
+    Notices that the event loop was blocked. A ticker runs every ``interval`` seconds (every
+    ``idle_interval`` once the hub has been idle a while); a tick later than ``threshold`` marks
+    a stall, and :meth:`forgives` is true during it (the ticker
     is overdue) and for ``grace`` seconds plus twice the stall's length after it: the backlog is
     handled within moments of the loop coming back, so the window stays short and a real flood
     right after a stall is still caught. The message rate limiter asks it before it
@@ -32,7 +33,6 @@ Two pieces, used by wslab's transport:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import time
 from collections.abc import Callable
@@ -105,53 +105,96 @@ class FrameBudget:
 
 
 class LoopStallWatch:
-    """Tells whether the event loop is, or just was, stalled (see the module docstring)."""
+    """Tells whether the event loop is, or just was, stalled (see the module docstring).
+
+    The ticker is a bare loop timer, not a task. A timer's lateness measures a stall that spans
+    its due time, whatever the interval, but a shorter interval catches shorter stalls: a stall
+    longer than ``interval + threshold`` is always caught. So it ticks every ``interval``
+    seconds while the hub is busy and every ``idle_interval`` seconds once ``activity`` (a
+    counter the hub bumps per message) has not moved for ``idle_after`` seconds: every wake-up
+    of an idle process costs CPU (~0.2 ms each on a small VM, ten a second was most of an idle
+    hub's CPU), and an idle hub has no backlog a short stall could pile up. A stall while idle
+    is still caught once it is longer than ``idle_interval + threshold``, its length then
+    measured short by up to ``idle_interval``. Without ``activity`` it always ticks fast.
+    """
 
     def __init__(
         self,
         interval: float = 0.1,
         threshold: float = 0.25,
         grace: float = 1.0,
+        *,
+        idle_interval: float = 1.0,
+        idle_after: float = 1.0,
+        activity: Callable[[], int] | None = None,
         clock: Clock = time.monotonic,
     ) -> None:
+        if not 0 < interval <= idle_interval:
+            raise ConfigError("need 0 < interval <= idle_interval")
         self.interval, self.threshold, self.grace = interval, threshold, grace
+        self.idle_interval, self.idle_after = idle_interval, idle_after
+        self._activity = activity
         self._clock = clock
         self._last_tick = clock()
+        #: The interval the pending tick was scheduled with (its lateness is measured against it).
+        self._due_in = interval
+        self._seen = 0
+        self._quiet_since = self._last_tick
         self._forgive_until = -math.inf
         # Seconds the loop was stalled since the current forgiveness window opened.
         self._stalled = 0.0
-        self._task: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         #: Stalls seen, and the longest (seconds), for display.
         self.stalls = 0
         self.longest = 0.0
+        #: Ticks run so far (what an idle hub's watch costs is counted in them).
+        self.ticks = 0
+
+    @property
+    def idle(self) -> bool:
+        """True while the ticker runs at ``idle_interval`` (no activity lately)."""
+        return self._due_in != self.interval
 
     def start(self) -> None:
         """Start the ticker on the running loop (idempotent)."""
-        if self._task is None or self._task.done():
-            self._last_tick = self._clock()
-            self._task = asyncio.get_running_loop().create_task(self._tick(), name="stall-watch")
+        if self._timer is None:
+            self._loop = asyncio.get_running_loop()
+            self._last_tick = self._quiet_since = self._clock()
+            self._seen = self._activity() if self._activity is not None else 0
+            self._schedule(self.interval)
 
     async def stop(self) -> None:
         """Stop the ticker."""
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.cancel()
 
-    async def _tick(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            now = self._clock()
-            late = now - self._last_tick - self.interval
-            if late > self.threshold:
-                self.stalls += 1
-                self.longest = max(self.longest, late)
-                if now >= self._forgive_until:
-                    self._stalled = 0.0  # the last window had closed: this one starts afresh
-                self._stalled += late
-                self._forgive_until = max(self._forgive_until, now + self.grace + 2 * late)
-            self._last_tick = now
+    def _schedule(self, interval: float) -> None:
+        assert self._loop is not None
+        self._due_in = interval
+        self._timer = self._loop.call_later(interval, self._tick)
+
+    def _tick(self) -> None:
+        self.ticks += 1
+        now = self._clock()
+        late = now - self._last_tick - self._due_in
+        if late > self.threshold:
+            self.stalls += 1
+            self.longest = max(self.longest, late)
+            if now >= self._forgive_until:
+                self._stalled = 0.0  # the last window had closed: this one starts afresh
+            self._stalled += late
+            self._forgive_until = max(self._forgive_until, now + self.grace + 2 * late)
+        self._last_tick = now
+        interval = self.interval
+        if self._activity is not None:
+            seen = self._activity()
+            if seen != self._seen:
+                self._seen, self._quiet_since = seen, now
+            elif now - self._quiet_since >= self.idle_after:
+                interval = self.idle_interval
+        self._schedule(interval)
 
     def forgives(self, now: float | None = None) -> bool:
         """True while the loop is stalled (the ticker is overdue) or just after (see above)."""
@@ -161,8 +204,8 @@ class LoopStallWatch:
         """Seconds of stall that may explain a backlog now, ``grace`` included (0.0: none)."""
         if now is None:
             now = self._clock()
-        overdue = now - self._last_tick - self.interval
-        if self._task is not None and overdue > self.threshold:
+        overdue = now - self._last_tick - self._due_in
+        if self._timer is not None and overdue > self.threshold:
             # The ticker has not run yet: we are coming back from a stall right now.
             stalled = self._stalled if now < self._forgive_until else 0.0
             return stalled + overdue + self.grace
