@@ -496,3 +496,20 @@ async def test_internal_failure_is_contained(
     assert (await say(bob, "still fine"))["seq"] == 1
     assert (await say(alice, "me too"))["seq"] == 2
     assert (await hub.health())["status"] == "ok"
+
+
+async def test_a_lone_hub_publishes_nothing_and_a_second_hub_gets_every_message(
+    start_hub: StartHub, client_for: Connect
+) -> None:
+    first = await start_hub()
+    alice = await client_for(first, "alice")
+    before = first.broker.status()["published"]  # presence's own snapshots go out as ever
+    await say(alice, "nobody else to tell")
+    # Alone on its in-process bus: the message is stored and delivered, not encoded for no one.
+    assert first.broker.status()["published"] == before
+    second = await start_hub()
+    bob = await client_for(second, "bob")
+    await wait_until(lambda: not first.broker.alone)
+    ack = await say(alice, "now there is")
+    got = await bob.expect("chat:message", message_id=ack["message_id"])
+    assert got["content"] == "now there is" and got["seq"] == 2

@@ -717,3 +717,30 @@ async def test_memory_publish_nowait_delivers_to_the_others_and_skips_its_own() 
         a.publish_nowait("room:x", {"n": 2})
     for broker in (a, b):
         await broker.close()
+
+
+async def test_a_memory_broker_is_alone_only_while_no_other_hub_could_hear_it() -> None:
+    bus = MemoryBus()
+    a, b = MemoryBroker(bus, hub_id="a"), MemoryBroker(bus, hub_id="b")
+    assert not a.alone  # not started: not on the bus at all (publishing fails, not skipped)
+    await a.start()
+    assert a.alone
+    await b.start()
+    assert not a.alone and not b.alone
+    await b.close()
+    assert a.alone
+    await a.simulate_outage()
+    assert not a.alone  # down: publishing must fail as it does, not be skipped
+    await a.end_outage()
+    assert a.alone
+    await a.close()
+    assert not a.alone
+    echo = MemoryBroker(MemoryBus(), hub_id="e", echo_own=True)
+    await echo.start()
+    assert not echo.alone  # it hears itself
+    await echo.close()
+
+
+def test_a_network_broker_is_never_alone() -> None:
+    # Another hub may subscribe on the server at any moment: never skipped.
+    assert not broker_from_url("redis://127.0.0.1:6379/0", hub_id="x").alone

@@ -69,6 +69,8 @@ class CrossHubRelay:
 
     def _publish(self, channel: str, payload: dict[str, Any]) -> None:
         """Publish without making the sender wait; a failure only degrades cross-hub delivery."""
+        if self.broker.alone:
+            return  # no other hub on an in-process bus: nobody to tell (one JSON encode saved)
         publish_nowait = getattr(self.broker, "publish_nowait", None)
         if publish_nowait is not None:
             # An in-process broker: published here and now, no task per message.

@@ -217,6 +217,15 @@ class BrokerBase:
         return self._healthy
 
     @property
+    def alone(self) -> bool:
+        """True when nothing published now could reach another hub: publishing may be skipped.
+
+        Never for a network broker (another hub may subscribe at any moment); an in-process
+        broker knows its bus.
+        """
+        return False
+
+    @property
     def channels(self) -> frozenset[str]:
         """The channels with at least one subscribed handler."""
         return frozenset(self._subs)

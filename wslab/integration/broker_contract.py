@@ -122,6 +122,11 @@ class Broker(Protocol):
         """True while messages can be published and received."""
         ...
 
+    @property
+    def alone(self) -> bool:
+        """True when nothing published now could reach another hub (publishing may be skipped)."""
+        ...
+
     async def start(self) -> None:
         """Connect; raises :class:`DependencyError` if the peers cannot be reached at all."""
         ...

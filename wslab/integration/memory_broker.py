@@ -127,6 +127,21 @@ class MemoryBroker(BrokerBase):
         self.bus._detach(self)
         await self._stop_subscriptions()
 
+    @property
+    def alone(self) -> bool:
+        """True while this broker, healthy and not echoing its own messages, is alone on its bus.
+
+        A lone hub on an in-process bus (``wslab serve`` on the default ``memory://``) has no
+        one to tell: what it would publish reaches no other hub, so the hub need not encode it.
+        """
+        return (
+            self._outage is None
+            and not self.echo_own
+            and self._started
+            and not self._closed
+            and len(self.bus._brokers) == 1
+        )
+
     async def publish(self, channel: str, payload: dict[str, Any]) -> None:
         """Hand the message to every broker on the bus; :class:`DependencyError` if not running."""
         self.publish_nowait(channel, payload)
