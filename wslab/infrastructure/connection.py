@@ -91,7 +91,9 @@ class Prepared:
     """
 
     data: Message
-    _wire: bytes | None = None
+    #: The frame bytes once :meth:`wire` has encoded them (None before): read as is by the
+    #: fan-out for every recipient after the first.
+    frame: bytes | None = None
     _payload: bytes | None = None
     _compressed: dict[CompressionKey, bytes] = field(default_factory=dict)
     #: How many times the message was encoded: 1 however many connections it went to.
@@ -112,10 +114,10 @@ class Prepared:
 
     def wire(self, encode: Callable[[Message], tuple[bytes, int]]) -> bytes:
         """The frame bytes, encoded on the first call only."""
-        if self._wire is None:
-            self._wire, self.payload_length = encode(self.data)
+        if self.frame is None:
+            self.frame, self.payload_length = encode(self.data)
             self.encodes += 1
-        return self._wire
+        return self.frame
 
     def compressed(
         self, key: CompressionKey, encode: Callable[[bytes], bytes]

@@ -180,6 +180,9 @@ class EventLog:
         self._maxlen = maxlen
         self._clock = clock
         self._enabled: frozenset[EventKind] = frozenset()
+        #: Whether outgoing frames are recorded: the fan-out asks once per recipient, so it is
+        #: a plain attribute kept with the level rather than a set lookup behind a call.
+        self.frames_out = False
         self._level: EventLevel = "off"
         self.level = level
         # A plain dict with every kind present: ``+= 1`` on it is several times cheaper than
@@ -212,6 +215,7 @@ class EventLog:
             raise ConfigError(f"event level must be one of {LEVELS}, got {level!r}")
         self._level = level
         self._enabled = _ENABLED_BY_LEVEL[level]
+        self.frames_out = EventKind.FRAME_OUT in self._enabled
 
     def enabled_for(self, kind: EventKind) -> bool:
         """True if an event of ``kind`` would be kept at the current level."""
@@ -397,6 +401,7 @@ class NullEventLog(EventLog):
             raise ConfigError("the null event log records nothing; give the part an EventLog")
         self._level = "off"
         self._enabled = frozenset()
+        self.frames_out = False
 
 
 #: The one :class:`NullEventLog`, shared by every part built without an event log.

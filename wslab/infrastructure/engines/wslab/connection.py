@@ -475,7 +475,8 @@ class WslabConnection(Connection):
             return False
         if not self._plain or self._paused or self._queue:
             return super().send_prepared(prepared)
-        data = prepared.wire(self._encode_unmasked)
+        # The shared bytes once encoded (by the first recipient): no call for the others.
+        data = prepared.frame or prepared.wire(self._encode_unmasked)
         size = len(data)
         counted = self._protocol_stats
         counted.messages_out += 1
@@ -488,8 +489,7 @@ class WslabConnection(Connection):
             self.transport.write(data)
         else:
             self._hold(data)
-        events = self.events
-        if events.enabled_for(EventKind.FRAME_OUT):
+        if self.events.frames_out:
             self._record_shared_frame(prepared, data, None)
         return True
 
