@@ -170,8 +170,11 @@ ALONE_GAP = 0.001
 CHECKPOINT_EVERY = 350
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
 def _to_us(ts: datetime) -> int:
-    delta = ts - datetime(1970, 1, 1, tzinfo=timezone.utc)
+    delta = ts - _EPOCH
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
