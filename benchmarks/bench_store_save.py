@@ -11,20 +11,26 @@ and, with fewer pages a save, a WAL checkpoint every 350 saves instead of 200.
 Both run in this process, in the same event loop, on fresh files, alternating old and new (ABBA
 order over ``--rounds`` rounds, so drift and background load hurt both alike). The old path is
 a copy of the old statements kept here, :class:`OldStore`; the new one is the store itself.
-Cases, each ``--saves`` saves into one room of a fresh file, drafts made before the clock starts:
+Cases, each ``--saves`` saves into a fresh file (one room unless said), drafts made before the
+clock starts:
 
 - **lone**: each save the way the hub writes one that comes alone, ``save()`` writing it at once
   in the loop, followed by one turn of the loop (where the WAL checkpoint the store schedules
   every :data:`CHECKPOINT_EVERY` saves runs on the database thread, as in the hub);
 - **lone, retention**: the same with ``retention=100`` and ``retention_batch=10``, a trim every
   tenth save;
+- **lone, 20 rooms**: the same, the saves taking turns over 20 rooms (each room's newest rows
+  in the middle of the table and its index, not at their ends);
+- **lone, 20 rooms, 100k**: the same into a file that already holds 100,000 messages (5,000 in
+  quick runs), copied from a template made once per side and synced before the run (the
+  indexes no longer fit SQLite's page cache; pages come from the OS cache);
 - **batch**: the saves of one loop turn, ``--batch`` per transaction, as a burst is written;
 - **loop only** (the floor): the same turns of the loop and calls, with no save.
 
 CPU is ``time.process_time()`` of this process (every thread: the checkpoints run on
 aiosqlite's), per save. The table gives the median of each side, its spread (min-max), and the
 ratio new / old of the medians, also net of the loop-only floor. After each run the file is
-checked: seqs 1..N without a gap.
+checked: each room's seqs 1..N without a gap.
 
     python benchmarks/bench_store_save.py [--saves 1500] [--rounds 11] [--batch 16] [--quick]
 
@@ -37,10 +43,13 @@ import argparse
 import asyncio
 import contextlib
 import math
+import os
+import shutil
 import sqlite3
 import statistics
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, ClassVar
@@ -161,10 +170,13 @@ class OldStore(SQLiteStore):
         )
 
 
-def drafts(count: int) -> list[MessageDraft]:
-    """Chat messages as the hub stores them (an id, a timestamp, 64 characters of text)."""
+def drafts(count: int, rooms: int = 1) -> list[MessageDraft]:
+    """Chat messages as the hub stores them (an id, a timestamp, 64 characters of text), taking
+    turns over ``rooms`` rooms."""
     return [
-        MessageDraft(room=ROOM, from_user="u1", from_username="Ada", content=f"{i:064d}")
+        MessageDraft(
+            room=f"{ROOM}{i % rooms}", from_user="u1", from_username="Ada", content=f"{i:064d}"
+        )
         for i in range(count)
     ]
 
@@ -191,8 +203,44 @@ Case = Callable[[SQLiteStore | None, list[MessageDraft], int], Coroutine[Any, An
 CASES: list[tuple[str, Case, dict[str, Any]]] = [
     ("lone", lone, {}),
     ("lone, retention", lone, {"retention": 100, "retention_batch": 10}),
+    ("lone, 20 rooms", lone, {"rooms": 20}),
+    ("lone, 20 rooms, 100k", lone, {"rooms": 20, "history": 100_000}),
     ("batch", batched, {}),
 ]
+
+
+async def make_template(side: str, path: Path, rows: int, rooms: int) -> None:
+    """A file of ``side``'s schema already holding ``rows`` messages over ``rooms`` rooms."""
+    store = OldStore(path) if side == "old" else SQLiteStore(path)
+    await store.open()  # the schema, by the store's own migrations
+    await store.close()
+    per_room = rows // rooms
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as conn:
+        conn.execute("BEGIN")
+        conn.executemany(
+            f"INSERT INTO messages ({_COLUMNS}) VALUES (?, ?, ?, 'u1', 'Ada', NULL, ?, 0, '')",
+            (
+                (uuid.uuid4().hex, f"{ROOM}{i % rooms}", i // rooms + 1, f"{i:064d}")
+                for i in range(per_room * rooms)
+            ),
+        )
+        if side == "old":  # schema 1 counted in room_seq; schema 2 reads the messages
+            conn.executemany(
+                "INSERT INTO room_seq (room, seq) VALUES (?, ?)",
+                ((f"{ROOM}{r}", per_room) for r in range(rooms)),
+            )
+        conn.execute("COMMIT")
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+def copy_synced(source: Path, target: Path) -> None:
+    """Copy a template and sync it, so no run pays for another file's writeback."""
+    shutil.copyfile(source, target)
+    fd = os.open(target, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 async def run(
@@ -200,9 +248,14 @@ async def run(
 ) -> float:
     """CPU microseconds per save of one run of ``case`` by ``side`` on a fresh file."""
     path = folder / f"{side}-{time.monotonic_ns()}.db"
-    batch = drafts(saves)
+    options = dict(options)
+    rooms = options.pop("rooms", 1)
+    history = options.pop("history", 0)
+    batch = drafts(saves, rooms)
     store: SQLiteStore | None = None
     if side != "floor":
+        if history:
+            copy_synced(folder / f"{side}-{history}.template", path)
         store = (OldStore if side == "old" else SQLiteStore)(path, **options)
         await store.open()
     try:
@@ -214,10 +267,16 @@ async def run(
             await store.close()
     if store is not None:
         with sqlite3.connect(path) as conn:
-            seqs = [r[0] for r in conn.execute("SELECT seq FROM messages ORDER BY seq")]
-        kept = options.get("retention")
-        assert seqs == list(range(seqs[0], saves + 1)), f"{side}: seqs with a gap"
-        assert kept is not None or seqs[0] == 1, f"{side}: messages missing"
+            for room in {draft.room for draft in batch}:
+                seqs = [
+                    r[0]
+                    for r in conn.execute(
+                        "SELECT seq FROM messages WHERE room = ? ORDER BY seq", (room,)
+                    )
+                ]
+                last = history // rooms + sum(draft.room == room for draft in batch)
+                assert seqs == list(range(seqs[0], last + 1)), f"{side}: seqs with a gap"
+                assert "retention" in options or seqs[0] == 1, f"{side}: messages missing"
     return took / saves * 1e6
 
 
@@ -244,6 +303,12 @@ async def main() -> None:
     print(header)
     with tempfile.TemporaryDirectory(prefix="bench-store-") as folder:
         for name, case, options in CASES:
+            history = options.get("history", 0) // (20 if args.quick else 1)
+            if history:
+                options = {**options, "history": history}
+                for side in ("old", "new"):
+                    template = Path(folder) / f"{side}-{history}.template"
+                    await make_template(side, template, history, options["rooms"])
             times: dict[str, list[float]] = {"old": [], "new": [], "floor": []}
             for number in range(rounds):
                 order = ["old", "new", "floor"] if number % 2 == 0 else ["floor", "new", "old"]
@@ -254,7 +319,7 @@ async def main() -> None:
             old, new, floor = (statistics.median(times[s]) for s in ("old", "new", "floor"))
             net = (new - floor) / (old - floor) if old > floor else math.nan
             print(
-                f"{name:<16} {old:>8.1f} {new:>8.1f} {floor:>7.1f} {new / old:>7.2f}x "
+                f"{name:<21} {old:>8.1f} {new:>8.1f} {floor:>7.1f} {new / old:>7.2f}x "
                 f"{net:>5.2f}x  old {spread(times['old'])}, new {spread(times['new'])}"
             )
     print("new/old: ratio of the medians; net: the same less the loop-only floor on both sides")
