@@ -552,6 +552,7 @@ class SQLiteStore(BaseStore):
         task.add_done_callback(self._trims.discard)
 
     async def _trim_on_thread(self, room: str, seq: int, cutoff: int) -> None:
+        """Delete ``room``'s messages up to ``cutoff`` and record it, in one transaction."""
         try:
             async with self._lock:
                 db = self._conn()
