@@ -44,14 +44,14 @@ async def test_wal_mode_and_schema_version(tmp_path: Path) -> None:
     path = tmp_path / "chat.db"
     async with SQLiteStore(path) as store:
         await store.save(draft())
-        assert store.schema_version == len(MIGRATIONS) == 1
+        assert store.schema_version == len(MIGRATIONS) == 2
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert user_version(path) == 1
+    assert user_version(path) == 2
     # Opening an up-to-date file again changes nothing.
     async with SQLiteStore(path) as store:
         assert await store.latest_seq("lobby") == 1
-    assert user_version(path) == 1
+    assert user_version(path) == 2
 
 
 async def test_an_old_schema_is_migrated_and_keeps_its_data(tmp_path: Path) -> None:
@@ -59,7 +59,7 @@ async def test_an_old_schema_is_migrated_and_keeps_its_data(tmp_path: Path) -> N
     async with SQLiteStore(path) as old:
         saved = await old.save(draft(content="from v1"))
     async with StoreV2(path) as new:
-        assert user_version(path) == 2
+        assert user_version(path) == len(MIGRATIONS) + 1
         assert (await new.history("lobby")).messages == (saved,)
         assert (await new.save(draft())).seq == 2
     with sqlite3.connect(path) as conn:
@@ -73,7 +73,7 @@ async def test_a_failed_migration_changes_nothing(tmp_path: Path) -> None:
         await store.save(draft())
     with pytest.raises(DependencyError):
         await BrokenMigration(path).open()
-    assert user_version(path) == 1
+    assert user_version(path) == len(MIGRATIONS)
     with sqlite3.connect(path) as conn:
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert "half_done" not in tables
@@ -134,47 +134,56 @@ _WRITER = textwrap.dedent(
     from wslab.integration.sqlite_store import SQLiteStore
     from wslab.integration.store import MessageDraft
 
-    async def main(path, name, count):
-        async with SQLiteStore(path, busy_timeout=30) as store:
+    async def main(path, name, count, retention):
+        async with SQLiteStore(path, busy_timeout=30, retention=retention) as store:
             print("ready", flush=True)
             sys.stdin.readline()  # start line: all writers begin together
             for i in range(count):
                 d = MessageDraft(room="lobby", from_user=name, from_username=name, content=str(i))
                 await store.save(d)
 
-    asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3])))
+    asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])))
     """
 )
+
+
+async def write_from_two_processes_too(
+    store: SQLiteStore, path: Path, per_writer: int, retention: int
+) -> None:
+    """Two writer processes and ``store`` each save ``per_writer`` messages at the same time."""
+    procs = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            _WRITER,
+            str(path),
+            f"proc{n}",
+            str(per_writer),
+            str(retention),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        for n in range(2)
+    ]
+    for proc in procs:
+        assert proc.stdout is not None and proc.stdin is not None
+        assert await proc.stdout.readline() == b"ready\n"
+    for proc in procs:
+        assert proc.stdin is not None
+        proc.stdin.write(b"go\n")
+        await proc.stdin.drain()
+    for i in range(per_writer):  # this process writes too, at the same time
+        await store.save(draft(content=str(i)))
+    assert [await p.wait() for p in procs] == [0, 0]
 
 
 @pytest.mark.timeout(120)
 async def test_several_processes_share_one_file_without_gaps(tmp_path: Path) -> None:
     path = tmp_path / "shared.db"
     per_writer = 40
-    async with SQLiteStore(path, busy_timeout=30) as store:
-        procs = [
-            await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-c",
-                _WRITER,
-                str(path),
-                f"proc{n}",
-                str(per_writer),
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-            )
-            for n in range(2)
-        ]
-        for proc in procs:
-            assert proc.stdout is not None and proc.stdin is not None
-            assert await proc.stdout.readline() == b"ready\n"
-        for proc in procs:
-            assert proc.stdin is not None
-            proc.stdin.write(b"go\n")
-            await proc.stdin.drain()
-        for i in range(per_writer):  # this process writes too, at the same time
-            await store.save(draft(content=str(i)))
-        assert [await p.wait() for p in procs] == [0, 0]
+    store = SQLiteStore(path, busy_timeout=30)
+    async with store:
+        await write_from_two_processes_too(store, path, per_writer, retention=10_000)
         total = 3 * per_writer
         page = await store.history("lobby", limit=100, since_seq=0)
         rest = await store.history("lobby", limit=100, since_seq=100)
@@ -280,3 +289,174 @@ async def test_a_resend_or_a_conflict_leaves_no_gap_in_the_seqs(tmp_path: Path) 
         assert (await store.save(draft(content="two"))).seq == 2
         assert (await store.latest_seq("other")) == 0
         assert (await store.save(draft(room="other", content="o"))).seq == 1
+
+
+@pytest.mark.timeout(120)
+async def test_several_processes_trimming_one_room_never_reuse_a_seq(tmp_path: Path) -> None:
+    path = tmp_path / "shared.db"
+    per_writer, keep = 40, 7  # every save past the seventh is a trim point, in every process
+    store = SQLiteStore(path, busy_timeout=30, retention=keep)
+    async with store:
+        await write_from_two_processes_too(store, path, per_writer, retention=keep)
+        total = 3 * per_writer
+        page = await store.history("lobby", limit=100, since_seq=0)
+        seqs = [m.seq for m in page.messages]
+        assert seqs == list(range(seqs[0], total + 1))  # no gap, the newest kept
+        assert len(seqs) >= keep and seqs[0] > 1
+        assert not page.complete  # the deleted ones are reported, not silently missing
+        assert await store.latest_seq("lobby") == total
+        assert (await store.save(draft(content="next"))).seq == total + 1
+
+
+def make_v1_file(path: Path) -> dict[str, str]:
+    """A file as schema version 1 left it: a counter row per room, bumped on every save.
+
+    ``lobby`` had seqs 1-6 and retention deleted 1-3; ``dm`` holds 1-2; ``emptied`` counted to 5
+    and lost its messages; returns the message ids by seq label.
+    """
+    ids = {f"lobby{n}": f"id-lobby-{n}" for n in (4, 5, 6)} | {"dm1": "id-dm-1", "dm2": "id-dm-2"}
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.executescript(MIGRATIONS[0])
+        conn.execute("PRAGMA user_version = 1")
+        conn.executemany(
+            "INSERT INTO room_seq (room, seq, trimmed_through) VALUES (?, ?, ?)",
+            [("lobby", 6, 3), ("dm", 2, 0), ("emptied", 5, 0)],
+        )
+        for label, message_id in ids.items():
+            room, seq = label[:-1], int(label[-1])
+            conn.execute(
+                "INSERT INTO messages (message_id, room, seq, from_user, from_username, to_user,"
+                " content, ts_us, origin_hub) VALUES (?, ?, ?, 'u1', 'Ada', NULL, ?, ?, '')",
+                (message_id, room, seq, f"{room} {seq}", 1_700_000_000_000_000 + seq),
+            )
+    finally:
+        conn.close()
+    return ids
+
+
+async def test_a_version_1_file_is_migrated_and_keeps_its_messages_seqs_and_trims(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "chat.db"
+    ids = make_v1_file(path)
+    async with SQLiteStore(path) as store:
+        assert user_version(path) == 2
+        page = await store.history("lobby", since_seq=0)
+        assert [(m.seq, m.content) for m in page.messages] == [(n, f"lobby {n}") for n in (4, 5, 6)]
+        assert not page.complete  # 1-3 were deleted by retention, and it is still known
+        assert (await store.history("lobby", since_seq=3)).complete
+        assert await store.latest_seq("lobby") == 6
+        assert await store.latest_seq("emptied") == 5
+        stored = await store.get(ids["dm2"])
+        assert stored is not None and stored.seq == 2 and stored.content == "dm 2"
+        assert stored.timestamp.microsecond == 2
+        # New saves go on from each room's seq: none is reused, not even in the emptied room.
+        assert (await store.save(draft(content="seven"))).seq == 7
+        assert (await store.save(draft(room="dm"))).seq == 3
+        assert (await store.save(draft(room="emptied"))).seq == 6
+        # A resend of a message stored before the migration gets it back and takes no seq.
+        resend = MessageDraft(
+            room="lobby", from_user="u1", from_username="Ada", content="lobby 5",
+            message_id=ids["lobby5"],
+        )  # fmt: skip
+        assert (await store.save(resend)).seq == 5
+        assert (await store.save(draft(content="eight"))).seq == 8
+    with sqlite3.connect(path) as conn:
+        table = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'messages'").fetchone()
+        assert "WITHOUT ROWID" in table[0]
+        assert conn.execute("SELECT count(*) FROM messages").fetchone()[0] == 5 + 4
+
+
+async def test_a_release_still_counting_in_room_seq_fails_on_a_migrated_file(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "chat.db"
+    old = sqlite3.connect(path, isolation_level=None)  # opened before the migration, kept open
+    try:
+        old.executescript(MIGRATIONS[0])
+        old.execute("PRAGMA user_version = 1")
+        async with SQLiteStore(path) as store:
+            await store.save(draft())
+        # Version 1's counter statement: it must fail, not number from a stale counter.
+        with pytest.raises(sqlite3.OperationalError, match="seq"):
+            old.execute(
+                "INSERT INTO room_seq (room, seq) VALUES ('lobby', 1) "
+                "ON CONFLICT (room) DO UPDATE SET seq = seq + 1 RETURNING seq"
+            ).fetchall()
+    finally:
+        old.close()
+
+
+async def test_two_stores_on_one_file_number_one_room_without_gaps(tmp_path: Path) -> None:
+    path = tmp_path / "chat.db"
+    async with (
+        SQLiteStore(path, retention=5, retention_batch=2) as one,
+        SQLiteStore(path, retention=5, retention_batch=2) as two,
+    ):
+        saved = []
+        for i in range(15):  # alternately, each on its own connection, trimming as it goes
+            saved.append(await (one if i % 2 else two).save(draft(content=f"m{i}")))
+            await asyncio.sleep(ALONE_GAP * 2)  # alone: written at once, in the loop
+        saved += await asyncio.gather(  # and both at once, in batches
+            *(store.save(draft(content=f"b{i}")) for i in range(10) for store in (one, two))
+        )
+        assert sorted(m.seq for m in saved) == list(range(1, 36))
+        page = await two.history("lobby", since_seq=0)
+        seqs = [m.seq for m in page.messages]
+        assert seqs == list(range(seqs[0], 36)) and 5 <= len(seqs) < 5 + 2
+        assert not page.complete
+        assert await one.latest_seq("lobby") == 35
+
+
+async def test_a_lone_save_leaves_the_write_lock_free(tmp_path: Path) -> None:
+    path = tmp_path / "chat.db"
+    async with SQLiteStore(path) as store:
+        other = sqlite3.connect(path, isolation_level=None, timeout=0)
+        try:
+            for content in ("new", "resent"):
+                await asyncio.sleep(ALONE_GAP * 2)
+                first = draft(content=content)
+                await store.save(first)
+                await store.save(first)  # a resend: a failed insert and a lookup
+                other.execute("BEGIN IMMEDIATE")  # at once: nothing of the saves holds the lock
+                other.execute("ROLLBACK")
+        finally:
+            other.close()
+
+
+async def test_a_trim_that_finds_the_lock_taken_is_done_on_the_database_thread(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "chat.db"
+    store = SQLiteStore(path, retention=3, retention_batch=1)
+    async with store:
+        for i in range(3):
+            await store.save(draft(content=f"m{i}"))
+        other = sqlite3.connect(path, isolation_level=None, timeout=0)
+        try:
+            assert store._sync is not None
+
+            def take_the_lock_before_the_trim(sql: str) -> None:
+                # Runs as the loop's connection starts a statement: the trim's BEGIN comes
+                # right after the message was committed, and now finds the lock taken.
+                if sql == "BEGIN IMMEDIATE" and not other.in_transaction:
+                    other.execute("BEGIN IMMEDIATE")
+
+            store._sync.set_trace_callback(take_the_lock_before_the_trim)
+            await asyncio.sleep(ALONE_GAP * 2)
+            saved = await store.save(draft(content="m3"))  # a trim point: delete seq 1
+            store._sync.set_trace_callback(None)
+            assert saved.seq == 4 and other.in_transaction  # stored, though the trim waits
+            other.execute("ROLLBACK")
+        finally:
+            other.close()
+        for _ in range(200):
+            page = await store.history("lobby", since_seq=0)
+            if page.messages[0].seq > 1:
+                break
+            await asyncio.sleep(0.01)
+        assert [m.seq for m in page.messages] == [2, 3, 4]
+        assert not page.complete
+        assert (await store.save(draft(content="m4"))).seq == 5

@@ -2,11 +2,18 @@
 
 How it keeps the store's promises:
 
-- **gap-free seq, also across processes**: a ``room_seq`` counter table holds each room's last
-  seq. ``save`` runs ``BEGIN IMMEDIATE`` (take the database's write lock up front), bumps the
-  counter, inserts the message and commits — one transaction, so a failure rolls the counter
-  back with the message, and two processes sharing the file take turns on the lock instead of
-  reading the same counter. ``busy_timeout`` makes a writer wait for the lock rather than fail.
+- **gap-free seq, also across processes**: a message's seq is one past its room's newest one,
+  read and written by one ``INSERT`` (the newest seq is one step down the ``(room, seq)`` key).
+  A statement that writes takes the database's write lock before it reads anything, so a save
+  alone is that one statement in autocommit — a transaction of its own, as atomic as
+  ``BEGIN IMMEDIATE`` … ``COMMIT`` around it and cheaper — and several saves share one
+  ``BEGIN IMMEDIATE`` transaction; either way two processes sharing the file take turns on the
+  lock instead of reading the same newest seq, and a save that fails leaves nothing behind (no
+  counter to roll back). ``room_seq`` keeps, per room, how far retention deleted
+  (``trimmed_through``) and the seq stored when it did (``seq_floor``, a lower bound of the
+  next one), written only when messages are deleted: retention never deletes a room's newest
+  message, so seqs are never reused after a trim. ``busy_timeout`` makes a writer wait for the
+  lock rather than fail.
 - **durability**: WAL journal with ``synchronous=NORMAL``. A committed message survives a crash
   of the process; a power loss or OS crash may lose the last few commits (WAL is synced at
   checkpoints, not on every commit). That is the usual trade for a chat history on one machine
@@ -35,6 +42,9 @@ How it keeps the store's promises:
   suspending; saves that come in a burst are batched per turn as above.
 - **schema**: created and migrated by wslab, versioned with ``PRAGMA user_version``; the
   migrations run inside ``BEGIN IMMEDIATE`` so two processes opening one new file cannot race.
+  Every process sharing a file must run the same schema version: an older release refuses a
+  newer file, and one already running when the file is migrated fails its saves loudly (its
+  counter column is gone) rather than counting wrong.
 """
 
 from __future__ import annotations
@@ -87,21 +97,84 @@ MIGRATIONS: tuple[str, ...] = (
         UNIQUE (room, seq)                           -- also the index history pages read
     );
     """,
+    # Version 2: fewer pages written per save. A save no longer bumps a counter: the next seq is
+    # one past the room's newest message (or past room_seq's floor, written when retention
+    # deletes messages); the column is renamed so that a release that still bumps it fails
+    # loudly instead of counting from a stale value. And messages are stored in (room, seq)
+    # order (WITHOUT ROWID), so an insert writes the row and the message_id index, not a rowid
+    # table and two indexes; history pages read one range of the table.
+    """
+    ALTER TABLE room_seq RENAME COLUMN seq TO seq_floor;
+    CREATE TABLE messages_v2 (
+        message_id    TEXT NOT NULL,
+        room          TEXT NOT NULL,
+        seq           INTEGER NOT NULL,
+        from_user     TEXT NOT NULL,
+        from_username TEXT NOT NULL,
+        to_user       TEXT,
+        content       TEXT NOT NULL,
+        ts_us         INTEGER NOT NULL,              -- microseconds since the epoch, UTC
+        origin_hub    TEXT NOT NULL,
+        PRIMARY KEY (room, seq)
+    ) WITHOUT ROWID;
+    INSERT INTO messages_v2
+        SELECT message_id, room, seq, from_user, from_username, to_user, content, ts_us,
+               origin_hub
+        FROM messages ORDER BY room, seq;
+    DROP TABLE messages;
+    ALTER TABLE messages_v2 RENAME TO messages;
+    CREATE UNIQUE INDEX messages_by_id ON messages (message_id);
+    """,
 )
 
 _COLUMNS = "message_id, room, seq, from_user, from_username, to_user, content, ts_us, origin_hub"
+#: The newest seq (0 if none) of the room in parameter ``{room}``: its newest message's (one
+#: step down the ``(room, seq)`` key), or the floor kept in ``room_seq`` if that is higher
+#: (it never is while retention keeps each room's newest message; the floor is what would
+#: survive a delete of every message).
+_LATEST = (
+    "max(coalesce((SELECT seq FROM messages WHERE room = {room} ORDER BY seq DESC LIMIT 1), 0), "
+    "coalesce((SELECT seq_floor FROM room_seq WHERE room = {room}), 0))"
+)
+#: One statement stores a draft with its room's next seq and returns that seq. Run outside a
+#: transaction it is a transaction of its own that takes the write lock before it reads
+#: (SQLite locks for writing when a writing statement starts), so two connections, in one
+#: process or two, never read the same newest seq. A message_id already stored makes it fail
+#: whole (IntegrityError): nothing written, no seq used. (``VALUES``, not ``SELECT``: an
+#: ``INSERT ... SELECT`` that reads its own table first copies the row into a temporary table.)
+_INSERT = (
+    f"INSERT INTO messages ({_COLUMNS}) "
+    f"VALUES (?1, ?2, {_LATEST.format(room='?2')} + 1, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING seq"
+)
+_SELECT_BY_ID = f"SELECT {_COLUMNS} FROM messages WHERE message_id = ?"
+#: Retention: delete the room's messages up to the cutoff and remember it (the room, the seq
+#: just stored, the cutoff), in one transaction so that a reader never sees the gap unmarked.
+_TRIM = "DELETE FROM messages WHERE room = ? AND seq <= ?"
+_TRIMMED = (
+    "INSERT INTO room_seq (room, seq_floor, trimmed_through) VALUES (?, ?, ?) "
+    "ON CONFLICT (room) DO UPDATE SET seq_floor = max(seq_floor, excluded.seq_floor), "
+    "trimmed_through = max(trimmed_through, excluded.trimmed_through)"
+)
+_COUNTERS = (
+    f"SELECT {_LATEST.format(room='?1')}, "
+    "coalesce((SELECT trimmed_through FROM room_seq WHERE room = ?1), 0)"
+)
 _SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 #: Saves written in one transaction at most (a turn with more starts another one at once).
 MAX_BATCH = 256
 #: A save this long (seconds) after the previous one is "alone": written at once, not batched.
 ALONE_GAP = 0.001
 #: Saves written by the loop's connection between two WAL checkpoints on the database thread
-#: (about SQLite's own default of 1,000 pages: a save writes four or five).
-CHECKPOINT_EVERY = 200
+#: (about SQLite's own default of 1,000 pages: a lone save writes two or three, a page split
+#: included; a checkpoint, two fsyncs, costs as much CPU as a few dozen saves).
+CHECKPOINT_EVERY = 350
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 def _to_us(ts: datetime) -> int:
-    delta = ts - datetime(1970, 1, 1, tzinfo=timezone.utc)
+    delta = ts - _EPOCH
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
@@ -110,18 +183,32 @@ def _from_us(us: int) -> datetime:
     return datetime.fromtimestamp(seconds, timezone.utc).replace(microsecond=micro)
 
 
-def _row(draft: Any, room: str, seq: int) -> tuple[Any, ...]:
-    """The values of one ``messages`` row, in ``_COLUMNS`` order (both save paths write it)."""
+def _params(draft: MessageDraft, room: str) -> tuple[Any, ...]:
+    """The parameters of :data:`_INSERT` for ``draft`` (every save path writes it)."""
     return (
         draft.message_id,
         room,
-        seq,
         draft.from_user,
         draft.from_username,
         draft.to_user,
         draft.content,
         _to_us(draft.timestamp),
         draft.origin_hub,
+    )
+
+
+def _stored(draft: MessageDraft, room: str, seq: int) -> StoredMessage:
+    """``draft`` as stored in ``room`` with ``seq``."""
+    return StoredMessage(
+        message_id=draft.message_id,
+        room=room,
+        seq=seq,
+        from_user=draft.from_user,
+        from_username=draft.from_username,
+        to_user=draft.to_user,
+        content=draft.content,
+        timestamp=draft.timestamp,
+        origin_hub=draft.origin_hub,
     )
 
 
@@ -180,6 +267,7 @@ class SQLiteStore(BaseStore):
         self._sync: sqlite3.Connection | None = None
         self._since_checkpoint = 0
         self._checkpoint: asyncio.Future[None] | None = None
+        self._trims: set[asyncio.Future[None]] = set()  # trims retried on the database thread
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self.path!r})"
@@ -239,9 +327,10 @@ class SQLiteStore(BaseStore):
 
     async def close(self) -> None:
         """Close the connection (waits for a running operation to finish)."""
-        if self._checkpoint is not None:
-            with contextlib.suppress(Exception):
-                await self._checkpoint
+        for pending in [self._checkpoint, *self._trims]:
+            if pending is not None:
+                with contextlib.suppress(Exception):
+                    await pending
         async with self._lock:
             db, self._db = self._db, None
             sync, self._sync = self._sync, None
@@ -381,31 +470,23 @@ class SQLiteStore(BaseStore):
     def _save_all(
         self, conn: sqlite3.Connection, drafts: list[MessageDraft]
     ) -> list[StoredMessage | BaseException]:
-        """On the database thread: store ``drafts`` in one transaction, in order."""
+        """Store ``drafts`` in order, in one transaction (in the loop or on the database thread).
+
+        A draft alone is one statement and no explicit transaction: :data:`_INSERT` is atomic by
+        itself, and ``BEGIN``/``COMMIT`` around it cost more than the insert.
+        """
+        if len(drafts) == 1:
+            return [self._save_alone(conn, drafts[0])]
         results: list[StoredMessage | BaseException] = []
         conn.execute("BEGIN IMMEDIATE")
         try:
             for draft in drafts:
-                # Inserted first, looked up only if its message_id is taken (a resend): the
-                # common case is one statement fewer than a lookup before every insert.
-                try:
-                    results.append(self._insert_now(conn, draft))
-                    continue
-                except sqlite3.IntegrityError:
-                    row = conn.execute(
-                        f"SELECT {_COLUMNS} FROM messages WHERE message_id = ?",
-                        (draft.message_id,),
-                    ).fetchone()
-                    if row is None:
-                        raise
-                    # The failed INSERT was undone by SQLite, the seq it took was not.
-                    conn.execute(
-                        "UPDATE room_seq SET seq = seq - 1 WHERE room = ?", (draft.storage_room,)
-                    )
-                try:
-                    results.append(self.existing_or_conflict(_row_to_message(tuple(row)), draft))
-                except WslabError as error:
-                    results.append(error)
+                result, cutoff = self._insert_now(conn, draft)
+                if cutoff is not None:
+                    assert isinstance(result, StoredMessage)
+                    conn.execute(_TRIM, (result.room, cutoff))
+                    conn.execute(_TRIMMED, (result.room, result.seq, cutoff))
+                results.append(result)
             conn.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
@@ -413,38 +494,79 @@ class SQLiteStore(BaseStore):
             raise
         return results
 
-    def _insert_now(self, conn: sqlite3.Connection, draft: MessageDraft) -> StoredMessage:
-        """:meth:`_insert`, on the database thread, inside the caller's transaction."""
-        room = draft.storage_room
-        seq = int(
-            conn.execute(
-                "INSERT INTO room_seq (room, seq) VALUES (?, 1) "
-                "ON CONFLICT (room) DO UPDATE SET seq = seq + 1 RETURNING seq",
-                (room,),
-            ).fetchone()[0]
-        )
-        conn.execute(
-            f"INSERT INTO messages ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            _row(draft, room, seq),
-        )
-        cutoff = self.trim_cutoff(room, seq)
+    def _save_alone(
+        self, conn: sqlite3.Connection, draft: MessageDraft
+    ) -> StoredMessage | WslabError:
+        """Store one draft with one autocommit statement, then trim if its seq says so."""
+        result, cutoff = self._insert_now(conn, draft)
         if cutoff is not None:
-            conn.execute("DELETE FROM messages WHERE room = ? AND seq <= ?", (room, cutoff))
-            conn.execute(
-                "UPDATE room_seq SET trimmed_through = max(trimmed_through, ?) WHERE room = ?",
-                (cutoff, room),
-            )
-        return StoredMessage(
-            message_id=draft.message_id,
-            room=room,
-            seq=seq,
-            from_user=draft.from_user,
-            from_username=draft.from_username,
-            to_user=draft.to_user,
-            content=draft.content,
-            timestamp=draft.timestamp,
-            origin_hub=draft.origin_hub,
-        )
+            assert isinstance(result, StoredMessage)
+            # The message is committed: a trim that cannot run now fails nothing, it is retried
+            # on the database thread (the loop's connection never waits for the lock) or left
+            # to the next batch point, which deletes everything up to its own cutoff.
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    conn.execute(_TRIM, (result.room, cutoff))
+                    conn.execute(_TRIMMED, (result.room, result.seq, cutoff))
+                    conn.execute("COMMIT")
+                except BaseException:
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                if conn is self._sync and _is_busy(exc):
+                    self._trim_later(result.room, result.seq, cutoff)
+                else:
+                    log.warning("retention trim of %s failed: %s", self.path, exc)
+        return result
+
+    def _insert_now(
+        self, conn: sqlite3.Connection, draft: MessageDraft
+    ) -> tuple[StoredMessage | WslabError, int | None]:
+        """Insert ``draft`` with its room's next seq, or find the message it resends.
+
+        Returns the save's result and the trim cutoff its new seq calls for (None: none, or
+        nothing inserted). In the caller's transaction if there is one, else its own.
+        """
+        room = draft.storage_room
+        # Inserted first, looked up only if its message_id is taken (a resend): the common case
+        # is one statement. fetchall() runs the statement to its end, which commits it when
+        # there is no transaction around it (a statement left half read would keep the lock).
+        try:
+            seq = int(conn.execute(_INSERT, _params(draft, room)).fetchall()[0][0])
+        except sqlite3.IntegrityError:
+            row = conn.execute(_SELECT_BY_ID, (draft.message_id,)).fetchone()
+            if row is None:
+                raise
+            try:
+                return self.existing_or_conflict(_row_to_message(tuple(row)), draft), None
+            except WslabError as error:
+                return error, None
+        return _stored(draft, room, seq), self.trim_cutoff(room, seq)
+
+    def _trim_later(self, room: str, seq: int, cutoff: int) -> None:
+        """Run a retention trim on the database thread, which waits for the lock."""
+        task = asyncio.ensure_future(self._trim_on_thread(room, seq, cutoff))
+        self._trims.add(task)
+        task.add_done_callback(self._trims.discard)
+
+    async def _trim_on_thread(self, room: str, seq: int, cutoff: int) -> None:
+        """Delete ``room``'s messages up to ``cutoff`` and record it, in one transaction."""
+        try:
+            async with self._lock:
+                db = self._conn()
+                try:
+                    await db.execute("BEGIN IMMEDIATE")
+                    await db.execute(_TRIM, (room, cutoff))
+                    await db.execute(_TRIMMED, (room, seq, cutoff))
+                    await db.execute("COMMIT")
+                except BaseException:
+                    await asyncio.shield(_rollback(db))
+                    raise
+        except (sqlite3.Error, DependencyError) as exc:
+            # The next batch point deletes up to its own cutoff, this one's rows included.
+            log.warning("retention trim of %s failed: %s", self.path, exc)
 
     async def _save(self, db: aiosqlite.Connection, draft: MessageDraft) -> StoredMessage:
         room = draft.storage_room
@@ -466,37 +588,16 @@ class SQLiteStore(BaseStore):
     async def _insert(
         self, db: aiosqlite.Connection, draft: MessageDraft, room: str
     ) -> StoredMessage:
-        """Bump the room's counter, insert the message, trim; inside the caller's transaction."""
-        async with db.execute(
-            "INSERT INTO room_seq (room, seq) VALUES (?, 1) "
-            "ON CONFLICT (room) DO UPDATE SET seq = seq + 1 RETURNING seq",
-            (room,),
-        ) as cur:
+        """Insert the message with the room's next seq, trim; inside the caller's transaction."""
+        async with db.execute(_INSERT, _params(draft, room)) as cur:
             row = await cur.fetchone()
         assert row is not None  # RETURNING always yields the row
         seq = int(row[0])
-        await db.execute(
-            f"INSERT INTO messages ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            _row(draft, room, seq),
-        )
         cutoff = self.trim_cutoff(room, seq)
         if cutoff is not None:
-            await db.execute("DELETE FROM messages WHERE room = ? AND seq <= ?", (room, cutoff))
-            await db.execute(
-                "UPDATE room_seq SET trimmed_through = max(trimmed_through, ?) WHERE room = ?",
-                (cutoff, room),
-            )
-        return StoredMessage(
-            message_id=draft.message_id,
-            room=room,
-            seq=seq,
-            from_user=draft.from_user,
-            from_username=draft.from_username,
-            to_user=draft.to_user,
-            content=draft.content,
-            timestamp=draft.timestamp,
-            origin_hub=draft.origin_hub,
-        )
+            await db.execute(_TRIM, (room, cutoff))
+            await db.execute(_TRIMMED, (room, seq, cutoff))
+        return _stored(draft, room, seq)
 
     async def purge(self, room: str) -> None:
         """Delete a room's messages and reset its seq (tests and teaching only)."""
@@ -518,9 +619,7 @@ class SQLiteStore(BaseStore):
 
     @staticmethod
     async def _get(db: aiosqlite.Connection, message_id: str) -> StoredMessage | None:
-        async with db.execute(
-            f"SELECT {_COLUMNS} FROM messages WHERE message_id = ?", (message_id,)
-        ) as cur:
+        async with db.execute(_SELECT_BY_ID, (message_id,)) as cur:
             row = await cur.fetchone()
         return None if row is None else _row_to_message(tuple(row))
 
@@ -563,9 +662,7 @@ class SQLiteStore(BaseStore):
 
     @staticmethod
     async def _counters(db: aiosqlite.Connection, room: str) -> tuple[int, int]:
-        async with db.execute(
-            "SELECT seq, trimmed_through FROM room_seq WHERE room = ?", (room,)
-        ) as cur:
+        async with db.execute(_COUNTERS, (room,)) as cur:
             row = await cur.fetchone()
         return (0, 0) if row is None else (int(row[0]), int(row[1]))
 
