@@ -7,6 +7,8 @@ test_postgres_store.py.
 from __future__ import annotations
 
 import asyncio
+import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -27,6 +29,7 @@ from wslab.integration.store import (
     StoredMessage,
     dm_room,
     format_timestamp,
+    new_message_id,
     parse_timestamp,
 )
 
@@ -85,6 +88,23 @@ def test_draft_defaults_give_a_fresh_id_and_utc_now() -> None:
     a, b = draft(), draft()
     assert a.message_id != b.message_id
     assert a.timestamp.tzinfo is not None and a.timestamp.utcoffset() == timedelta(0)
+
+
+def test_message_ids_are_uuid7s_that_sort_by_creation_time() -> None:
+    before = time.time_ns() // 1_000_000
+    ids = [new_message_id() for _ in range(2000)]
+    after = time.time_ns() // 1_000_000
+    assert len(set(ids)) == len(ids)
+    for text in ids[:50]:
+        parsed = uuid.UUID(hex=text)
+        assert parsed.version == 7 and parsed.variant == uuid.RFC_4122
+        assert parsed.hex == text and len(text) == 32
+        assert before <= parsed.int >> 80 <= after  # the first 48 bits: Unix milliseconds
+    # Made one after the other, they sort together (the index's newest page), never backwards
+    # by more than the millisecond they share.
+    stamps = [int(text[:12], 16) for text in ids]
+    assert stamps == sorted(stamps)
+    assert draft().message_id > ids[-1][:12]
 
 
 def test_draft_normalises_timestamp_to_utc_and_refuses_naive() -> None:

@@ -22,9 +22,9 @@ The model, in the order a message lives through it::
 Decisions every backend follows (the contract tests in ``tests/integration/test_store.py`` check
 them on both):
 
-- **message ids** are chosen by the caller (``MessageDraft`` makes a uuid4 hex by default). Saving
-  a draft whose ``message_id`` is already stored returns the stored message and consumes no
-  ``seq``; that is what makes the hub's retry queue safe. The same id with a different room,
+- **message ids** are chosen by the caller (``MessageDraft`` makes a time-ordered UUIDv7 hex
+  by default, :func:`new_message_id`). Saving a draft whose ``message_id`` is already stored
+  returns the stored message and consumes no ``seq``; that is what makes the hub's retry queue safe. The same id with a different room,
   sender, recipient or content is a :class:`ConflictError`.
 - **direct messages** are stored in a room of their own, :func:`dm_room` of the two user ids
   (``"dm:<a>:<b>"``, sorted), so a conversation has its own gap-free ``seq`` like any room and
@@ -48,7 +48,8 @@ them on both):
 from __future__ import annotations
 
 import abc
-import uuid
+import os
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -71,6 +72,7 @@ __all__ = [
     "StoredMessage",
     "dm_room",
     "format_timestamp",
+    "new_message_id",
     "parse_timestamp",
 ]
 
@@ -81,6 +83,28 @@ DEFAULT_RETENTION = 10_000
 # These keep a single row bounded whatever the caller does.
 MAX_CONTENT_LENGTH = 65_536
 MAX_ID_LENGTH = 512
+
+
+# -- message ids -----------------------------------------------------------------------------
+
+
+def new_message_id() -> str:
+    """A fresh message id: a UUID version 7 (RFC 9562) as 32 hex digits.
+
+    Its first 48 bits are the Unix time in milliseconds, the other 74 free bits random (from
+    ``os.urandom``, as ``uuid4`` draws them): unique as a uuid4 is, but ids made one after the
+    other sort together. That is what the stores' unique index on ``message_id`` wants: each
+    new id lands on the index's newest page instead of a random one, so a commit and a WAL
+    checkpoint write the same few pages again instead of one more random page per message.
+    """
+    value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10), "big")
+    # Version 7 in bits 76-79, the RFC variant (0b10) in bits 62-63.
+    value = (value & _CLEAR_VERSION_VARIANT) | _VERSION_7_VARIANT
+    return f"{value:032x}"
+
+
+_CLEAR_VERSION_VARIANT = ~((0xF << 76) | (0x3 << 62)) & ((1 << 128) - 1)
+_VERSION_7_VARIANT = (0x7 << 76) | (0x2 << 62)
 
 
 # -- timestamps (the wire format itself is wslab.foundation.wire's) ---------------------------
@@ -117,7 +141,7 @@ class MessageDraft:
     from_username: str
     content: str
     to_user: str | None = None
-    message_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    message_id: str = field(default_factory=new_message_id)
     timestamp: datetime = field(default_factory=utc_now)
     origin_hub: str = ""
 
