@@ -70,22 +70,29 @@ def start_hubs(
     """Start ``count`` hubs at once (each takes seconds to import); return each with its
     WebSocket URL, read from its banner."""
     command = hub_command(db, broker, prefix)
-    procs = [
-        subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        for _ in range(count)
-    ]
-    hubs = []
-    for proc in procs:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            match = WS_URL.search(line)
-            if match:
-                hubs.append((proc, match.group(1)))
-                break
-        else:
-            for other in procs:
-                stop_hub(other)
-            raise SystemExit(f"bench_crosshub: a hub did not start: {' '.join(command)}")
+    # A hub's stderr goes to a file of its own: read back only if it does not start.
+    with contextlib.ExitStack() as files:
+        errors = [files.enter_context(tempfile.TemporaryFile("w+")) for _ in range(count)]
+        procs = [
+            subprocess.Popen(command, stdout=subprocess.PIPE, stderr=error, text=True)
+            for error in errors
+        ]
+        hubs = []
+        for proc, error in zip(procs, errors, strict=True):
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                match = WS_URL.search(line)
+                if match:
+                    hubs.append((proc, match.group(1)))
+                    break
+            else:
+                for other in procs:
+                    stop_hub(other)
+                error.seek(0)
+                said = error.read()[-2000:].strip() or "(nothing on stderr)"
+                raise SystemExit(
+                    f"bench_crosshub: a hub did not start: {' '.join(command)}\n{said}"
+                )
     return hubs
 
 
