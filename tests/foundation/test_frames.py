@@ -496,3 +496,16 @@ def test_large_masked_frames_equal_header_plus_the_python_masking(size: int) -> 
     key = b"\x9a\x01\xfe\x42"
     expected = encode_header(Opcode.BINARY, size, mask_key=key) + apply_mask_python(payload, key)
     assert encode_frame(Frame(Opcode.BINARY, payload), key) == expected
+
+
+def test_payload_due_counts_what_is_left_of_the_frame_in_progress() -> None:
+    parser = FrameParser(require_mask=True)
+    wire = encode_frame(Frame(Opcode.BINARY, bytes(1000)), b"abcd")  # a 4-byte header here
+    assert parser.payload_due == 0
+    assert parser.feed(wire[:1]) == [] and parser.payload_due == 0  # header not complete yet
+    parser.feed(wire[1:8])  # the header (2 + 2 length + 4 mask) and no payload
+    assert parser.payload_due == 1000
+    parser.feed(wire[8:308])
+    assert parser.payload_due == 700
+    (frame,) = parser.feed(wire[308:])
+    assert frame.payload == bytes(1000) and parser.payload_due == 0

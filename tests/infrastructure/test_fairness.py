@@ -75,3 +75,27 @@ async def test_a_turn_parses_a_bounded_number_of_frames_not_bytes() -> None:
         assert FRAMES_PER_TURN <= parsed <= FRAMES_PER_TURN + READ_SLICE // len(PING) + 1, parsed
         assert side._backlog is not None  # type: ignore[attr-defined]  # the rest: next turn
         client.abort()
+
+
+async def test_tiny_frames_right_after_a_big_payload_are_still_bounded_per_turn() -> None:
+    """The rest of a big frame is fed in one go (payload holds no header); the frames that
+    follow it in the same read still stop after a turn's worth."""
+    accepted: asyncio.Future[Connection] = asyncio.get_running_loop().create_future()
+
+    async def handler(connection: Connection) -> None:
+        accepted.set_result(connection)
+        async for _ in connection:
+            pass
+
+    server = await serve(handler, engine="wslab")
+    async with server:
+        client = await connect(server.url)
+        side = await asyncio.wait_for(accepted, 10)
+        stats = side.protocol.stats  # type: ignore[attr-defined]
+        big = encode_frame(Frame(Opcode.BINARY, os.urandom(64 * 1024)), os.urandom(4))
+        before = stats.frames_in
+        side.data_received(big + PING * 20_000)  # type: ignore[attr-defined]
+        parsed = stats.frames_in - before
+        assert 1 + FRAMES_PER_TURN <= parsed <= 1 + FRAMES_PER_TURN + READ_SLICE // len(PING) + 1
+        assert side._backlog is not None  # type: ignore[attr-defined]
+        client.abort()

@@ -333,6 +333,16 @@ class FrameParser:
         """Bytes held by the parser: unparsed input plus the partial payload."""
         return len(self._buffer) + len(self._payload)
 
+    @property
+    def payload_due(self) -> int:
+        """Bytes still to come of the frame in progress (0 between frames).
+
+        They are payload, so they hold no frame header: a reader that bounds its work in frames
+        may feed them in one go.
+        """
+        header = self._header
+        return 0 if header is None else header[4] - len(self._payload)
+
     # -- internals ---------------------------------------------------------------------------------
 
     def release(self) -> None:

@@ -181,10 +181,14 @@ class WslabConnection(Connection):
         # is one C call). Slicing by bytes alone paused and resumed reading 16 times for every
         # 64 KiB message.
         stats = self.protocol.stats
+        parser = self.protocol.parser
         start = stats.frames_in
         while len(data) > READ_SLICE:
-            self._feed(data[:READ_SLICE])
-            data = data[READ_SLICE:]
+            # The rest of a frame in progress is payload, no header in it: it goes with the
+            # slice, so a 64 KiB message is two feeds, not sixteen.
+            size = READ_SLICE + parser.payload_due
+            self._feed(data[:size])
+            data = data[size:]
             if (
                 stats.frames_in - start >= FRAMES_PER_TURN
                 or "budget" in self._holds
