@@ -197,6 +197,61 @@ async def test_several_processes_share_one_file_without_gaps(tmp_path: Path) -> 
         }
 
 
+_OPENER = textwrap.dedent(
+    """
+    import asyncio, sys
+    from wslab.integration.sqlite_store import SQLiteStore
+
+    async def main(folder, files):
+        for n in range(files):
+            store = SQLiteStore(f"{folder}/new-{n}.db")
+            print("ready", flush=True)
+            sys.stdin.readline()  # both processes open the file together
+            await store.open()
+            await store.close()
+            print("opened", flush=True)
+
+    asyncio.run(main(sys.argv[1], int(sys.argv[2])))
+    """
+)
+
+
+@pytest.mark.timeout(120)
+async def test_two_processes_opening_one_new_file_together_both_open(tmp_path: Path) -> None:
+    # Two hubs started at once on a fresh file (as the cross-hub benchmark and a notebook do):
+    # switching a new file to WAL answered "database is locked" without waiting, one open in
+    # five failed. Each of 20 new files is opened by both processes at the same moment.
+    files = 20
+    procs = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            _OPENER,
+            str(tmp_path),
+            str(files),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        for _ in range(2)
+    ]
+    for _ in range(files):
+        for proc in procs:
+            assert proc.stdout is not None
+            assert await proc.stdout.readline() == b"ready\n"
+        for proc in procs:
+            assert proc.stdin is not None
+            proc.stdin.write(b"go\n")
+            await proc.stdin.drain()
+        for proc in procs:
+            assert proc.stdout is not None and proc.stderr is not None
+            line = await proc.stdout.readline()
+            if line != b"opened\n":
+                await proc.wait()
+                raise AssertionError((await proc.stderr.read()).decode()[-800:])
+    assert [await proc.wait() for proc in procs] == [0, 0]
+
+
 async def test_saves_of_one_loop_turn_share_a_transaction_and_fail_alone(tmp_path: Path) -> None:
     from wslab.foundation.errors import ConflictError
 

@@ -299,7 +299,7 @@ class SQLiteStore(BaseStore):
         try:
             await db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
             if self.path != ":memory:":
-                await db.execute("PRAGMA journal_mode = WAL")
+                await self._enter_wal(db)
             await db.execute(f"PRAGMA synchronous = {self.synchronous}")
             await db.execute("PRAGMA foreign_keys = ON")
             await self._migrate(db)
@@ -311,6 +311,25 @@ class SQLiteStore(BaseStore):
                 raise self.unavailable(exc, "open") from exc
             raise
         return db
+
+    async def _enter_wal(self, db: aiosqlite.Connection) -> None:
+        """Switch the file to WAL, waiting up to ``busy_timeout`` for another process's lock.
+
+        Switching a new file's journal mode needs the file to itself, and SQLite answers
+        "database is locked" at once instead of calling the busy handler: two hubs started
+        together on one new file failed to open one time in five. So it is retried here.
+        """
+        deadline = time.monotonic() + self.busy_timeout
+        delay = 0.005
+        while True:
+            try:
+                await db.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc) or time.monotonic() >= deadline:
+                    raise
+            await asyncio.sleep(delay)
+            delay = min(2 * delay, 0.1)
 
     def _connect_sync(self) -> sqlite3.Connection:
         """The loop's write connection: never waits for a lock, never checkpoints."""
