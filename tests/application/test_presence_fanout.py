@@ -168,3 +168,30 @@ def test_a_change_that_is_none_is_ignored() -> None:
     )
     fanout.changed(None, publish=True)
     assert PresenceChange("r", "u", "n", True).joined
+
+
+async def test_changes_of_one_turn_reach_each_member_in_one_write(
+    start_hub: StartHub, client_for: Connect, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from .test_chat_e2e import frames_in
+
+    hub = await start_hub(presence_broadcast_limit=LIMIT, **QUIET)
+    alice = await client_for(hub, "alice")
+    await presence_seen([alice])
+    written: list[bytes] = []
+    transport = hub.server.connections[alice.connection_id].transport  # type: ignore[attr-defined]
+    original = transport.write
+
+    def spy(data: bytes) -> None:
+        written.append(bytes(data))
+        original(data)
+
+    monkeypatch.setattr(transport, "write", spy)
+    # Two users arrive in the same turn (as a class logging in at once does).
+    tracker, fanout = hub.chat.presence, hub.chat.presence_fanout
+    fanout.changed(tracker.join("lobby", "u1", "Ada", "c1"), publish=False)
+    fanout.changed(tracker.join("lobby", "u2", "Bob", "c2"), publish=False)
+    await asyncio.sleep(0)  # the end of the turn
+    assert [frames_in(data) for data in written] == [2]
+    joined = [await alice.expect("presence:join", room="lobby") for _ in range(2)]
+    assert [m["user_id"] for m in joined] == ["u1", "u2"]

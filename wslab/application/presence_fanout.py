@@ -123,18 +123,30 @@ class PresenceFanout:
                 self._count_due.pop(room, None)
                 self._broadcast(room, self.snapshot(room))
                 continue
-            for was_present, change in users.values():
-                if was_present == change.joined:  # joined and left (or back) within the turn
-                    continue
-                self._broadcast(
-                    room,
-                    {
-                        "type": PRESENCE_JOIN if change.joined else PRESENCE_LEAVE,
-                        "room": room,
-                        "user_id": change.user_id,
-                        "username": change.username,
-                    },
-                )
+            messages = [
+                {
+                    "type": PRESENCE_JOIN if change.joined else PRESENCE_LEAVE,
+                    "room": room,
+                    "user_id": change.user_id,
+                    "username": change.username,
+                }
+                for was_present, change in users.values()
+                if was_present != change.joined  # not joined and left (or back) within the turn
+            ]
+            if len(messages) > 1:
+                # Several changes for one room in one turn (a class arriving at once): each
+                # member gets them in one socket write, not one write per change.
+                members = self.manager.members(room)
+                for member in members:
+                    member.cork()
+                try:
+                    for message in messages:
+                        self._broadcast(room, message)
+                finally:
+                    for member in members:
+                        member.uncork()
+            elif messages:
+                self._broadcast(room, messages[0])
         if outgoing:
             self._publish(
                 {
