@@ -509,3 +509,20 @@ def test_payload_due_counts_what_is_left_of_the_frame_in_progress() -> None:
     assert parser.payload_due == 700
     (frame,) = parser.feed(wire[308:])
     assert frame.payload == bytes(1000) and parser.payload_due == 0
+
+
+def test_span_ahead_is_one_frame_of_the_bytes_to_come() -> None:
+    parser = FrameParser(require_mask=True)
+    small = encode_frame(Frame(Opcode.TEXT, b"hi"), b"abcd")  # 2 + 4 + 2
+    medium = encode_frame(Frame(Opcode.BINARY, bytes(300)), b"abcd")  # 2 + 2 + 4 + 300
+    large = encode_frame(Frame(Opcode.BINARY, bytes(70_000)), b"abcd")  # 2 + 8 + 4 + 70,000
+    assert parser.span_ahead(small + medium) == 8
+    assert parser.span_ahead(medium) == 308
+    assert parser.span_ahead(large[:10]) == 70_014
+    assert parser.span_ahead(large[:9]) == 0  # the 64-bit length is not all here yet
+    assert parser.span_ahead(b"\x82") == 0
+    parser.feed(large[:5000])
+    assert parser.span_ahead(b"") == parser.payload_due == 70_014 - 5000
+    parser.feed(large[5000:])
+    parser.feed(small[:1])  # half a header buffered: the next bytes are not a frame's start
+    assert parser.span_ahead(small[1:]) == 0

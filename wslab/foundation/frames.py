@@ -343,6 +343,31 @@ class FrameParser:
         header = self._header
         return 0 if header is None else header[4] - len(self._payload)
 
+    def span_ahead(self, data: bytes | bytearray | memoryview) -> int:
+        """How many of ``data``'s bytes belong to one frame: the rest of the frame in progress,
+        or, between frames, the whole next frame if ``data`` holds its header (else 0).
+
+        A peek, checking nothing (:meth:`feed` does): those bytes hold one frame header at
+        most, so a reader that bounds its work in frames may feed them in one go, and a frame
+        that arrives whole in one read is unmasked straight out of it, copied once.
+        """
+        if self._header is not None:
+            return self.payload_due
+        if self._buffer or len(data) < 2:
+            return 0
+        second = data[1]
+        length = second & 0x7F
+        size = 2
+        if length == 126:
+            if len(data) < 4:
+                return 0
+            length, size = int.from_bytes(data[2:4], "big"), 4
+        elif length == 127:
+            if len(data) < 10:
+                return 0
+            length, size = int.from_bytes(data[2:10], "big"), 10
+        return size + (4 if second & _MASK_BIT else 0) + length
+
     # -- internals ---------------------------------------------------------------------------------
 
     def release(self) -> None:

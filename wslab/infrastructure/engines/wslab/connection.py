@@ -184,9 +184,10 @@ class WslabConnection(Connection):
         parser = self.protocol.parser
         start = stats.frames_in
         while len(data) > READ_SLICE:
-            # The rest of a frame in progress is payload, no header in it: it goes with the
-            # slice, so a 64 KiB message is two feeds, not sixteen.
-            size = READ_SLICE + parser.payload_due
+            # One frame's bytes (the rest of the one in progress, or the next if its header is
+            # here) hold one header at most: they go with the slice, so a 64 KiB message that
+            # arrived in one read is one feed, unmasked straight out of the read.
+            size = READ_SLICE + parser.span_ahead(data)
             self._feed(data[:size])
             data = data[size:]
             if (
