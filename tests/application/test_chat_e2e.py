@@ -513,3 +513,37 @@ async def test_a_lone_hub_publishes_nothing_and_a_second_hub_gets_every_message(
     ack = await say(alice, "now there is")
     got = await bob.expect("chat:message", message_id=ack["message_id"])
     assert got["content"] == "now there is" and got["seq"] == 2
+
+
+async def test_the_greeting_and_the_lobby_snapshot_leave_in_one_write(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new connection's greeting and lobby snapshot leave in one socket write, not two."""
+    from .conftest import open_client
+
+    written: list[bytes] = []
+    handler = hub.server.handler  # type: ignore[attr-defined]
+
+    async def spied(connection: Any) -> None:
+        # Upgraded (the 101 is out), not greeted yet: every write from here on is counted.
+        write = connection.transport.write
+
+        def spy(data: bytes) -> None:
+            written.append(bytes(data))
+            write(data)
+
+        connection.transport.write = spy
+        await handler(connection)
+
+    monkeypatch.setattr(hub.server, "handler", spied)
+    alice = await open_client(hub.ws_url, hub.token("alice"), name="alice")
+    try:
+        await alice.expect("presence:snapshot", room="lobby")
+        await alice.request({"type": "presence:list", "room": "lobby"})
+        # Everything before the reply came in one write: the greeting, the snapshot (and her
+        # own presence:join, announced while the lobby join finished); then the reply. It was
+        # four writes.
+        assert len(written) == 2
+        assert frames_in(written[0]) >= 2 and frames_in(written[1]) == 1
+    finally:
+        await alice.close()

@@ -263,6 +263,8 @@ class ChatService(CrossHubRelay):
         try:
             # Before the greeting: a direct message stored after it reaches this hub live.
             await self.routing.user_connected(identity.user_id)
+            # The greeting and the lobby's snapshot leave in one socket write (uncorked below).
+            connection.cork()
             self.send(
                 connection,
                 {
@@ -276,7 +278,10 @@ class ChatService(CrossHubRelay):
                 },
             )
             self.auth.watch_expiry(session, lambda message: self.send(connection, message))
-            await self._join(session, DEFAULT_ROOM)
+            try:
+                await self._join(session, DEFAULT_ROOM)
+            finally:
+                connection.uncork()
         except BaseException:
             # The caller cleans up only sessions it was given: undo this one here.
             await self.close_session(session)
