@@ -61,6 +61,7 @@ from wslab.integration.sqlite_store import (
     SQLiteStore,
     _is_busy,
     _row_to_message,
+    _stored,
     _to_us,
 )
 from wslab.integration.store import MessageDraft, StoredMessage
@@ -157,17 +158,7 @@ class OldStore(SQLiteStore):
                 "UPDATE room_seq SET trimmed_through = max(trimmed_through, ?) WHERE room = ?",
                 (cutoff, room),
             )
-        return StoredMessage(
-            message_id=draft.message_id,
-            room=room,
-            seq=seq,
-            from_user=draft.from_user,
-            from_username=draft.from_username,
-            to_user=draft.to_user,
-            content=draft.content,
-            timestamp=draft.timestamp,
-            origin_hub=draft.origin_hub,
-        )
+        return _stored(draft, room, seq)
 
 
 def drafts(count: int, rooms: int = 1) -> list[MessageDraft]:

@@ -515,3 +515,38 @@ async def test_a_trim_that_finds_the_lock_taken_is_done_on_the_database_thread(
         assert [m.seq for m in page.messages] == [2, 3, 4]
         assert not page.complete
         assert (await store.save(draft(content="m4"))).seq == 5
+
+
+async def test_trims_waiting_for_the_lock_are_one_per_room_and_the_latest_cutoff_wins(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "chat.db"
+    store = SQLiteStore(path, retention=3, retention_batch=1, busy_timeout=10)
+    async with store:
+        for i in range(3):
+            await store.save(draft(content=f"m{i}"))
+        other = sqlite3.connect(path, isolation_level=None, timeout=0)
+        try:
+            assert store._sync is not None
+
+            def take_the_lock_before_the_trim(sql: str) -> None:
+                if sql == "BEGIN IMMEDIATE" and not other.in_transaction:
+                    other.execute("BEGIN IMMEDIATE")
+
+            store._sync.set_trace_callback(take_the_lock_before_the_trim)
+            # Five trim points while another writer keeps the lock: one trim waits, not five.
+            for i in range(3, 8):
+                await asyncio.sleep(ALONE_GAP * 2)
+                if other.in_transaction:
+                    other.execute("ROLLBACK")  # let this save in; the trim finds it taken again
+                await store.save(draft(content=f"m{i}"))
+            store._sync.set_trace_callback(None)
+            assert len(store._trims) == 1
+            other.execute("ROLLBACK")
+        finally:
+            other.close()
+        await asyncio.gather(*store._trims.values())
+        await store.save(draft(content="m8"))  # the next trim point deletes up to its cutoff
+        page = await store.history("lobby", since_seq=0)
+        assert [m.seq for m in page.messages] == [7, 8, 9]
+        assert not page.complete

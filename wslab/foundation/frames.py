@@ -361,11 +361,11 @@ class FrameParser:
         if length == 126:
             if len(data) < 4:
                 return 0
-            length, size = int.from_bytes(data[2:4], "big"), 4
+            (length,), size = _U16.unpack_from(data, 2), 4
         elif length == 127:
             if len(data) < 10:
                 return 0
-            length, size = int.from_bytes(data[2:10], "big"), 10
+            (length,), size = _U64.unpack_from(data, 2), 10
         return size + (4 if second & _MASK_BIT else 0) + length
 
     # -- internals ---------------------------------------------------------------------------------

@@ -267,7 +267,9 @@ class SQLiteStore(BaseStore):
         self._sync: sqlite3.Connection | None = None
         self._since_checkpoint = 0
         self._checkpoint: asyncio.Future[None] | None = None
-        self._trims: set[asyncio.Future[None]] = set()  # trims retried on the database thread
+        # Trims retried on the database thread, at most one per room: a later cutoff covers an
+        # earlier one, so a room whose trim is pending skips the next (bounded by the rooms).
+        self._trims: dict[str, asyncio.Future[None]] = {}
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self.path!r})"
@@ -346,7 +348,7 @@ class SQLiteStore(BaseStore):
 
     async def close(self) -> None:
         """Close the connection (waits for a running operation to finish)."""
-        for pending in [self._checkpoint, *self._trims]:
+        for pending in [self._checkpoint, *self._trims.values()]:
             if pending is not None:
                 with contextlib.suppress(Exception):
                     await pending
@@ -503,8 +505,7 @@ class SQLiteStore(BaseStore):
                 result, cutoff = self._insert_now(conn, draft)
                 if cutoff is not None:
                     assert isinstance(result, StoredMessage)
-                    conn.execute(_TRIM, (result.room, cutoff))
-                    conn.execute(_TRIMMED, (result.room, result.seq, cutoff))
+                    _trim(conn, result.room, result.seq, cutoff)
                 results.append(result)
             conn.execute("COMMIT")
         except BaseException:
@@ -526,8 +527,7 @@ class SQLiteStore(BaseStore):
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
-                    conn.execute(_TRIM, (result.room, cutoff))
-                    conn.execute(_TRIMMED, (result.room, result.seq, cutoff))
+                    _trim(conn, result.room, result.seq, cutoff)
                     conn.execute("COMMIT")
                 except BaseException:
                     with contextlib.suppress(sqlite3.Error):
@@ -566,9 +566,11 @@ class SQLiteStore(BaseStore):
 
     def _trim_later(self, room: str, seq: int, cutoff: int) -> None:
         """Run a retention trim on the database thread, which waits for the lock."""
+        if room in self._trims:
+            return  # the pending one, or the next batch point, deletes up to a later cutoff
         task = asyncio.ensure_future(self._trim_on_thread(room, seq, cutoff))
-        self._trims.add(task)
-        task.add_done_callback(self._trims.discard)
+        self._trims[room] = task
+        task.add_done_callback(lambda _: self._trims.pop(room, None))
 
     async def _trim_on_thread(self, room: str, seq: int, cutoff: int) -> None:
         """Delete ``room``'s messages up to ``cutoff`` and record it, in one transaction."""
@@ -705,6 +707,12 @@ class SQLiteStore(BaseStore):
                     return (await cur.fetchone()) is not None
         except (sqlite3.Error, DependencyError, ValueError):
             return False
+
+
+def _trim(conn: sqlite3.Connection, room: str, seq: int, cutoff: int) -> None:
+    """Retention: delete ``room``'s messages up to ``cutoff``, remember it (caller's transaction)."""
+    conn.execute(_TRIM, (room, cutoff))
+    conn.execute(_TRIMMED, (room, seq, cutoff))
 
 
 def _settle(

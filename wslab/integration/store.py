@@ -24,8 +24,9 @@ them on both):
 
 - **message ids** are chosen by the caller (``MessageDraft`` makes a time-ordered UUIDv7 hex
   by default, :func:`new_message_id`). Saving a draft whose ``message_id`` is already stored
-  returns the stored message and consumes no ``seq``; that is what makes the hub's retry queue safe. The same id with a different room,
-  sender, recipient or content is a :class:`ConflictError`.
+  returns the stored message and consumes no ``seq``; that is what makes the hub's retry queue
+  safe. The same id with a different room, sender, recipient or content is a
+  :class:`ConflictError`.
 - **direct messages** are stored in a room of their own, :func:`dm_room` of the two user ids
   (``"dm:<a>:<b>"``, sorted), so a conversation has its own gap-free ``seq`` like any room and
   ``direct_history`` is ``history`` of that room. ``StoredMessage.room`` is that key.
