@@ -302,3 +302,35 @@ async def pg_proxy(postgres_dsn: str) -> AsyncIterator[TcpProxy]:
     """
     async with TcpProxy.for_url(postgres_dsn) as proxy:
         yield proxy
+
+
+# -- socket writes, counted -----------------------------------------------------------------------
+
+
+def record_writes(transport: Any) -> list[bytes]:
+    """Every ``transport.write`` from now on, as written (the bytes still go out)."""
+    written: list[bytes] = []
+    write = transport.write
+
+    def recorded(data: bytes) -> None:
+        written.append(bytes(data))
+        write(data)
+
+    transport.write = recorded
+    return written
+
+
+def frames_in(data: bytes) -> int:
+    """How many whole server frames (unmasked) ``data`` holds, read from their headers."""
+    count = offset = 0
+    while offset < len(data):
+        length = data[offset + 1] & 0x7F
+        header = 2
+        if length == 126:
+            length, header = int.from_bytes(data[offset + 2 : offset + 4], "big"), 4
+        elif length == 127:
+            length, header = int.from_bytes(data[offset + 2 : offset + 10], "big"), 10
+        offset += header + length
+        count += 1
+    assert offset == len(data)
+    return count

@@ -17,7 +17,7 @@ from wslab.foundation.errors import ConnectionClosed, HandshakeError
 from wslab.hub import Hub
 from wslab.testing import wait_until
 
-from .conftest import WAIT, Connect, RawClient, StartHub, both_engines
+from .conftest import WAIT, Connect, RawClient, StartHub, both_engines, frames_in, record_writes
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -95,41 +95,17 @@ async def test_the_senders_own_copy_comes_just_before_its_ack(hub: Hub, client_f
 
 
 async def test_the_senders_own_copy_and_its_ack_leave_in_one_write(
-    hub: Hub, client_for: Connect, monkeypatch: pytest.MonkeyPatch
+    hub: Hub, client_for: Connect
 ) -> None:
     """One socket write per message for the sender (the copy, then the ack), not two."""
     alice = await client_for(hub, "alice")
     bob = await client_for(hub, "bob")
-    written: list[bytes] = []
-    transport = hub.server.connections[alice.connection_id].transport  # type: ignore[attr-defined]
-    original = transport.write
-
-    def spy(data: bytes) -> None:
-        written.append(bytes(data))
-        original(data)
-
-    monkeypatch.setattr(transport, "write", spy)
+    written = record_writes(hub.server.connections[alice.connection_id].transport)  # type: ignore[attr-defined]
     ack = await say(alice, "one write")
     await bob.expect("chat:message", message_id=ack["message_id"])
     # Alice's socket got one write for the whole exchange: two frames, her copy then the ack
     # (their order on the wire: test_the_senders_own_copy_comes_just_before_its_ack).
     assert [frames_in(data) for data in written] == [2]
-
-
-def frames_in(data: bytes) -> int:
-    """How many whole server frames (unmasked) ``data`` holds, read from their headers."""
-    count = offset = 0
-    while offset < len(data):
-        length = data[offset + 1] & 0x7F
-        header = 2
-        if length == 126:
-            length, header = int.from_bytes(data[offset + 2 : offset + 4], "big"), 4
-        elif length == 127:
-            length, header = int.from_bytes(data[offset + 2 : offset + 10], "big"), 10
-        offset += header + length
-        count += 1
-    assert offset == len(data)
-    return count
 
 
 async def test_each_room_has_its_own_seq_and_members(hub: Hub, client_for: Connect) -> None:
@@ -521,18 +497,12 @@ async def test_the_greeting_and_the_lobby_snapshot_leave_in_one_write(
     """A new connection's greeting and lobby snapshot leave in one socket write, not two."""
     from .conftest import open_client
 
-    written: list[bytes] = []
+    recorded: list[list[bytes]] = []
     handler = hub.server.handler  # type: ignore[attr-defined]
 
     async def spied(connection: Any) -> None:
         # Upgraded (the 101 is out), not greeted yet: every write from here on is counted.
-        write = connection.transport.write
-
-        def spy(data: bytes) -> None:
-            written.append(bytes(data))
-            write(data)
-
-        connection.transport.write = spy
+        recorded.append(record_writes(connection.transport))
         await handler(connection)
 
     monkeypatch.setattr(hub.server, "handler", spied)
@@ -543,6 +513,7 @@ async def test_the_greeting_and_the_lobby_snapshot_leave_in_one_write(
         # Everything before the reply came in one write: the greeting, the snapshot (and her
         # own presence:join, announced while the lobby join finished); then the reply. It was
         # four writes.
+        (written,) = recorded
         assert len(written) == 2
         assert frames_in(written[0]) >= 2 and frames_in(written[1]) == 1
     finally:

@@ -19,7 +19,7 @@ from wslab.hub import Hub
 from wslab.infrastructure.manager import ConnectionManager
 from wslab.infrastructure.metrics import Metrics
 
-from .conftest import Connect, RawClient, StartHub
+from .conftest import Connect, RawClient, StartHub, frames_in, record_writes
 
 LIMIT = 4
 #: No periodic counts during a test unless it asks for them.
@@ -171,22 +171,12 @@ def test_a_change_that_is_none_is_ignored() -> None:
 
 
 async def test_changes_of_one_turn_reach_each_member_in_one_write(
-    start_hub: StartHub, client_for: Connect, monkeypatch: pytest.MonkeyPatch
+    start_hub: StartHub, client_for: Connect
 ) -> None:
-    from .test_chat_e2e import frames_in
-
     hub = await start_hub(presence_broadcast_limit=LIMIT, **QUIET)
     alice = await client_for(hub, "alice")
     await presence_seen([alice])
-    written: list[bytes] = []
-    transport = hub.server.connections[alice.connection_id].transport  # type: ignore[attr-defined]
-    original = transport.write
-
-    def spy(data: bytes) -> None:
-        written.append(bytes(data))
-        original(data)
-
-    monkeypatch.setattr(transport, "write", spy)
+    written = record_writes(hub.server.connections[alice.connection_id].transport)  # type: ignore[attr-defined]
     # Two users arrive in the same turn (as a class logging in at once does).
     tracker, fanout = hub.chat.presence, hub.chat.presence_fanout
     fanout.changed(tracker.join("lobby", "u1", "Ada", "c1"), publish=False)
