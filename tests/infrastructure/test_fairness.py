@@ -10,7 +10,9 @@ and the flooder is never judged: it ended with the heartbeat's 1011 instead of 1
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+from collections.abc import AsyncIterator
 
 from wslab.foundation.codes import Opcode
 from wslab.foundation.frames import Frame, encode_frame
@@ -22,8 +24,11 @@ PING = encode_frame(Frame(Opcode.PING, b"p"), os.urandom(4))  # 7 bytes on the w
 BURST = 200
 
 
-async def test_the_rest_of_a_big_read_waits_for_the_budget() -> None:
-    limits = ConnectionLimits(max_frames_per_second=BURST, frame_burst=BURST, close_timeout=1.0)
+@contextlib.asynccontextmanager
+async def served_pair(
+    limits: ConnectionLimits | None = None,
+) -> AsyncIterator[tuple[Connection, Connection]]:
+    """A wslab server reading everything one client sends: (the client, the server's side)."""
     accepted: asyncio.Future[Connection] = asyncio.get_running_loop().create_future()
 
     async def handler(connection: Connection) -> None:
@@ -34,7 +39,15 @@ async def test_the_rest_of_a_big_read_waits_for_the_budget() -> None:
     server = await serve(handler, engine="wslab", limits=limits)
     async with server:
         client = await connect(server.url)
-        side = await asyncio.wait_for(accepted, 10)
+        try:
+            yield client, await asyncio.wait_for(accepted, 10)
+        finally:
+            client.abort()
+
+
+async def test_the_rest_of_a_big_read_waits_for_the_budget() -> None:
+    limits = ConnectionLimits(max_frames_per_second=BURST, frame_burst=BURST, close_timeout=1.0)
+    async with served_pair(limits) as (client, side):
         flood = PING * (256 * 1024 // len(PING))
         client.transport.write(flood)  # type: ignore[attr-defined]
         while side.protocol.stats.frames_in == 0:  # type: ignore[attr-defined]
@@ -45,24 +58,13 @@ async def test_the_rest_of_a_big_read_waits_for_the_budget() -> None:
         # The burst, and at most the slice that went into debt (plus one straddling slice).
         assert parsed <= BURST + 2 * (READ_SLICE // len(PING) + 1), parsed
         assert parsed < len(flood) // len(PING)
-        client.abort()
 
 
 async def test_a_turn_parses_a_bounded_number_of_frames_not_bytes() -> None:
     """A 256 KiB message in one frame is parsed in the turn its bytes arrive (no pause, no
     yield: per-frame work is what a flood multiplies); the same bytes as tiny frames stop after
     a turn's worth of frames, the rest left for the next turn."""
-    accepted: asyncio.Future[Connection] = asyncio.get_running_loop().create_future()
-
-    async def handler(connection: Connection) -> None:
-        accepted.set_result(connection)
-        async for _ in connection:
-            pass
-
-    server = await serve(handler, engine="wslab")
-    async with server:
-        client = await connect(server.url)
-        side = await asyncio.wait_for(accepted, 10)
+    async with served_pair() as (_, side):
         stats = side.protocol.stats  # type: ignore[attr-defined]
         big = encode_frame(Frame(Opcode.BINARY, os.urandom(256 * 1024)), os.urandom(4))
         before = stats.frames_in
@@ -74,23 +76,12 @@ async def test_a_turn_parses_a_bounded_number_of_frames_not_bytes() -> None:
         parsed = stats.frames_in - before
         assert FRAMES_PER_TURN <= parsed <= FRAMES_PER_TURN + READ_SLICE // len(PING) + 1, parsed
         assert side._backlog is not None  # type: ignore[attr-defined]  # the rest: next turn
-        client.abort()
 
 
 async def test_tiny_frames_right_after_a_big_payload_are_still_bounded_per_turn() -> None:
     """The rest of a big frame is fed in one go (payload holds no header); the frames that
     follow it in the same read still stop after a turn's worth."""
-    accepted: asyncio.Future[Connection] = asyncio.get_running_loop().create_future()
-
-    async def handler(connection: Connection) -> None:
-        accepted.set_result(connection)
-        async for _ in connection:
-            pass
-
-    server = await serve(handler, engine="wslab")
-    async with server:
-        client = await connect(server.url)
-        side = await asyncio.wait_for(accepted, 10)
+    async with served_pair() as (_, side):
         stats = side.protocol.stats  # type: ignore[attr-defined]
         big = encode_frame(Frame(Opcode.BINARY, os.urandom(64 * 1024)), os.urandom(4))
         before = stats.frames_in
@@ -98,4 +89,3 @@ async def test_tiny_frames_right_after_a_big_payload_are_still_bounded_per_turn(
         parsed = stats.frames_in - before
         assert 1 + FRAMES_PER_TURN <= parsed <= 1 + FRAMES_PER_TURN + READ_SLICE // len(PING) + 1
         assert side._backlog is not None  # type: ignore[attr-defined]
-        client.abort()
