@@ -44,6 +44,7 @@ from wslab.client import (
 from wslab.foundation.codes import CloseCode, ErrorCode
 from wslab.foundation.errors import (
     AuthenticationError,
+    ConnectionBroken,
     ConnectionClosed,
     DegradedError,
     NotFoundError,
@@ -294,6 +295,22 @@ async def test_4001_during_connect_raises_authentication_error(scripted: Scripte
     scripted.close_with = CloseCode.AUTHENTICATION_FAILED
     with pytest.raises(AuthenticationError):
         await ChatClient(scripted.url, token="bad").connect()
+
+
+async def test_a_close_while_connect_joins_its_rooms_fails_connect_with_the_close(
+    scripted: ScriptedHub,
+) -> None:
+    # The hub greets, then closes before answering the lobby join (its heartbeat gave up on a
+    # slow link): connect() must fail with that close, not wait out the request timeout.
+    async def close_instead(connection: Connection, message: dict[str, Any]) -> Reply:
+        await connection.close(CloseCode.INTERNAL_ERROR, "no pong")
+        return None
+
+    scripted.overrides["room:join"] = close_instead
+    client = ChatClient(scripted.url, token="t", reconnect=False, request_timeout=20)
+    with pytest.raises(ConnectionBroken) as caught:
+        await client.connect()
+    assert caught.value.close_code == CloseCode.INTERNAL_ERROR
 
 
 @pytest.mark.parametrize("code", [CloseCode.AUTHENTICATION_FAILED, CloseCode.FORBIDDEN])

@@ -464,8 +464,21 @@ class ChatClient:
         self._link.conn = conn
         info = self.connection_info = Connected.from_wire(hello)
         self._reader = asyncio.ensure_future(self._read_loop(conn))
+        # What is pending fails as soon as this connection ends, whoever waits on it: also
+        # while connect() is still joining its rooms, before the supervisor runs (a hub that
+        # closed the connection then left connect() waiting out its request timeout).
+        self._reader.add_done_callback(lambda _: self._connection_ended(conn))
         self._link.connected.set()
         self._inbox.put(info)
+
+    def _connection_ended(self, conn: Connection) -> None:
+        self._requests.fail_pending(
+            ConnectionBroken(
+                "the connection to the hub ended",
+                close_code=conn.close_code,
+                reason=conn.close_reason,
+            )
+        )
 
     # -- staying connected ------------------------------------------------------------------------
 
@@ -479,9 +492,7 @@ class ChatClient:
             reason = conn.close_reason if conn is not None else ""
             self._link.conn = None
             self._link.connected.clear()
-            self._requests.fail_pending(
-                ConnectionBroken("the connection to the hub ended", close_code=code, reason=reason)
-            )
+            # What was pending has failed already (_connection_ended, when the reader ended).
             if self._link.closing:
                 return
             final = code in FINAL_CLOSE_CODES or not self.reconnect

@@ -26,6 +26,14 @@ async def test_a_timeout_below_the_jittery_round_trip_kills_a_healthy_client() -
 
 
 @pytest.mark.slow
+async def test_a_timeout_that_kills_the_client_while_it_connects_gets_the_same_hint() -> None:
+    # 0.25 s + 0.05 s: the hub gives up on the healthy client before its lobby join is
+    # answered. That is the same mistake, and the same hint, not a client error.
+    with pytest.raises(AssertionError, match="healthy client"):
+        await check_live_heartbeat_exercise(0.25, 0.05)
+
+
+@pytest.mark.slow
 async def test_a_slow_heartbeat_finds_the_silent_client_too_late() -> None:
     with pytest.raises(AssertionError, match="silent client was closed"):
         await check_live_heartbeat_exercise(2.0, 1.6)

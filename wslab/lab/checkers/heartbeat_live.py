@@ -72,6 +72,7 @@ def _seconds(value: object, name: str) -> float:
 async def live_heartbeat_run(ping_interval: float, pong_timeout: float) -> LiveHeartbeatRun:
     """Run the workload against a hub with these settings; everything is stopped at the end."""
     from wslab.client import ChatClient
+    from wslab.foundation.errors import ConnectionBroken
     from wslab.hub import Hub
     from wslab.infrastructure.events import EventKind
     from wslab.lab.faults import TcpProxy, ZombieClient
@@ -89,7 +90,12 @@ async def live_heartbeat_run(ping_interval: float, pong_timeout: float) -> LiveH
         healthy = zombie = None
         try:
             healthy = ChatClient(proxy.url_for(hub.ws_url), token=hub.token("hana"), reconnect=False)
-            await healthy.connect()
+            try:
+                await healthy.connect()
+            except ConnectionBroken as closed:
+                # Closed before it had even joined the lobby: a timeout that short kills every
+                # client on this link at once.
+                return LiveHeartbeatRun(None, None, closed.close_code or 1006, 0, 0.0)
             info = healthy.connection_info
             assert info is not None  # connect() returned, so the greeting came
             healthy_id = info.connection_id
